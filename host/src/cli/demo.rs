@@ -1,0 +1,161 @@
+//! `wasmtx demo`: a guided tour on embedded SQLite that needs no set-up.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use sqlx::{Connection, Row, SqliteConnection};
+use wasmtx::config::Config;
+use wasmtx::coordinator::{Coordinator, ScriptLogic};
+use wasmtx::participant::ParticipantSpec;
+use wasmtx::report::Outcome;
+use wasmtx::script::Sandbox;
+
+use super::output;
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo's databases in this directory instead of a temporary one.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+/// The examples the tour runs, found next to this crate.
+fn example_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("examples").join(name)
+}
+
+const STARTING_BALANCE: i64 = 100;
+
+struct Step {
+    title: &'static str,
+    script: &'static str,
+    input: &'static str,
+    expect: Outcome,
+}
+
+const STEPS: [Step; 4] = [
+    Step {
+        title: "transfer 30 from alice (bank_a) to bob (bank_b)",
+        script: "transfer",
+        input: r#"{"from":{"participant":"bank_a","account":"alice"},"to":{"participant":"bank_b","account":"bob"},"amount":30}"#,
+        expect: Outcome::Committed,
+    },
+    Step {
+        title: "transfer 500 from alice: the script refuses (insufficient funds)",
+        script: "transfer",
+        input: r#"{"from":{"participant":"bank_a","account":"alice"},"to":{"participant":"bank_b","account":"bob"},"amount":500}"#,
+        expect: Outcome::Aborted,
+    },
+    Step {
+        title: "a script that debits alice, then panics",
+        script: "faulty",
+        input: r#"{"fault":"panic","from":{"participant":"bank_a","account":"alice"},"to":{"participant":"bank_b","account":"bob"},"amount":10}"#,
+        expect: Outcome::Aborted,
+    },
+    Step {
+        title: "a script that debits alice, hits a database error, ignores it and votes commit",
+        script: "faulty",
+        input: r#"{"fault":"bad-sql","from":{"participant":"bank_a","account":"alice"},"to":{"participant":"bank_b","account":"bob"},"amount":10}"#,
+        expect: Outcome::Aborted,
+    },
+];
+
+pub async fn demo(args: DemoArgs) -> ExitCode {
+    match tour(args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("wasmtx demo: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn tour(args: DemoArgs) -> anyhow::Result<bool> {
+    let temp = tempfile::tempdir()?;
+    let dir = match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            dir.clone()
+        }
+        None => temp.path().to_owned(),
+    };
+    println!("wasmtx demo — two SQLite databases in {}\n", dir.display());
+
+    let banks = [("bank_a", "alice"), ("bank_b", "bob")];
+    for (bank, owner) in banks {
+        seed(&dir.join(format!("{bank}.db")), owner).await?;
+    }
+    let mut config = Config::defaults();
+    config.state_dir = dir.join("state");
+    for (bank, _) in banks {
+        config.add_participant(ParticipantSpec::new(bank, &format!("sqlite://{}/{bank}.db", dir.display()))?, false)?;
+    }
+    let sandbox = Sandbox::new(&config.limits, 1, config.cache_dir.clone()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let mut scripts = std::collections::HashMap::new();
+    for name in ["transfer", "faulty"] {
+        println!("building examples/{name} …");
+        let wasm = wasmtx::guest_build::build_guest(&example_dir(name), false)?;
+        scripts.insert(name, sandbox.load(&wasm)?);
+    }
+    let coordinator = Coordinator::connect(config, 1).await?;
+
+    let initial_total = print_balances(&dir, &banks).await?;
+    let mut all_as_expected = true;
+    for (number, step) in STEPS.iter().enumerate() {
+        println!("\n── step {}: {}", number + 1, step.title);
+        let logic = ScriptLogic { sandbox: &sandbox, script: &scripts[step.script] };
+        let report = coordinator.run(&logic, step.input).await;
+        output::print_report(&report, false);
+        let total = print_balances(&dir, &banks).await?;
+        let conserved = total == initial_total;
+        let expected = report.outcome == step.expect;
+        println!(
+            "   total {total} (was {initial_total}): {}; outcome {}",
+            if conserved { "conserved ✓" } else { "CHANGED ✗" },
+            if expected { "as expected ✓" } else { "NOT as expected ✗" }
+        );
+        all_as_expected &= conserved && expected;
+    }
+    println!(
+        "\n{}",
+        if all_as_expected {
+            "every step ended as expected and no money was created or lost."
+        } else {
+            "some step did not end as expected (see ✗ above)."
+        }
+    );
+    Ok(all_as_expected)
+}
+
+async fn seed(path: &Path, owner: &str) -> anyhow::Result<()> {
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let mut conn = SqliteConnection::connect(&url).await?;
+    sqlx::raw_sql("DROP TABLE IF EXISTS accounts; CREATE TABLE accounts (id TEXT PRIMARY KEY, balance INTEGER NOT NULL CHECK (balance >= 0))")
+        .execute(&mut conn)
+        .await?;
+    sqlx::query("INSERT INTO accounts (id, balance) VALUES (?, ?)")
+        .bind(owner)
+        .bind(STARTING_BALANCE)
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(())
+}
+
+/// Prints every account and returns the total.
+async fn print_balances(dir: &Path, banks: &[(&str, &str)]) -> anyhow::Result<i64> {
+    println!("   {:<8} {:<8} {:>8}", "bank", "account", "balance");
+    let mut total = 0;
+    for (bank, _) in banks {
+        let mut conn = SqliteConnection::connect(&format!("sqlite://{}/{bank}.db", dir.display())).await?;
+        for row in sqlx::query("SELECT id, balance FROM accounts ORDER BY id").fetch_all(&mut conn).await? {
+            let (id, balance): (String, i64) = (row.get(0), row.get(1));
+            println!("   {bank:<8} {id:<8} {balance:>8}");
+            total += balance;
+        }
+        conn.close().await?;
+    }
+    Ok(total)
+}

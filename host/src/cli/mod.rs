@@ -1,0 +1,134 @@
+//! Command-line interface: argument parsing, the commands, and exit codes.
+//!
+//! Exit status: 0 committed (or success), 1 aborted, 2 usage/configuration/input error,
+//! 3 in doubt (decided COMMIT, some branch pending: run `wasmtx recover`).
+
+mod demo;
+mod inspect;
+mod output;
+mod run;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use wasmtx::config::Config;
+use wasmtx::report::{ErrorKind, TxError};
+
+/// Run distributed transactions whose prepare logic is a sandboxed WebAssembly component.
+#[derive(Debug, Parser)]
+#[command(name = "wasmtx", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one global transaction: begin on every participant, run the script, commit or
+    /// roll back everywhere.
+    ///
+    /// Exit status: 0 committed, 1 aborted, 2 bad input, 3 in doubt.
+    Run(run::RunArgs),
+    /// Show the world a script implements, its imports, whether this host can run it,
+    /// and its size and compiled-cache state.
+    Inspect(inspect::InspectArgs),
+    /// A guided tour on embedded SQLite: transfers that commit, abort, panic and fail,
+    /// with balances after each step. Needs no set-up.
+    Demo(demo::DemoArgs),
+}
+
+/// Options shared by commands that use participants.
+#[derive(Debug, Args)]
+struct HostArgs {
+    /// Configuration file (TOML): node id, directories, participants, limits.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A participant, NAME=URL (repeatable): sqlite://PATH[?mode=rwc],
+    /// postgres://USER@HOST/DB, mysql://USER@HOST/DB. Overrides the file's participant of
+    /// the same name.
+    #[arg(short = 'p', long = "participant", value_name = "NAME=URL")]
+    participants: Vec<String>,
+    /// Directory for the decision log and the SQLite coordinator file.
+    #[arg(long, value_name = "DIR", env = "WASMTX_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Directory for compiled components.
+    #[arg(long, value_name = "DIR", env = "WASMTX_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Transaction deadline in seconds (limits.timeout_secs).
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<f64>,
+    /// Script memory limit in MiB (limits.memory_mib).
+    #[arg(long, value_name = "MIB")]
+    memory: Option<u32>,
+    /// Statements per transaction (limits.max_statements).
+    #[arg(long, value_name = "N")]
+    max_statements: Option<u32>,
+}
+
+impl HostArgs {
+    /// The configuration: defaults, then the file, then the flags.
+    fn config(&self) -> Result<Config, TxError> {
+        let input_error = |e: &dyn std::fmt::Display| TxError::new(ErrorKind::Input, e.to_string());
+        let mut config = match &self.config {
+            Some(path) => Config::load(path).map_err(|e| input_error(&e))?,
+            None => Config::defaults(),
+        };
+        config.apply_participant_args(&self.participants).map_err(|e| input_error(&e))?;
+        if let Some(dir) = &self.state_dir {
+            config.state_dir = dir.clone();
+        }
+        if let Some(dir) = &self.cache_dir {
+            config.cache_dir = dir.clone();
+        }
+        if let Some(timeout) = self.timeout {
+            config.limits.timeout_secs = timeout;
+        }
+        if let Some(memory) = self.memory {
+            config.limits.memory_mib = memory;
+        }
+        if let Some(n) = self.max_statements {
+            config.limits.max_statements = n;
+        }
+        config.limits.validate().map_err(|e| input_error(&e))?;
+        Ok(config)
+    }
+}
+
+pub fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("wasmtx: cannot start the async runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(args).await,
+            Command::Inspect(args) => inspect::inspect(args),
+            Command::Demo(args) => demo::demo(args).await,
+        }
+    })
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the default (warnings, plus script logs).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wasmtx::script=info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+/// A script argument: a `.wasm` component as is, or a guest crate directory built first.
+fn resolve_script(path: &Path, quiet: bool) -> Result<PathBuf, TxError> {
+    if path.is_dir() {
+        if !quiet {
+            eprintln!("building {} for {} …", path.display(), wasmtx::guest_build::GUEST_TARGET);
+        }
+        wasmtx::guest_build::build_guest(path, quiet).map_err(|e| TxError::new(ErrorKind::Input, e.to_string()))
+    } else {
+        Ok(path.to_owned())
+    }
+}

@@ -1,0 +1,77 @@
+//! `wasmtx run`: one global transaction from the command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use wasmtx::coordinator::{Coordinator, ScriptLogic};
+use wasmtx::report::{ErrorKind, TxError};
+use wasmtx::script::Sandbox;
+
+use super::{HostArgs, output, resolve_script};
+
+/// Connections per server participant for a single run.
+const RUN_POOL_SIZE: u32 = 2;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The script: a .wasm component, or a guest crate directory (built for wasm32-wasip2
+    /// first).
+    #[arg(value_name = "SCRIPT")]
+    script: PathBuf,
+    #[command(flatten)]
+    host: HostArgs,
+    /// The script's input: JSON text, or @FILE to read it from a file.
+    #[arg(long, value_name = "JSON|@FILE", default_value = "{}")]
+    input: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: RunArgs) -> ExitCode {
+    match prepare(&args).await {
+        Ok((coordinator, sandbox, script, input)) => {
+            let report = coordinator.run(&ScriptLogic { sandbox: &sandbox, script: &script }, &input).await;
+            output::print_report(&report, args.json);
+            output::exit_code(&report)
+        }
+        Err(error) => output::print_failure(&error, args.json),
+    }
+}
+
+/// Everything before the transaction: configuration, input, script, connections. Bad
+/// input fails here, before any participant is touched.
+async fn prepare(args: &RunArgs) -> Result<(Coordinator, Sandbox, wasmtx::script::Script, String), TxError> {
+    let input_error = |e: &dyn std::fmt::Display| TxError::new(ErrorKind::Input, e.to_string());
+    let config = args.host.config()?;
+    if config.participants.is_empty() {
+        return Err(TxError::new(
+            ErrorKind::Input,
+            "no participants: give -p NAME=URL (e.g. -p a=sqlite://a.db) or [participants] in --config",
+        ));
+    }
+    for spec in &config.participants {
+        spec.check_local().map_err(|e| input_error(&e))?;
+    }
+    let input = read_input(&args.input)?;
+    let script_path = resolve_script(&args.script, args.json)?;
+    let sandbox = Sandbox::new(&config.limits, 1, config.cache_dir.clone()).map_err(|e| input_error(&format!("{e:#}")))?;
+    let script = sandbox.load(&script_path).map_err(|e| input_error(&e))?;
+    let coordinator = Coordinator::connect(config, RUN_POOL_SIZE)
+        .await
+        .map_err(|e| TxError::new(ErrorKind::Participant, format!("{e}; nothing was started")))?;
+    Ok((coordinator, sandbox, script, input))
+}
+
+/// `--input`: JSON text or `@FILE`; must be valid JSON.
+pub fn read_input(arg: &str) -> Result<String, TxError> {
+    let text = match arg.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file)
+            .map_err(|e| TxError::new(ErrorKind::Input, format!("cannot read input file {file}: {e}")))?,
+        None => arg.to_owned(),
+    };
+    serde_json::from_str::<serde::de::IgnoredAny>(&text)
+        .map_err(|e| TxError::new(ErrorKind::Input, format!("the input is not valid JSON: {e}")))?;
+    Ok(text)
+}

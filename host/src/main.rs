@@ -1,0 +1,7 @@
+//! The `wasmtx` command: a thin shell over the library (see `cli/`).
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,353 @@
+//! SQLite participants. SQLite has no PREPARE, so every SQLite participant of a transaction
+//! is attached to one connection under its participant name, and one COMMIT is atomic
+//! across all the files (SQLite's super-journal, which needs a rollback journal: WAL
+//! files are refused unless converted on request).
+//!
+//! The connection's main database is a file the host owns (never `:memory:`, which has no
+//! super-journal). Mixed with XA participants, the group commits last, with the COMMIT
+//! decision written into the main file inside the same commit: that commit is the decision.
+//! Statements are qualified with their participant's schema (`sqlite_qualify`) so a script
+//! reaches only its participant's file.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::TryStreamExt;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Column as _, ConnectOptions, Connection, Decode, Row, Sqlite, TypeInfo, ValueRef};
+
+use super::{DbError, ParticipantError, StatementError, sqlite_qualify};
+use crate::gid::Gid;
+use crate::value::{Column, ResultLimits, RowSet, Value};
+
+/// SQLite's limit on attached databases.
+pub const MAX_SQLITE_MEMBERS: usize = 10;
+/// The table in the host's main file that holds last-resource COMMIT decisions.
+pub const DECISIONS_TABLE: &str = "wasmtx_decisions";
+
+/// One SQLite participant to attach.
+#[derive(Debug, Clone)]
+pub struct SqliteMember {
+    pub name: String,
+    pub path: PathBuf,
+    /// Create the file if it is missing.
+    pub create: bool,
+    /// Convert a WAL/MEMORY/OFF journal to DELETE instead of refusing the file.
+    pub convert_journal: bool,
+}
+
+/// The open SQLite part of one global transaction.
+pub struct SqliteGroup {
+    conn: SqliteConnection,
+    /// Participant names, which are also their schema names.
+    names: Vec<String>,
+}
+
+type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
+
+impl SqliteGroup {
+    /// Opens the host's main file, attaches every member and begins one transaction
+    /// across them.
+    pub async fn begin(main: &Path, members: &[SqliteMember], lock_timeout: Duration) -> Result<Self, ParticipantError> {
+        let first = members.first().map(|m| m.name.as_str()).unwrap_or("sqlite");
+        if members.len() > MAX_SQLITE_MEMBERS {
+            return Err(ParticipantError::new(
+                first,
+                "attach",
+                format!("a transaction may span at most {MAX_SQLITE_MEMBERS} SQLite participants (SQLite's attach limit)"),
+            ));
+        }
+        let files = resolve_files(main, members)?;
+        if let Some(dir) = main.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ParticipantError::new(first, "open", format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(main)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Delete)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(lock_timeout);
+        let mut conn = options.connect().await.map_err(|e| {
+            ParticipantError::new(first, "open", format!("cannot open the coordinator file {}: {e}", main.display()))
+        })?;
+        let create = format!("CREATE TABLE IF NOT EXISTS main.{DECISIONS_TABLE} (gid TEXT PRIMARY KEY, decided_at_ms INTEGER NOT NULL)");
+        run(&mut conn, &create).await.map_err(|e| ParticipantError::new(first, "open", e))?;
+
+        let mut group = SqliteGroup { conn, names: Vec::new() };
+        for (member, file) in members.iter().zip(&files) {
+            if let Err(err) = group.attach(member, file).await {
+                group.close().await;
+                return Err(err);
+            }
+        }
+        if let Err(e) = run(&mut group.conn, "BEGIN IMMEDIATE").await {
+            group.close().await;
+            return Err(ParticipantError::new(first, "begin", e));
+        }
+        Ok(group)
+    }
+
+    async fn attach(&mut self, member: &SqliteMember, file: &Path) -> Result<(), ParticipantError> {
+        let fail = |action, message: String| ParticipantError::new(&member.name, action, message);
+        let uri = file_uri(file, member.create);
+        sqlx::query("ATTACH DATABASE ? AS ?")
+            .bind(uri)
+            .bind(member.name.clone())
+            .execute(&mut self.conn)
+            .await
+            .map_err(|e| fail("attach", format!("cannot open {}: {}", file.display(), DbError::from_sqlx(&e))))?;
+        self.names.push(member.name.clone());
+        let schema = quote_ident(&member.name);
+        let mode = self.journal_mode(&schema).await.map_err(|e| fail("attach", e))?;
+        if !matches!(mode.as_str(), "delete" | "truncate" | "persist") && !member.convert_journal {
+            return Err(fail(
+                "attach",
+                format!(
+                    "{} uses journal_mode={mode}; an atomic commit across files needs a rollback journal. \
+                     Add ?journal_mode=delete to the participant URL to convert it (this is persistent), \
+                     or convert it yourself with `PRAGMA journal_mode=DELETE`",
+                    file.display()
+                ),
+            ));
+        }
+        run(&mut self.conn, &format!("PRAGMA {schema}.journal_mode=DELETE")).await.map_err(|e| fail("attach", e))?;
+        let mode = self.journal_mode(&schema).await.map_err(|e| fail("attach", e))?;
+        if mode != "delete" {
+            return Err(fail("attach", format!("cannot switch {} to journal_mode=delete (it stays {mode})", file.display())));
+        }
+        run(&mut self.conn, &format!("PRAGMA {schema}.synchronous=FULL")).await.map_err(|e| fail("attach", e))?;
+        Ok(())
+    }
+
+    async fn journal_mode(&mut self, schema: &str) -> Result<String, String> {
+        let row = sqlx::query(AssertSqlSafe(format!("PRAGMA {schema}.journal_mode")))
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(|e| DbError::from_sqlx(&e).to_string())?;
+        row.try_get::<String, _>(0).map(|m| m.to_ascii_lowercase()).map_err(|e| e.to_string())
+    }
+
+    /// Runs a statement for member `member` and returns the rows it changed.
+    pub async fn execute(&mut self, member: usize, sql: &str, params: &[Value]) -> Result<u64, StatementError> {
+        let qualified = self.qualify(member, sql)?;
+        let result = bind_all(sqlx::query(AssertSqlSafe(qualified)), params)
+            .execute(&mut self.conn)
+            .await
+            .map_err(|e| StatementError::Database(DbError::from_sqlx(&e)))?;
+        Ok(result.rows_affected())
+    }
+
+    /// Runs a statement for member `member` and returns its rows, failing past `limits`.
+    pub async fn query(
+        &mut self,
+        member: usize,
+        sql: &str,
+        params: &[Value],
+        limits: ResultLimits,
+    ) -> Result<RowSet, StatementError> {
+        let qualified = self.qualify(member, sql)?;
+        let mut stream = bind_all(sqlx::query(AssertSqlSafe(qualified)), params).fetch(&mut self.conn);
+        let mut tracker = limits.tracker();
+        let mut result = RowSet::default();
+        while let Some(row) = stream.try_next().await.map_err(|e| StatementError::Database(DbError::from_sqlx(&e)))? {
+            if result.columns.is_empty() {
+                result.columns = columns_of(&row);
+            }
+            let values = decode_row(&row)?;
+            tracker.add_row(&values).map_err(StatementError::LimitExceeded)?;
+            result.rows.push(values);
+        }
+        Ok(result)
+    }
+
+    fn qualify(&self, member: usize, sql: &str) -> Result<String, StatementError> {
+        sqlite_qualify::qualify(sql, &self.names[member]).map_err(|e| StatementError::Forbidden(e.to_string()))
+    }
+
+    /// Commits every member at once. With `decision`, the COMMIT decision of a global
+    /// transaction is recorded inside the same commit (last-resource commit).
+    pub async fn commit(mut self, decision: Option<&Gid>) -> Result<(), ParticipantError> {
+        let who = self.names.join(", ");
+        let result = async {
+            if let Some(gid) = decision {
+                let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+                sqlx::query(AssertSqlSafe(format!("INSERT INTO main.{DECISIONS_TABLE} (gid, decided_at_ms) VALUES (?, ?)")))
+                    .bind(gid.as_str().to_owned())
+                    .bind(now_ms)
+                    .execute(&mut self.conn)
+                    .await
+                    .map_err(|e| DbError::from_sqlx(&e).to_string())?;
+            }
+            run(&mut self.conn, "COMMIT").await
+        }
+        .await;
+        if result.is_err() {
+            // An unfinished transaction rolls back when its connection closes.
+            let _ = run(&mut self.conn, "ROLLBACK").await;
+        }
+        self.close().await;
+        result.map_err(|e| ParticipantError::new(&who, "commit", e))
+    }
+
+    /// Rolls every member back.
+    pub async fn rollback(mut self) -> Result<(), ParticipantError> {
+        let who = self.names.join(", ");
+        let result = run(&mut self.conn, "ROLLBACK").await;
+        self.close().await;
+        result.map_err(|e| ParticipantError::new(&who, "rollback", e))
+    }
+
+    /// Detaches every member and closes the connection.
+    async fn close(mut self) {
+        for name in std::mem::take(&mut self.names) {
+            let _ = sqlx::query("DETACH DATABASE ?").bind(name).execute(&mut self.conn).await;
+        }
+        let _ = self.conn.close().await;
+    }
+}
+
+/// Whether the COMMIT decision for `gid` is recorded in the host's main file. A missing
+/// file or table means no decision.
+pub async fn decision_recorded(main: &Path, gid: &Gid) -> Result<bool, String> {
+    if !main.exists() {
+        return Ok(false);
+    }
+    let mut conn = SqliteConnectOptions::new()
+        .filename(main)
+        .read_only(true)
+        .connect()
+        .await
+        .map_err(|e| DbError::from_sqlx(&e).to_string())?;
+    let found = sqlx::query(AssertSqlSafe(format!("SELECT 1 FROM {DECISIONS_TABLE} WHERE gid = ?")))
+        .bind(gid.as_str().to_owned())
+        .fetch_optional(&mut conn)
+        .await;
+    let _ = conn.close().await;
+    match found {
+        Ok(row) => Ok(row.is_some()),
+        Err(e) if e.to_string().contains("no such table") => Ok(false),
+        Err(e) => Err(DbError::from_sqlx(&e).to_string()),
+    }
+}
+
+/// Each member's file as an absolute path, checked: present (unless it may be created),
+/// and no file named twice or equal to the host's main file (one file under two names
+/// silently loses writes).
+fn resolve_files(main: &Path, members: &[SqliteMember]) -> Result<Vec<PathBuf>, ParticipantError> {
+    let main_abs = absolute(main).ok();
+    let mut files: Vec<PathBuf> = Vec::with_capacity(members.len());
+    for member in members {
+        let fail = |message: String| ParticipantError::new(&member.name, "open", message);
+        let file = if member.path.exists() {
+            std::fs::canonicalize(&member.path).map_err(|e| fail(format!("cannot resolve {}: {e}", member.path.display())))?
+        } else if member.create {
+            absolute(&member.path).map_err(|e| fail(format!("cannot resolve {}: {e}", member.path.display())))?
+        } else {
+            return Err(fail(format!(
+                "SQLite file {} does not exist; check the path, or add ?mode=rwc to the URL to create it",
+                member.path.display()
+            )));
+        };
+        if file.is_dir() {
+            return Err(fail(format!("{} is a directory, not an SQLite file", file.display())));
+        }
+        if let Some(i) = files.iter().position(|f| f == &file) {
+            return Err(fail(format!(
+                "{} is already participant `{}`; one file cannot be two participants",
+                file.display(),
+                members[i].name
+            )));
+        }
+        if main_abs.as_ref() == Some(&file) {
+            return Err(fail(format!("{} is the host's coordinator file, not a participant", file.display())));
+        }
+        files.push(file);
+    }
+    Ok(files)
+}
+
+/// An absolute path with its parent resolved through symlinks.
+fn absolute(path: &Path) -> std::io::Result<PathBuf> {
+    let abs = std::path::absolute(path)?;
+    match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) if parent.exists() => Ok(std::fs::canonicalize(parent)?.join(name)),
+        _ => Ok(abs),
+    }
+}
+
+/// `file:<path>?mode=rw[c]`, with the characters URI filenames reserve percent-encoded.
+fn file_uri(path: &Path, create: bool) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str(if create { "?mode=rwc" } else { "?mode=rw" });
+    uri
+}
+
+/// An identifier in double quotes, inner quotes doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+async fn run(conn: &mut SqliteConnection, sql: &str) -> Result<(), String> {
+    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+        .execute(conn)
+        .await
+        .map(drop)
+        .map_err(|e| DbError::from_sqlx(&e).to_string())
+}
+
+fn bind_all<'q>(mut query: Query<'q>, params: &[Value]) -> Query<'q> {
+    for value in params {
+        query = match value.clone() {
+            Value::Null => query.bind(None::<i64>),
+            Value::Boolean(b) => query.bind(b),
+            Value::Int64(i) => query.bind(i),
+            Value::Float64(f) => query.bind(f),
+            Value::Text(s) | Value::Decimal(s) | Value::Json(s) => query.bind(s),
+            Value::Bytes(b) => query.bind(b),
+            Value::Date(d) => query.bind(d),
+            Value::Time(t) => query.bind(t),
+            Value::DateTime(dt) => query.bind(dt),
+            Value::Timestamp(micros) => query.bind(chrono::DateTime::from_timestamp_micros(micros)),
+            Value::Uuid(u) => query.bind(u.hyphenated().to_string()),
+        };
+    }
+    query
+}
+
+fn columns_of(row: &SqliteRow) -> Vec<Column> {
+    row.columns()
+        .iter()
+        .map(|c| Column { name: c.name().to_owned(), type_name: c.type_info().name().to_owned() })
+        .collect()
+}
+
+/// SQLite values by storage class: INTEGER, REAL, TEXT, BLOB or NULL.
+fn decode_row(row: &SqliteRow) -> Result<Vec<Value>, StatementError> {
+    let decode_error = |e: sqlx::error::BoxDynError| StatementError::Database(DbError { code: None, message: e.to_string() });
+    (0..row.len())
+        .map(|i| {
+            let raw = row.try_get_raw(i).map_err(|e| StatementError::Database(DbError::from_sqlx(&e)))?;
+            if raw.is_null() {
+                return Ok(Value::Null);
+            }
+            let class = raw.type_info().name().to_owned();
+            Ok(match class.as_str() {
+                "INTEGER" => Value::Int64(<i64 as Decode<Sqlite>>::decode(raw).map_err(decode_error)?),
+                "REAL" => Value::Float64(<f64 as Decode<Sqlite>>::decode(raw).map_err(decode_error)?),
+                "BLOB" => Value::Bytes(<Vec<u8> as Decode<Sqlite>>::decode(raw).map_err(decode_error)?),
+                _ => Value::Text(<String as Decode<Sqlite>>::decode(raw).map_err(decode_error)?),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,99 @@
+//! Capped capture of a script's stdout and stderr. Writes never fail (a Rust guest panics
+//! when stdout fails); bytes past the cap are dropped and counted. What was captured goes
+//! to the host's log when the run ends, and a panic message on stderr goes into the error.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+#[derive(Debug, Default)]
+struct Buffer {
+    bytes: Vec<u8>,
+    dropped: u64,
+}
+
+/// One captured stream; clones share the buffer.
+#[derive(Debug, Clone)]
+pub struct CappedPipe {
+    cap: usize,
+    buffer: Arc<Mutex<Buffer>>,
+}
+
+impl CappedPipe {
+    pub fn new(cap: usize) -> Self {
+        CappedPipe { cap, buffer: Arc::default() }
+    }
+
+    /// The captured text (lossy UTF-8) and how many bytes were dropped past the cap.
+    pub fn contents(&self) -> (String, u64) {
+        let buffer = self.buffer.lock().expect("capture lock");
+        (String::from_utf8_lossy(&buffer.bytes).into_owned(), buffer.dropped)
+    }
+
+    fn append(&self, bytes: &[u8]) {
+        let mut buffer = self.buffer.lock().expect("capture lock");
+        let room = self.cap.saturating_sub(buffer.bytes.len());
+        let kept = bytes.len().min(room);
+        buffer.bytes.extend_from_slice(&bytes[..kept]);
+        buffer.dropped += (bytes.len() - kept) as u64;
+    }
+}
+
+impl IsTerminal for CappedPipe {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CappedPipe {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl AsyncWrite for CappedPipe {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.append(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The message of a Rust panic in captured stderr (`panicked at …:\n<message>`), if any.
+pub fn panic_message(stderr: &str) -> Option<String> {
+    let start = stderr.find("panicked at ")?;
+    let text = &stderr[start..];
+    let end = text.find("\nnote:").unwrap_or(text.len());
+    Some(text[..end].trim().replace('\n', " "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_past_the_cap_and_counts() {
+        let pipe = CappedPipe::new(4);
+        pipe.append(b"abc");
+        pipe.append(b"def");
+        assert_eq!(pipe.contents(), ("abcd".to_owned(), 2));
+    }
+
+    #[test]
+    fn finds_a_panic_message() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:9:5:\nboom\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(panic_message(stderr).unwrap(), "panicked at src/lib.rs:9:5: boom");
+        assert_eq!(panic_message("hello"), None);
+    }
+}

@@ -1,0 +1,201 @@
+//! The host side of the WIT imports `wasmtx:script/sql` and `wasmtx:script/log`.
+//!
+//! Every statement passes, in order: the statement budget, the statement policy, parameter
+//! conversion, then the transaction. Any refusal or failure dooms the transaction (the
+//! script still sees the error first, so it can explain it).
+
+use wasmtime::component::Resource;
+
+use super::StoreState;
+use super::bindings::wasmtx::script::{log, sql, types};
+use super::convert;
+use super::policy;
+use crate::gid::Gid;
+use crate::limits::Limits;
+use crate::participant::StatementError;
+use crate::transaction::statement_error_to_tx;
+
+/// What a `participant` resource refers to: a participant of the running transaction, by
+/// index. A view, not an owner: the transaction stays with the host, and any number of
+/// handles may name the same participant.
+#[derive(Debug, Clone, Copy)]
+pub struct ParticipantHandle {
+    member: usize,
+}
+
+/// Counters and budgets of one run.
+pub(super) struct HostState {
+    statements: u32,
+    max_statements: u32,
+    log_lines: u32,
+    log_bytes: usize,
+    max_log_lines: u32,
+    max_log_bytes: usize,
+    dropped_log_lines: u64,
+    limit_hit: Option<String>,
+}
+
+impl HostState {
+    pub(super) fn new(limits: &Limits) -> Self {
+        HostState {
+            statements: 0,
+            max_statements: limits.max_statements,
+            log_lines: 0,
+            log_bytes: 0,
+            max_log_lines: limits.max_log_lines,
+            max_log_bytes: limits.max_log_bytes,
+            dropped_log_lines: 0,
+            limit_hit: None,
+        }
+    }
+
+    /// The host-side limit that made the run trap, if one did.
+    pub(super) fn limit_hit(&self) -> Option<&str> {
+        self.limit_hit.as_deref()
+    }
+
+    pub(super) fn report_dropped(&self, gid: &Gid) {
+        if self.dropped_log_lines > 0 {
+            tracing::warn!(target: "wasmtx::script", %gid, dropped = self.dropped_log_lines,
+                "script log lines past limits.max_log_lines / max_log_bytes were dropped");
+        }
+    }
+}
+
+impl StoreState {
+    /// Wraps a new handle, turning a full table into a limit error the run reports.
+    fn new_handle(&mut self, member: usize) -> wasmtime::Result<Resource<ParticipantHandle>> {
+        match self.table.push(ParticipantHandle { member }) {
+            Ok(handle) => Ok(handle),
+            Err(err) => {
+                self.host.limit_hit = Some(format!(
+                    "the script holds more participant handles than limits.max_handles allows ({err})"
+                ));
+                Err(err.into())
+            }
+        }
+    }
+
+    /// The budget, policy and conversion checks shared by `execute` and `query`.
+    fn admit(
+        &mut self,
+        member: usize,
+        statement: &str,
+        params: Vec<types::Value>,
+    ) -> Result<Vec<crate::value::Value>, StatementError> {
+        self.host.statements += 1;
+        if self.host.statements > self.host.max_statements {
+            return Err(StatementError::LimitExceeded(format!(
+                "more than {} statements in one transaction (limits.max_statements)",
+                self.host.max_statements
+            )));
+        }
+        let dialect = self.tx.members[member].dialect;
+        policy::check(dialect, statement).map_err(|refusal| StatementError::Forbidden(refusal.to_string()))?;
+        convert::params_from_wit(params)
+    }
+
+    /// Dooms the transaction for a refusal the transaction itself did not see.
+    fn refuse<T>(&mut self, member: usize, err: StatementError) -> Result<T, types::Error> {
+        let name = self.tx.members[member].name.clone();
+        self.tx.doom(statement_error_to_tx(&name, &err));
+        Err(convert::error_to_wit(err))
+    }
+
+    fn member_of(&self, handle: &Resource<ParticipantHandle>) -> wasmtime::Result<usize> {
+        Ok(self.table.get(handle)?.member)
+    }
+}
+
+impl types::Host for StoreState {}
+
+impl sql::Host for StoreState {
+    async fn participants(&mut self) -> wasmtime::Result<Vec<Resource<ParticipantHandle>>> {
+        (0..self.tx.members.len()).map(|member| self.new_handle(member)).collect()
+    }
+}
+
+impl sql::HostParticipant for StoreState {
+    async fn name(&mut self, handle: Resource<ParticipantHandle>) -> wasmtime::Result<String> {
+        let member = self.member_of(&handle)?;
+        Ok(self.tx.members[member].name.clone())
+    }
+
+    async fn dialect(&mut self, handle: Resource<ParticipantHandle>) -> wasmtime::Result<types::Dialect> {
+        let member = self.member_of(&handle)?;
+        Ok(convert::dialect_to_wit(self.tx.members[member].dialect))
+    }
+
+    async fn execute(
+        &mut self,
+        handle: Resource<ParticipantHandle>,
+        statement: String,
+        params: Vec<types::Value>,
+    ) -> wasmtime::Result<Result<u64, types::Error>> {
+        let member = self.member_of(&handle)?;
+        let params = match self.admit(member, &statement, params) {
+            Ok(params) => params,
+            Err(err) => return Ok(self.refuse(member, err)),
+        };
+        Ok(self.tx.execute(member, &statement, &params).await.map_err(convert::error_to_wit))
+    }
+
+    async fn query(
+        &mut self,
+        handle: Resource<ParticipantHandle>,
+        statement: String,
+        params: Vec<types::Value>,
+    ) -> wasmtime::Result<Result<types::RowSet, types::Error>> {
+        let member = self.member_of(&handle)?;
+        let params = match self.admit(member, &statement, params) {
+            Ok(params) => params,
+            Err(err) => return Ok(self.refuse(member, err)),
+        };
+        Ok(self
+            .tx
+            .query(member, &statement, &params)
+            .await
+            .map(convert::row_set_to_wit)
+            .map_err(convert::error_to_wit))
+    }
+
+    async fn named(&mut self, name: String) -> wasmtime::Result<Result<Resource<ParticipantHandle>, types::Error>> {
+        match self.tx.member_index(&name) {
+            Some(member) => Ok(Ok(self.new_handle(member)?)),
+            None => {
+                let known: Vec<&str> = self.tx.members.iter().map(|m| m.name.as_str()).collect();
+                let shown: String = name.chars().take(64).collect();
+                Ok(Err(types::Error::NoSuchParticipant(format!(
+                    "no participant named `{shown}` (participants: {})",
+                    known.join(", ")
+                ))))
+            }
+        }
+    }
+
+    async fn drop(&mut self, handle: Resource<ParticipantHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        Ok(())
+    }
+}
+
+impl log::Host for StoreState {
+    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let host = &mut self.host;
+        if host.log_lines >= host.max_log_lines || host.log_bytes + message.len() > host.max_log_bytes {
+            host.dropped_log_lines += 1;
+            return Ok(());
+        }
+        host.log_lines += 1;
+        host.log_bytes += message.len();
+        let gid = &self.tx.gid;
+        match level {
+            log::Level::Trace => tracing::trace!(target: "wasmtx::script", %gid, "{message}"),
+            log::Level::Debug => tracing::debug!(target: "wasmtx::script", %gid, "{message}"),
+            log::Level::Info => tracing::info!(target: "wasmtx::script", %gid, "{message}"),
+            log::Level::Warn => tracing::warn!(target: "wasmtx::script", %gid, "{message}"),
+            log::Level::Error => tracing::error!(target: "wasmtx::script", %gid, "{message}"),
+        }
+        Ok(())
+    }
+}
