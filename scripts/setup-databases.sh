@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Prepares the local PostgreSQL and MariaDB servers for wasmtx's tests: starts them if they
+# are down, enables prepared transactions on PostgreSQL (needs a restart), and creates the
+# test databases. Idempotent; run as a user that may administer both servers (root here).
+set -euo pipefail
+
+PGHOST=${PGHOST:-127.0.0.1}
+MYSQL_HOST=${MYSQL_HOST:-127.0.0.1}
+pg() { psql -h "$PGHOST" -U postgres -v ON_ERROR_STOP=1 -qtAc "$1"; }
+my() { mariadb -h "$MYSQL_HOST" -u root -e "$1"; }
+
+wait_for() { # name, command...
+  local name=$1; shift
+  for _ in $(seq 1 60); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
+  echo "setup-databases: $name did not come up" >&2; return 1
+}
+
+pg_cluster() { pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main "$1"; }
+
+# PostgreSQL: running, with max_prepared_transactions > 0.
+if ! pg "SELECT 1" >/dev/null 2>&1; then
+  echo "setup-databases: starting PostgreSQL"
+  pg_cluster start || true
+  wait_for PostgreSQL pg "SELECT 1"
+fi
+if [ "$(pg "SHOW max_prepared_transactions")" = "0" ]; then
+  echo "setup-databases: enabling prepared transactions on PostgreSQL (restart)"
+  pg "ALTER SYSTEM SET max_prepared_transactions = 100"
+  pg_cluster restart
+  wait_for PostgreSQL pg "SELECT 1"
+fi
+for db in test wasmtx_test; do
+  [ "$(pg "SELECT 1 FROM pg_database WHERE datname = '$db'")" = "1" ] || pg "CREATE DATABASE $db"
+done
+pg "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'root') THEN CREATE ROLE root LOGIN SUPERUSER; END IF; END \$\$"
+
+# MariaDB: running, with the test databases.
+if ! my "SELECT 1" >/dev/null 2>&1; then
+  echo "setup-databases: starting MariaDB"
+  mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+  wait_for MariaDB my "SELECT 1"
+fi
+for db in test test1 test2 wasmtx_test; do
+  my "CREATE DATABASE IF NOT EXISTS $db"
+done
+echo "setup-databases: PostgreSQL (max_prepared_transactions=$(pg "SHOW max_prepared_transactions")) and MariaDB ($(mariadb -h "$MYSQL_HOST" -u root -N -e 'SELECT VERSION()')) are ready"
