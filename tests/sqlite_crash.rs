@@ -28,16 +28,25 @@ impl Random {
 #[test]
 fn sigkill_during_a_three_file_commit_never_tears_it() {
     let sb = Sandbox::new();
-    let files: Vec<_> = ["a", "b", "c"].iter().map(|n| sb.path(&format!("{n}.db"))).collect();
+    let files: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|n| sb.path(&format!("{n}.db")))
+        .collect();
     for file in &files {
         create_sqlite(file, USER_TABLE);
     }
     let script = guest("examples/insert-user");
-    let participants: Vec<String> =
-        ["a", "b", "c"].iter().zip(&files).map(|(n, f)| format!("{n}=sqlite://{}", f.display())).collect();
+    let participants: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .zip(&files)
+        .map(|(n, f)| format!("{n}=sqlite://{}", f.display()))
+        .collect();
     let command = |username: &str| {
         let mut command = sb.wasmtx();
-        command.arg("run").arg(&script).args(["--input", &format!(r#"{{"username":"{username}","password":"p"}}"#)]);
+        command.arg("run").arg(&script).args([
+            "--input",
+            &format!(r#"{{"username":"{username}","password":"p"}}"#),
+        ]);
         for p in &participants {
             command.args(["-p", p]);
         }
@@ -50,14 +59,19 @@ fn sigkill_during_a_three_file_commit_never_tears_it() {
     assert!(command("warmup").status().unwrap().success());
     let run_time = started.elapsed();
 
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
     println!("seed {seed}, one run takes {run_time:?}");
     let mut random = Random(seed);
     let (mut kills, mut attempts, mut committed) = (0, 0, 0);
     while kills < KILLS_REQUIRED && attempts < KILLS_REQUIRED * 5 {
         attempts += 1;
         let username = format!("user-{attempts}");
-        let delay = Duration::from_micros(random.next() % (run_time.as_micros() as u64 * 3 / 2).max(1));
+        let delay =
+            Duration::from_micros(random.next() % (run_time.as_micros() as u64 * 3 / 2).max(1));
         let mut child = command(&username).spawn().unwrap();
         std::thread::sleep(delay);
         if child.try_wait().unwrap().is_none() {
@@ -68,7 +82,13 @@ fn sigkill_during_a_three_file_commit_never_tears_it() {
 
         let present: Vec<bool> = files
             .iter()
-            .map(|f| !sqlite(f, &format!("SELECT 1 FROM user WHERE username = '{username}'")).is_empty())
+            .map(|f| {
+                !sqlite(
+                    f,
+                    &format!("SELECT 1 FROM user WHERE username = '{username}'"),
+                )
+                .is_empty()
+            })
             .collect();
         assert!(
             present.iter().all(|&p| p) || present.iter().all(|&p| !p),
@@ -76,11 +96,22 @@ fn sigkill_during_a_three_file_commit_never_tears_it() {
         );
         committed += usize::from(present[0]);
     }
-    println!("{kills} kills in {attempts} runs; {committed} transactions committed, the rest left no trace");
-    assert!(kills >= KILLS_REQUIRED, "only {kills} runs were still alive when killed");
+    println!(
+        "{kills} kills in {attempts} runs; {committed} transactions committed, the rest left no trace"
+    );
+    assert!(
+        kills >= KILLS_REQUIRED,
+        "only {kills} runs were still alive when killed"
+    );
 
     // The files agree with each other row for row, and a run afterwards still commits.
-    let rows: Vec<_> = files.iter().map(|f| sqlite(f, "SELECT username FROM user ORDER BY username")).collect();
-    assert!(rows.iter().all(|r| r == &rows[0]), "files disagree: {rows:?}");
+    let rows: Vec<_> = files
+        .iter()
+        .map(|f| sqlite(f, "SELECT username FROM user ORDER BY username"))
+        .collect();
+    assert!(
+        rows.iter().all(|r| r == &rows[0]),
+        "files disagree: {rows:?}"
+    );
     assert!(command("after").status().unwrap().success());
 }

@@ -58,7 +58,9 @@ impl ComponentCache {
             // replaced atomically by rename, so the file holds a complete artifact.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => return Ok((component, CacheState::Hit)),
-                Err(err) => tracing::warn!(path = %path.display(), "ignoring unreadable cache entry: {err:#}"),
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), "ignoring unreadable cache entry: {err:#}")
+                }
             }
         }
         let compiled = engine.precompile_component(bytes)?;

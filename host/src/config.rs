@@ -29,7 +29,10 @@ pub const DEFAULT_NODE: &str = "local";
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read configuration file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("configuration file {path} is invalid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error(transparent)]
@@ -81,14 +84,19 @@ impl Config {
 
     /// Reads a configuration file. Relative paths in it are relative to the file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
     /// Parses configuration text; `path` names it in errors and anchors relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let parse_error = |message: String| ConfigError::Parse { path: path.to_owned(), message };
+        let parse_error = |message: String| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        };
         let file: ConfigFile = toml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let mut config = Config::defaults();
@@ -103,7 +111,9 @@ impl Config {
         }
         for (name, url) in &file.participants {
             let url = url.as_str().ok_or_else(|| {
-                parse_error(format!("participants.{name} must be a URL string, e.g. \"sqlite://a.db\""))
+                parse_error(format!(
+                    "participants.{name} must be a URL string, e.g. \"sqlite://a.db\""
+                ))
             })?;
             config.add_participant(ParticipantSpec::new(name, url)?, true)?;
         }
@@ -114,8 +124,16 @@ impl Config {
 
     /// Adds a participant. A name already present is replaced when `replace` (the command
     /// line overrides the file), and refused otherwise.
-    pub fn add_participant(&mut self, spec: ParticipantSpec, replace: bool) -> Result<(), ConfigError> {
-        match self.participants.iter_mut().find(|p| p.name.eq_ignore_ascii_case(&spec.name)) {
+    pub fn add_participant(
+        &mut self,
+        spec: ParticipantSpec,
+        replace: bool,
+    ) -> Result<(), ConfigError> {
+        match self
+            .participants
+            .iter_mut()
+            .find(|p| p.name.eq_ignore_ascii_case(&spec.name))
+        {
             Some(existing) if replace => *existing = spec,
             Some(_) => return Err(ConfigError::DuplicateParticipant(spec.name)),
             None => self.participants.push(spec),
@@ -145,7 +163,8 @@ impl Config {
 
     /// The host-owned main database of SQLite groups (also holds last-resource decisions).
     pub fn sqlite_coordinator_path(&self) -> PathBuf {
-        self.state_dir.join(format!("sqlite-coordinator-{}.db", self.node))
+        self.state_dir
+            .join(format!("sqlite-coordinator-{}.db", self.node))
     }
 }
 
@@ -180,7 +199,11 @@ mod tests {
         let config = Config::parse(text, Path::new("/etc/wasmtx/wasmtx.toml")).unwrap();
         assert_eq!(config.node.as_str(), "n-1");
         assert_eq!(config.state_dir, PathBuf::from("/etc/wasmtx/state"));
-        let names: Vec<_> = config.participants.iter().map(|p| p.name.as_str()).collect();
+        let names: Vec<_> = config
+            .participants
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
         assert_eq!(names, ["zeta", "alpha"]);
         assert_eq!(config.limits.max_statements, 10);
         assert_eq!(config.limits.memory_mib, Limits::default().memory_mib);
@@ -188,16 +211,26 @@ mod tests {
 
     #[test]
     fn command_line_overrides_and_refuses_duplicates() {
-        let mut config = Config::parse("[participants]\na = \"sqlite://a.db\"", Path::new("c.toml")).unwrap();
-        config.apply_participant_args(&["a=sqlite://other.db".into(), "b=sqlite://b.db".into()]).unwrap();
+        let mut config =
+            Config::parse("[participants]\na = \"sqlite://a.db\"", Path::new("c.toml")).unwrap();
+        config
+            .apply_participant_args(&["a=sqlite://other.db".into(), "b=sqlite://b.db".into()])
+            .unwrap();
         assert_eq!(config.participants.len(), 2);
-        let err = config.apply_participant_args(&["c=sqlite://c".into(), "C=sqlite://d".into()]).unwrap_err();
+        let err = config
+            .apply_participant_args(&["c=sqlite://c".into(), "C=sqlite://d".into()])
+            .unwrap_err();
         assert!(matches!(err, ConfigError::DuplicateParticipant(_)), "{err}");
     }
 
     #[test]
     fn unknown_keys_and_bad_limits_are_errors() {
-        for bad in ["nodes = \"x\"", "[limits]\ntimeout_secs = -1", "[limits]\nmemory = 3", "node = \"a b\""] {
+        for bad in [
+            "nodes = \"x\"",
+            "[limits]\ntimeout_secs = -1",
+            "[limits]\nmemory = 3",
+            "node = \"a b\"",
+        ] {
             assert!(Config::parse(bad, Path::new("c.toml")).is_err(), "{bad}");
         }
     }

@@ -23,7 +23,9 @@ use crate::config::Config;
 use crate::decision_log::DecisionLog;
 use crate::gid::Gid;
 use crate::participant::sqlite::{SqliteGroup, SqliteMember};
-use crate::participant::{Location, ParticipantError, Resolution, StatementTimeouts, XaParticipant};
+use crate::participant::{
+    Location, ParticipantError, Resolution, StatementTimeouts, XaParticipant,
+};
 use crate::participant::{mysql::MysqlParticipant, postgres::PostgresParticipant};
 use crate::report::{BranchOutcome, ErrorKind, Outcome, ParticipantReport, TxError, TxReport};
 use crate::script::{Sandbox, Script};
@@ -36,7 +38,11 @@ pub const PHASE2_RETRY_FOR: Duration = Duration::from_secs(15);
 /// return the transaction and a vote.
 #[async_trait]
 pub trait PrepareLogic: Send + Sync {
-    async fn prepare(&self, tx: OpenTransaction, input: &str) -> (OpenTransaction, Result<String, TxError>);
+    async fn prepare(
+        &self,
+        tx: OpenTransaction,
+        input: &str,
+    ) -> (OpenTransaction, Result<String, TxError>);
 }
 
 /// A WASM script as prepare logic.
@@ -47,7 +53,11 @@ pub struct ScriptLogic<'a> {
 
 #[async_trait]
 impl PrepareLogic for ScriptLogic<'_> {
-    async fn prepare(&self, tx: OpenTransaction, input: &str) -> (OpenTransaction, Result<String, TxError>) {
+    async fn prepare(
+        &self,
+        tx: OpenTransaction,
+        input: &str,
+    ) -> (OpenTransaction, Result<String, TxError>) {
         self.sandbox.run(self.script, tx, input).await
     }
 }
@@ -66,14 +76,17 @@ impl Coordinator {
     /// decision log is opened when a transaction can need it (two or more resources, at
     /// least one of them an XA participant without an SQLite group).
     pub async fn connect(config: Config, max_connections: u32) -> Result<Self, ParticipantError> {
-        let mut xa: Vec<Option<Arc<dyn XaParticipant>>> = Vec::with_capacity(config.participants.len());
+        let mut xa: Vec<Option<Arc<dyn XaParticipant>>> =
+            Vec::with_capacity(config.participants.len());
         for spec in &config.participants {
             xa.push(match &spec.location {
                 Location::Sqlite { .. } => None,
-                Location::Postgres { url } => {
-                    Some(Arc::new(PostgresParticipant::connect(&spec.name, url, max_connections).await?))
-                }
-                Location::Mysql { url } => Some(Arc::new(MysqlParticipant::connect(&spec.name, url, max_connections).await?)),
+                Location::Postgres { url } => Some(Arc::new(
+                    PostgresParticipant::connect(&spec.name, url, max_connections).await?,
+                )),
+                Location::Mysql { url } => Some(Arc::new(
+                    MysqlParticipant::connect(&spec.name, url, max_connections).await?,
+                )),
             });
         }
         let xa_count = xa.iter().flatten().count();
@@ -82,11 +95,18 @@ impl Coordinator {
         // XA participants need the log.
         let decision_log = if xa_count >= 2 && !has_sqlite {
             let path = config.decision_log_path();
-            Some(DecisionLog::open(&path).map_err(|e| ParticipantError::new("decision log", "open", e))?)
+            Some(
+                DecisionLog::open(&path)
+                    .map_err(|e| ParticipantError::new("decision log", "open", e))?,
+            )
         } else {
             None
         };
-        Ok(Coordinator { config, xa, decision_log })
+        Ok(Coordinator {
+            config,
+            xa,
+            decision_log,
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -109,9 +129,19 @@ impl Coordinator {
         let timeout = self.config.limits.timeout();
         let mut progress = Progress::new(&self.config);
 
-        let tx = match self.begin(gid.clone(), started + timeout, SystemTime::now() + timeout, &mut progress).await {
+        let tx = match self
+            .begin(
+                gid.clone(),
+                started + timeout,
+                SystemTime::now() + timeout,
+                &mut progress,
+            )
+            .await
+        {
             Ok(tx) => tx,
-            Err(error) => return progress.report(&gid, Outcome::Aborted, None, Some(error), started),
+            Err(error) => {
+                return progress.report(&gid, Outcome::Aborted, None, Some(error), started);
+            }
         };
         crate::fault::point("after-begin");
 
@@ -121,9 +151,10 @@ impl Coordinator {
             (Ok(output), None) => return self.commit(tx, output, progress, started).await,
             (Ok(_), Some(doom)) => doom,
             (Err(error), None) => error,
-            (Err(error), Some(doom)) if error.kind == ErrorKind::Script => {
-                TxError::new(doom.kind, format!("{} (the script said: {})", doom.message, error.message))
-            }
+            (Err(error), Some(doom)) if error.kind == ErrorKind::Script => TxError::new(
+                doom.kind,
+                format!("{} (the script said: {})", doom.message, error.message),
+            ),
             (Err(error), Some(_)) => error,
         };
         self.rollback_all(tx, &mut progress).await;
@@ -138,13 +169,23 @@ impl Coordinator {
         wall_deadline: SystemTime,
         progress: &mut Progress,
     ) -> Result<OpenTransaction, TxError> {
-        let timeouts = StatementTimeouts { statement: self.config.limits.timeout(), lock: self.config.limits.timeout() };
+        let timeouts = StatementTimeouts {
+            statement: self.config.limits.timeout(),
+            lock: self.config.limits.timeout(),
+        };
         let mut members = Vec::with_capacity(self.config.participants.len());
         let mut sqlite_members = Vec::new();
         let mut xa_begins = Vec::new();
         for (index, spec) in self.config.participants.iter().enumerate() {
             let route = match (&spec.location, &self.xa[index]) {
-                (Location::Sqlite { path, create, convert_journal }, _) => {
+                (
+                    Location::Sqlite {
+                        path,
+                        create,
+                        convert_journal,
+                    },
+                    _,
+                ) => {
                     sqlite_members.push(SqliteMember {
                         name: spec.name.clone(),
                         path: path.clone(),
@@ -162,11 +203,23 @@ impl Coordinator {
                     });
                     Route::Xa(xa_begins.len() - 1)
                 }
-                (_, None) => unreachable!("server participants are connected in Coordinator::connect"),
+                (_, None) => {
+                    unreachable!("server participants are connected in Coordinator::connect")
+                }
             };
-            members.push(Member { name: spec.name.clone(), dialect: spec.dialect(), route });
+            members.push(Member {
+                name: spec.name.clone(),
+                dialect: spec.dialect(),
+                route,
+            });
         }
-        let mut tx = OpenTransaction::new(gid, deadline, wall_deadline, members, self.config.limits.result_limits());
+        let mut tx = OpenTransaction::new(
+            gid,
+            deadline,
+            wall_deadline,
+            members,
+            self.config.limits.result_limits(),
+        );
 
         let main = self.config.sqlite_coordinator_path();
         let sqlite_begin = async {
@@ -181,7 +234,12 @@ impl Coordinator {
         let mut first_error: Option<ParticipantError> = None;
         for (index, id, participant, result) in xa_results {
             match result {
-                Ok(branch) => tx.branches.push(OpenBranch { member: index, id, participant, branch }),
+                Ok(branch) => tx.branches.push(OpenBranch {
+                    member: index,
+                    id,
+                    participant,
+                    branch,
+                }),
                 Err(err) => {
                     progress.note(index, err.to_string());
                     first_error.get_or_insert(err);
@@ -191,7 +249,12 @@ impl Coordinator {
         match sqlite_result {
             Some(Ok(group)) => tx.sqlite = Some(group),
             Some(Err(err)) => {
-                if let Some(index) = self.config.participants.iter().position(|p| p.name == err.participant) {
+                if let Some(index) = self
+                    .config
+                    .participants
+                    .iter()
+                    .position(|p| p.name == err.participant)
+                {
                     progress.note(index, err.to_string());
                 }
                 first_error.get_or_insert(err);
@@ -206,20 +269,36 @@ impl Coordinator {
             Some(err) => {
                 progress.began(&tx);
                 self.rollback_all(tx, progress).await;
-                Err(TxError::new(ErrorKind::Participant, format!("{err}; nothing was committed")))
+                Err(TxError::new(
+                    ErrorKind::Participant,
+                    format!("{err}; nothing was committed"),
+                ))
             }
         }
     }
 
     /// Steps 3–6 once the prepare logic voted commit.
-    async fn commit(&self, mut tx: OpenTransaction, output: String, mut progress: Progress, started: Instant) -> TxReport {
+    async fn commit(
+        &self,
+        mut tx: OpenTransaction,
+        output: String,
+        mut progress: Progress,
+        started: Instant,
+    ) -> TxReport {
         let gid = tx.gid.clone();
         let resources = tx.branches.len() + usize::from(tx.sqlite.is_some());
 
         if resources == 1 {
             let result = match (tx.branches.pop(), tx.sqlite.take()) {
-                (Some(mut open), None) => open.branch.commit_one_phase().await.map(|_| vec![open.member]),
-                (None, Some(group)) => group.commit(None).await.map(|_| sqlite_members(&tx.members)),
+                (Some(mut open), None) => open
+                    .branch
+                    .commit_one_phase()
+                    .await
+                    .map(|_| vec![open.member]),
+                (None, Some(group)) => group
+                    .commit(None)
+                    .await
+                    .map(|_| sqlite_members(&tx.members)),
                 _ => unreachable!("exactly one resource"),
             };
             return match result {
@@ -241,17 +320,25 @@ impl Coordinator {
             self.rollback_all(tx, &mut progress).await;
             return progress.report(&gid, Outcome::Aborted, None, Some(error), started);
         }
-        let prepared = join_all(tx.branches.iter_mut().enumerate().map(|(k, open)| async move {
-            let result = open.branch.prepare().await;
-            if result.is_ok() {
-                crate::fault::point(&format!("after-prepare-{k}"));
-            }
-            result
-        }))
+        let prepared = join_all(
+            tx.branches
+                .iter_mut()
+                .enumerate()
+                .map(|(k, open)| async move {
+                    let result = open.branch.prepare().await;
+                    if result.is_ok() {
+                        crate::fault::point(&format!("after-prepare-{k}"));
+                    }
+                    result
+                }),
+        )
         .await;
         if let Some(err) = prepared.into_iter().find_map(Result::err) {
             self.rollback_all(tx, &mut progress).await;
-            let error = TxError::new(ErrorKind::Participant, format!("{err}; nothing was committed"));
+            let error = TxError::new(
+                ErrorKind::Participant,
+                format!("{err}; nothing was committed"),
+            );
             return progress.report(&gid, Outcome::Aborted, None, Some(error), started);
         }
 
@@ -263,7 +350,12 @@ impl Coordinator {
                 if result.is_ok() {
                     progress.set_all(&members, BranchOutcome::Committed);
                 }
-                result.map_err(|e| TxError::new(ErrorKind::Participant, format!("{e}; nothing was committed")))
+                result.map_err(|e| {
+                    TxError::new(
+                        ErrorKind::Participant,
+                        format!("{e}; nothing was committed"),
+                    )
+                })
             }
             Some(group) => {
                 tx.sqlite = Some(group);
@@ -273,8 +365,18 @@ impl Coordinator {
                 Some(log) => log
                     .record_commit(&gid, tx.wall_deadline)
                     .await
-                    .map_err(|e| TxError::new(ErrorKind::Participant, format!("cannot record the COMMIT decision: {e}; nothing was committed"))),
-                None => Err(TxError::new(ErrorKind::Participant, "no decision log is open; nothing was committed")),
+                    .map_err(|e| {
+                        TxError::new(
+                            ErrorKind::Participant,
+                            format!(
+                                "cannot record the COMMIT decision: {e}; nothing was committed"
+                            ),
+                        )
+                    }),
+                None => Err(TxError::new(
+                    ErrorKind::Participant,
+                    "no decision log is open; nothing was committed",
+                )),
             },
         };
         if let Err(error) = decided {
@@ -284,13 +386,18 @@ impl Coordinator {
         crate::fault::point("after-decision");
 
         // Phase 2.
-        let results = join_all(tx.branches.iter_mut().enumerate().map(|(k, open)| async move {
-            let result = commit_with_retry(open).await;
-            if result.is_ok() {
-                crate::fault::point(&format!("after-commit-{k}"));
-            }
-            (open.member, result)
-        }))
+        let results = join_all(
+            tx.branches
+                .iter_mut()
+                .enumerate()
+                .map(|(k, open)| async move {
+                    let result = commit_with_retry(open).await;
+                    if result.is_ok() {
+                        crate::fault::point(&format!("after-commit-{k}"));
+                    }
+                    (open.member, result)
+                }),
+        )
         .await;
         let mut pending = false;
         for (member, result) in results {
@@ -342,7 +449,10 @@ impl Coordinator {
         for (member, result) in branch_results {
             progress.set(member, BranchOutcome::RolledBack);
             if let Err(err) = result {
-                progress.note(member, format!("{err}; the database or `wasmtx recover` will roll it back"));
+                progress.note(
+                    member,
+                    format!("{err}; the database or `wasmtx recover` will roll it back"),
+                );
             }
         }
         if let Some(result) = group_result {
@@ -356,7 +466,10 @@ impl Coordinator {
     fn deadline_error(&self) -> TxError {
         TxError::new(
             ErrorKind::Timeout,
-            format!("the transaction's deadline of {} s passed before it could be decided (limits.timeout_secs)", self.config.limits.timeout_secs),
+            format!(
+                "the transaction's deadline of {} s passed before it could be decided (limits.timeout_secs)",
+                self.config.limits.timeout_secs
+            ),
         )
     }
 }
@@ -381,7 +494,9 @@ async fn commit_with_retry(open: &mut OpenBranch) -> Result<Option<String>, Part
                     Resolution::Done => "committed",
                     Resolution::AlreadyResolved => "found already committed",
                 };
-                return Ok(Some(format!("branch was pending ({first}); {how} on a new connection after {tries} tries")));
+                return Ok(Some(format!(
+                    "branch was pending ({first}); {how} on a new connection after {tries} tries"
+                )));
             }
             Err(err) => last = err,
         }
@@ -391,7 +506,12 @@ async fn commit_with_retry(open: &mut OpenBranch) -> Result<Option<String>, Part
 }
 
 fn sqlite_members(members: &[Member]) -> Vec<usize> {
-    members.iter().enumerate().filter(|(_, m)| matches!(m.route, Route::Sqlite(_))).map(|(i, _)| i).collect()
+    members
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| matches!(m.route, Route::Sqlite(_)))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// The per-participant part of the report, filled in as the protocol advances.
@@ -449,7 +569,14 @@ impl Progress {
         }
     }
 
-    fn report(self, gid: &Gid, outcome: Outcome, output: Option<String>, error: Option<TxError>, started: Instant) -> TxReport {
+    fn report(
+        self,
+        gid: &Gid,
+        outcome: Outcome,
+        output: Option<String>,
+        error: Option<TxError>,
+        started: Instant,
+    ) -> TxReport {
         TxReport {
             gid: gid.to_string(),
             outcome,
@@ -460,4 +587,3 @@ impl Progress {
         }
     }
 }
-

@@ -55,7 +55,10 @@ impl ScriptEngine {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         let ticker = EpochTicker::start(engine.clone());
-        Ok(ScriptEngine { engine, _ticker: ticker })
+        Ok(ScriptEngine {
+            engine,
+            _ticker: ticker,
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -87,7 +90,10 @@ impl EpochTicker {
                 }
             })
             .expect("spawning the epoch thread");
-        EpochTicker { stop, thread: Some(thread) }
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 

@@ -70,7 +70,10 @@ impl Gid {
     /// A fresh gid for a transaction of `node` starting now.
     pub fn generate(node: &NodeId) -> Self {
         let ulid = Ulid::new();
-        Gid { text: format!("{GID_PREFIX}.{node}.{ulid}"), ulid }
+        Gid {
+            text: format!("{GID_PREFIX}.{node}.{ulid}"),
+            ulid,
+        }
     }
 
     /// Parses a gid read back from a database or a log.
@@ -86,7 +89,10 @@ impl Gid {
         if parsed.to_string() != ulid {
             return Err(not_a_gid());
         }
-        Ok(Gid { text: text.to_owned(), ulid: parsed })
+        Ok(Gid {
+            text: text.to_owned(),
+            ulid: parsed,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -105,7 +111,10 @@ impl Gid {
 
     /// The id of this transaction's branch on participant number `index`.
     pub fn branch(&self, index: u32) -> BranchId {
-        BranchId { gid: self.clone(), index }
+        BranchId {
+            gid: self.clone(),
+            index,
+        }
     }
 }
 
@@ -138,7 +147,10 @@ impl BranchId {
         if index.to_string() != text.rsplit_once('.').map(|(_, i)| i).unwrap_or_default() {
             return Err(not_a_gid());
         }
-        Ok(BranchId { gid: Gid::parse(gid)?, index })
+        Ok(BranchId {
+            gid: Gid::parse(gid)?,
+            index,
+        })
     }
 }
 
@@ -178,7 +190,12 @@ mod tests {
         for bad in ["", "has space", "a.b", "x'--", "seventeen-chars-x"] {
             assert!(NodeId::new(bad).is_err(), "{bad}");
         }
-        for bad in ["wtx.n", "wtx.n.notaulid", "abc.n.01ARZ3NDEKTSV4RRFFQ69G5FAV", "wtx.a b.01ARZ3NDEKTSV4RRFFQ69G5FAV"] {
+        for bad in [
+            "wtx.n",
+            "wtx.n.notaulid",
+            "abc.n.01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "wtx.a b.01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        ] {
             assert!(Gid::parse(bad).is_err(), "{bad}");
         }
     }

@@ -13,7 +13,9 @@ pub const GUEST_TARGET: &str = "wasm32-wasip2";
 pub enum BuildError {
     #[error("{0} has no Cargo.toml; give a .wasm component or a guest crate directory")]
     NotACrate(PathBuf),
-    #[error("cannot run cargo: {0}; install Rust (https://rustup.rs) or give a built .wasm component")]
+    #[error(
+        "cannot run cargo: {0}; install Rust (https://rustup.rs) or give a built .wasm component"
+    )]
     Cargo(std::io::Error),
     #[error(
         "building {dir} failed (see cargo's messages above); if the target is missing, run `rustup target add {GUEST_TARGET}`"
@@ -24,15 +26,26 @@ pub enum BuildError {
 }
 
 /// Builds the crate in `dir` and returns the path of its component. `quiet` hides
-/// cargo's progress (errors are still shown).
-pub fn build_guest(dir: &Path, quiet: bool) -> Result<PathBuf, BuildError> {
+/// cargo's progress (errors are still shown). `target_dir` overrides cargo's target
+/// directory, so several guests can share compiled dependencies.
+pub fn build_guest(
+    dir: &Path,
+    quiet: bool,
+    target_dir: Option<&Path>,
+) -> Result<PathBuf, BuildError> {
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
         return Err(BuildError::NotACrate(dir.to_owned()));
     }
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command
-        .args(["build", "--release", "--target", GUEST_TARGET, "--message-format=json-render-diagnostics"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            GUEST_TARGET,
+            "--message-format=json-render-diagnostics",
+        ])
         .arg("--manifest-path")
         .arg(&manifest)
         .current_dir(dir)
@@ -45,9 +58,14 @@ pub fn build_guest(dir: &Path, quiet: bool) -> Result<PathBuf, BuildError> {
     if quiet {
         command.arg("--quiet");
     }
+    if let Some(target_dir) = target_dir {
+        command.env("CARGO_TARGET_DIR", target_dir);
+    }
     let output = command.output().map_err(BuildError::Cargo)?;
     if !output.status.success() {
-        return Err(BuildError::Failed { dir: dir.to_owned() });
+        return Err(BuildError::Failed {
+            dir: dir.to_owned(),
+        });
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     stdout

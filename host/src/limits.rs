@@ -58,14 +58,26 @@ impl Default for Limits {
 impl Limits {
     /// Checks that every bound is usable; the message names the key.
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.timeout_secs.is_finite() && self.timeout_secs > 0.0 && self.timeout_secs <= 86_400.0) {
-            return Err(format!("limits.timeout_secs must be between 0 and 86400, not {}", self.timeout_secs));
+        if !(self.timeout_secs.is_finite()
+            && self.timeout_secs > 0.0
+            && self.timeout_secs <= 86_400.0)
+        {
+            return Err(format!(
+                "limits.timeout_secs must be between 0 and 86400, not {}",
+                self.timeout_secs
+            ));
         }
         if !(1..=4096).contains(&self.memory_mib) {
-            return Err(format!("limits.memory_mib must be between 1 and 4096, not {}", self.memory_mib));
+            return Err(format!(
+                "limits.memory_mib must be between 1 and 4096, not {}",
+                self.memory_mib
+            ));
         }
         if !(64..=65_536).contains(&self.stack_kib) {
-            return Err(format!("limits.stack_kib must be between 64 and 65536, not {}", self.stack_kib));
+            return Err(format!(
+                "limits.stack_kib must be between 64 and 65536, not {}",
+                self.stack_kib
+            ));
         }
         let positive = [
             ("max_statements", self.max_statements as usize),
@@ -95,6 +107,9 @@ impl Limits {
     }
 
     pub fn result_limits(&self) -> ResultLimits {
-        ResultLimits { max_rows: self.max_result_rows, max_bytes: self.max_result_bytes }
+        ResultLimits {
+            max_rows: self.max_result_rows,
+            max_bytes: self.max_result_bytes,
+        }
     }
 }

@@ -67,7 +67,10 @@ pub struct TxError {
 
 impl TxError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        TxError { kind, message: message.into() }
+        TxError {
+            kind,
+            message: message.into(),
+        }
     }
 }
 

@@ -76,7 +76,9 @@ impl OpenTransaction {
 
     /// The index of the participant called `name` (names are case-insensitive).
     pub fn member_index(&self, name: &str) -> Option<usize> {
-        self.members.iter().position(|m| m.name.eq_ignore_ascii_case(name))
+        self.members
+            .iter()
+            .position(|m| m.name.eq_ignore_ascii_case(name))
     }
 
     /// Marks the transaction as doomed; the first reason is kept.
@@ -90,7 +92,12 @@ impl OpenTransaction {
     }
 
     /// Runs a statement that changes rows on participant `member`.
-    pub async fn execute(&mut self, member: usize, sql: &str, params: &[Value]) -> Result<u64, StatementError> {
+    pub async fn execute(
+        &mut self,
+        member: usize,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<u64, StatementError> {
         self.refuse_if_doomed()?;
         let result = match self.members[member].route {
             Route::Xa(i) => self.branches[i].branch.execute(sql, params).await,
@@ -100,7 +107,12 @@ impl OpenTransaction {
     }
 
     /// Runs a statement that returns rows on participant `member`.
-    pub async fn query(&mut self, member: usize, sql: &str, params: &[Value]) -> Result<RowSet, StatementError> {
+    pub async fn query(
+        &mut self,
+        member: usize,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<RowSet, StatementError> {
         self.refuse_if_doomed()?;
         let limits = self.result_limits;
         let result = match self.members[member].route {
@@ -111,7 +123,9 @@ impl OpenTransaction {
     }
 
     fn sqlite_group(&mut self) -> &mut SqliteGroup {
-        self.sqlite.as_mut().expect("a member routed to SQLite implies an open SQLite group")
+        self.sqlite
+            .as_mut()
+            .expect("a member routed to SQLite implies an open SQLite group")
     }
 
     fn refuse_if_doomed(&self) -> Result<(), StatementError> {
@@ -126,7 +140,11 @@ impl OpenTransaction {
 
     /// Any failed statement dooms the transaction: the database may have aborted it
     /// already (PostgreSQL does), and committing around a failure would be partial.
-    fn note_failure<T>(&mut self, member: usize, result: Result<T, StatementError>) -> Result<T, StatementError> {
+    fn note_failure<T>(
+        &mut self,
+        member: usize,
+        result: Result<T, StatementError>,
+    ) -> Result<T, StatementError> {
         if let Err(err) = &result {
             let name = &self.members[member].name;
             self.doom(statement_error_to_tx(name, err));

@@ -81,7 +81,11 @@ pub struct ResultLimits {
 impl ResultLimits {
     /// Counts rows into a result and fails once either bound is passed.
     pub fn tracker(self) -> ResultTracker {
-        ResultTracker { limits: self, rows: 0, bytes: 0 }
+        ResultTracker {
+            limits: self,
+            rows: 0,
+            bytes: 0,
+        }
     }
 }
 

@@ -8,7 +8,10 @@ use std::sync::{Mutex, OnceLock};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_owned()
 }
 
 /// Builds a guest crate (relative to the repository root, e.g. `examples/transfer`) once
@@ -22,7 +25,14 @@ pub fn guest(crate_dir: &str) -> PathBuf {
     }
     let dir = repo().join(crate_dir);
     let output = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--target", "wasm32-wasip2", "--message-format=json"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--target",
+            "wasm32-wasip2",
+            "--message-format=json",
+        ])
         .current_dir(&dir)
         .env("CARGO_TARGET_DIR", repo().join("target/guests"))
         .env_remove("RUSTFLAGS")
@@ -54,7 +64,9 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> Self {
-        Sandbox { dir: tempfile::tempdir().expect("temp dir") }
+        Sandbox {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -73,9 +85,18 @@ impl Sandbox {
     }
 
     /// Runs `wasmtx run SCRIPT --json` with the given participants and input.
-    pub fn run_json(&self, script: &Path, participants: &[String], input: &str) -> (Output, serde_json::Value) {
+    pub fn run_json(
+        &self,
+        script: &Path,
+        participants: &[String],
+        input: &str,
+    ) -> (Output, serde_json::Value) {
         let mut command = self.wasmtx();
-        command.arg("run").arg(script).arg("--json").args(["--input", input]);
+        command
+            .arg("run")
+            .arg(script)
+            .arg("--json")
+            .args(["--input", input]);
         for p in participants {
             command.args(["-p", p]);
         }
@@ -96,8 +117,13 @@ pub fn sqlite(path: &Path, sql: &str) -> Vec<Vec<String>> {
     block_on(async {
         use sqlx::{Connection, Row, ValueRef};
         let url = format!("sqlite://{}", path.display());
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("opening SQLite");
-        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).fetch_all(&mut conn).await.expect(sql);
+        let mut conn = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("opening SQLite");
+        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&mut conn)
+            .await
+            .expect(sql);
         let text = rows
             .iter()
             .map(|row| {
@@ -136,19 +162,33 @@ pub fn create_sqlite(path: &Path, sql: &str) {
     block_on(async {
         use sqlx::Connection;
         let url = format!("sqlite://{}?mode=rwc", path.display());
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("creating SQLite");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await.expect(sql);
+        let mut conn = sqlx::SqliteConnection::connect(&url)
+            .await
+            .expect("creating SQLite");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut conn)
+            .await
+            .expect(sql);
         conn.close().await.ok();
     })
 }
 
 /// The balance of `account` in an accounts file.
 pub fn balance(path: &Path, account: &str) -> i64 {
-    sqlite(path, &format!("SELECT balance FROM accounts WHERE id = '{account}'"))[0][0].parse().unwrap()
+    sqlite(
+        path,
+        &format!("SELECT balance FROM accounts WHERE id = '{account}'"),
+    )[0][0]
+        .parse()
+        .unwrap()
 }
 
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
 }
 
 /// A transfer example input.

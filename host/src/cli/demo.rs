@@ -20,9 +20,9 @@ pub struct DemoArgs {
     dir: Option<PathBuf>,
 }
 
-/// The examples the tour runs, found next to this crate.
-fn example_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("examples").join(name)
+/// The repository this binary was built from: the tour builds its examples from there.
+fn repo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 const STARTING_BALANCE: i64 = 100;
@@ -90,13 +90,25 @@ async fn tour(args: DemoArgs) -> anyhow::Result<bool> {
     let mut config = Config::defaults();
     config.state_dir = dir.join("state");
     for (bank, _) in banks {
-        config.add_participant(ParticipantSpec::new(bank, &format!("sqlite://{}/{bank}.db", dir.display()))?, false)?;
+        config.add_participant(
+            ParticipantSpec::new(bank, &format!("sqlite://{}/{bank}.db", dir.display()))?,
+            false,
+        )?;
     }
-    let sandbox = Sandbox::new(&config.limits, 1, config.cache_dir.clone()).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let sandbox = Sandbox::new(&config.limits, 1, config.cache_dir.clone())
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
     let mut scripts = std::collections::HashMap::new();
     for name in ["transfer", "faulty"] {
         println!("building examples/{name} …");
-        let wasm = wasmtx::guest_build::build_guest(&example_dir(name), false)?;
+        // The examples share one target directory (a CARGO_TARGET_DIR set by the user wins).
+        let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or(repo_dir().join("target/guests"));
+        let wasm = wasmtx::guest_build::build_guest(
+            &repo_dir().join("examples").join(name),
+            false,
+            Some(&target_dir),
+        )?;
         scripts.insert(name, sandbox.load(&wasm)?);
     }
     let coordinator = Coordinator::connect(config, 1).await?;
@@ -105,7 +117,10 @@ async fn tour(args: DemoArgs) -> anyhow::Result<bool> {
     let mut all_as_expected = true;
     for (number, step) in STEPS.iter().enumerate() {
         println!("\n── step {}: {}", number + 1, step.title);
-        let logic = ScriptLogic { sandbox: &sandbox, script: &scripts[step.script] };
+        let logic = ScriptLogic {
+            sandbox: &sandbox,
+            script: &scripts[step.script],
+        };
         let report = coordinator.run(&logic, step.input).await;
         output::print_report(&report, false);
         let total = print_balances(&dir, &banks).await?;
@@ -113,8 +128,16 @@ async fn tour(args: DemoArgs) -> anyhow::Result<bool> {
         let expected = report.outcome == step.expect;
         println!(
             "   total {total} (was {initial_total}): {}; outcome {}",
-            if conserved { "conserved ✓" } else { "CHANGED ✗" },
-            if expected { "as expected ✓" } else { "NOT as expected ✗" }
+            if conserved {
+                "conserved ✓"
+            } else {
+                "CHANGED ✗"
+            },
+            if expected {
+                "as expected ✓"
+            } else {
+                "NOT as expected ✗"
+            }
         );
         all_as_expected &= conserved && expected;
     }
@@ -149,8 +172,12 @@ async fn print_balances(dir: &Path, banks: &[(&str, &str)]) -> anyhow::Result<i6
     println!("   {:<8} {:<8} {:>8}", "bank", "account", "balance");
     let mut total = 0;
     for (bank, _) in banks {
-        let mut conn = SqliteConnection::connect(&format!("sqlite://{}/{bank}.db", dir.display())).await?;
-        for row in sqlx::query("SELECT id, balance FROM accounts ORDER BY id").fetch_all(&mut conn).await? {
+        let mut conn =
+            SqliteConnection::connect(&format!("sqlite://{}/{bank}.db", dir.display())).await?;
+        for row in sqlx::query("SELECT id, balance FROM accounts ORDER BY id")
+            .fetch_all(&mut conn)
+            .await?
+        {
             let (id, balance): (String, i64) = (row.get(0), row.get(1));
             println!("   {bank:<8} {id:<8} {balance:>8}");
             total += balance;

@@ -32,7 +32,11 @@ pub fn inspect(args: InspectArgs) -> ExitCode {
             } else {
                 print_text(&description);
             }
-            if runnable { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            if runnable {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Err(error) => output::print_failure(&error, args.json),
     }
@@ -45,14 +49,24 @@ fn describe(args: &InspectArgs) -> Result<(serde_json::Value, bool), TxError> {
     if let Some(dir) = &args.cache_dir {
         config.cache_dir = dir.clone();
     }
-    let sandbox = Sandbox::new(&config.limits, 1, config.cache_dir).map_err(|e| input_error(&format!("{e:#}")))?;
-    let bytes = std::fs::read(&path).map_err(|e| input_error(&format!("cannot read {}: {e}", path.display())))?;
+    let sandbox = Sandbox::new(&config.limits, 1, config.cache_dir)
+        .map_err(|e| input_error(&format!("{e:#}")))?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| input_error(&format!("cannot read {}: {e}", path.display())))?;
     let cached_before = sandbox.cache().contains(sandbox.engine(), &bytes);
-    let (component, _) = sandbox.compile(&path, &bytes).map_err(|e| input_error(&e))?;
+    let (component, _) = sandbox
+        .compile(&path, &bytes)
+        .map_err(|e| input_error(&e))?;
     let ty = component.component_type();
     let engine = sandbox.engine();
-    let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
-    let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
     let check = sandbox.load(&path);
     let runnable = check.is_ok();
     let description = json!({
@@ -73,9 +87,15 @@ fn print_text(d: &serde_json::Value) {
     println!("script:   {}", d["path"].as_str().unwrap_or_default());
     println!("size:     {} bytes", d["size_bytes"]);
     if d["implements_world"] == true {
-        println!("world:    {} — this host can run it", d["world"].as_str().unwrap_or_default());
+        println!(
+            "world:    {} — this host can run it",
+            d["world"].as_str().unwrap_or_default()
+        );
     } else {
-        println!("world:    does NOT implement {}", d["world"].as_str().unwrap_or_default());
+        println!(
+            "world:    does NOT implement {}",
+            d["world"].as_str().unwrap_or_default()
+        );
         println!("problem:  {}", d["problem"].as_str().unwrap_or_default());
     }
     println!("imports:");
@@ -86,5 +106,9 @@ fn print_text(d: &serde_json::Value) {
     for export in d["exports"].as_array().into_iter().flatten() {
         println!("  {}", export.as_str().unwrap_or_default());
     }
-    println!("compiled: {} ({})", d["compiled_cache"].as_str().unwrap_or_default(), d["cache_file"].as_str().unwrap_or_default());
+    println!(
+        "compiled: {} ({})",
+        d["compiled_cache"].as_str().unwrap_or_default(),
+        d["cache_file"].as_str().unwrap_or_default()
+    );
 }

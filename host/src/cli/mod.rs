@@ -6,6 +6,7 @@
 mod demo;
 mod inspect;
 mod output;
+mod recover;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,12 @@ enum Command {
     /// A guided tour on embedded SQLite: transfers that commit, abort, panic and fail,
     /// with balances after each step. Needs no set-up.
     Demo(demo::DemoArgs),
+    /// Resolve branches a crash left prepared on this node's PostgreSQL/MySQL
+    /// participants: commit those with a recorded COMMIT decision, roll back undecided
+    /// ones past their deadline, and leave the rest. One line per branch.
+    Recover(recover::RecoverArgs),
+    /// List what is in doubt without touching it (same as `recover --dry-run`).
+    Status(recover::RecoverArgs),
 }
 
 /// Options shared by commands that use participants.
@@ -74,7 +81,9 @@ impl HostArgs {
             Some(path) => Config::load(path).map_err(|e| input_error(&e))?,
             None => Config::defaults(),
         };
-        config.apply_participant_args(&self.participants).map_err(|e| input_error(&e))?;
+        config
+            .apply_participant_args(&self.participants)
+            .map_err(|e| input_error(&e))?;
         if let Some(dir) = &self.state_dir {
             config.state_dir = dir.clone();
         }
@@ -98,7 +107,10 @@ impl HostArgs {
 pub fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("wasmtx: cannot start the async runtime: {err}");
@@ -110,6 +122,8 @@ pub fn main() -> ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::Inspect(args) => inspect::inspect(args),
             Command::Demo(args) => demo::demo(args).await,
+            Command::Recover(args) => recover::run(args, false).await,
+            Command::Status(args) => recover::run(args, true).await,
         }
     })
 }
@@ -118,16 +132,25 @@ pub fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wasmtx::script=info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }
 
 /// A script argument: a `.wasm` component as is, or a guest crate directory built first.
 fn resolve_script(path: &Path, quiet: bool) -> Result<PathBuf, TxError> {
     if path.is_dir() {
         if !quiet {
-            eprintln!("building {} for {} …", path.display(), wasmtx::guest_build::GUEST_TARGET);
+            eprintln!(
+                "building {} for {} …",
+                path.display(),
+                wasmtx::guest_build::GUEST_TARGET
+            );
         }
-        wasmtx::guest_build::build_guest(path, quiet).map_err(|e| TxError::new(ErrorKind::Input, e.to_string()))
+        wasmtx::guest_build::build_guest(path, quiet, None)
+            .map_err(|e| TxError::new(ErrorKind::Input, e.to_string()))
     } else {
         Ok(path.to_owned())
     }

@@ -9,7 +9,10 @@ use wasmtx::report::{BranchOutcome, ErrorKind, Outcome, TxError, TxReport};
 /// Prints a finished transaction.
 pub fn print_report(report: &TxReport, json: bool) {
     if json {
-        println!("{}", serde_json::to_string(report).expect("reports serialize"));
+        println!(
+            "{}",
+            serde_json::to_string(report).expect("reports serialize")
+        );
         return;
     }
     let outcome = match report.outcome {

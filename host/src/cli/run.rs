@@ -32,7 +32,15 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs) -> ExitCode {
     match prepare(&args).await {
         Ok((coordinator, sandbox, script, input)) => {
-            let report = coordinator.run(&ScriptLogic { sandbox: &sandbox, script: &script }, &input).await;
+            let report = coordinator
+                .run(
+                    &ScriptLogic {
+                        sandbox: &sandbox,
+                        script: &script,
+                    },
+                    &input,
+                )
+                .await;
             output::print_report(&report, args.json);
             output::exit_code(&report)
         }
@@ -42,7 +50,9 @@ pub async fn run(args: RunArgs) -> ExitCode {
 
 /// Everything before the transaction: configuration, input, script, connections. Bad
 /// input fails here, before any participant is touched.
-async fn prepare(args: &RunArgs) -> Result<(Coordinator, Sandbox, wasmtx::script::Script, String), TxError> {
+async fn prepare(
+    args: &RunArgs,
+) -> Result<(Coordinator, Sandbox, wasmtx::script::Script, String), TxError> {
     let input_error = |e: &dyn std::fmt::Display| TxError::new(ErrorKind::Input, e.to_string());
     let config = args.host.config()?;
     if config.participants.is_empty() {
@@ -56,7 +66,8 @@ async fn prepare(args: &RunArgs) -> Result<(Coordinator, Sandbox, wasmtx::script
     }
     let input = read_input(&args.input)?;
     let script_path = resolve_script(&args.script, args.json)?;
-    let sandbox = Sandbox::new(&config.limits, 1, config.cache_dir.clone()).map_err(|e| input_error(&format!("{e:#}")))?;
+    let sandbox = Sandbox::new(&config.limits, 1, config.cache_dir.clone())
+        .map_err(|e| input_error(&format!("{e:#}")))?;
     let script = sandbox.load(&script_path).map_err(|e| input_error(&e))?;
     let coordinator = Coordinator::connect(config, RUN_POOL_SIZE)
         .await
@@ -67,11 +78,19 @@ async fn prepare(args: &RunArgs) -> Result<(Coordinator, Sandbox, wasmtx::script
 /// `--input`: JSON text or `@FILE`; must be valid JSON.
 pub fn read_input(arg: &str) -> Result<String, TxError> {
     let text = match arg.strip_prefix('@') {
-        Some(file) => std::fs::read_to_string(file)
-            .map_err(|e| TxError::new(ErrorKind::Input, format!("cannot read input file {file}: {e}")))?,
+        Some(file) => std::fs::read_to_string(file).map_err(|e| {
+            TxError::new(
+                ErrorKind::Input,
+                format!("cannot read input file {file}: {e}"),
+            )
+        })?,
         None => arg.to_owned(),
     };
-    serde_json::from_str::<serde::de::IgnoredAny>(&text)
-        .map_err(|e| TxError::new(ErrorKind::Input, format!("the input is not valid JSON: {e}")))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| {
+        TxError::new(
+            ErrorKind::Input,
+            format!("the input is not valid JSON: {e}"),
+        )
+    })?;
     Ok(text)
 }

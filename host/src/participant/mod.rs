@@ -9,9 +9,9 @@
 
 pub mod mysql;
 pub mod postgres;
+mod spec;
 pub mod sqlite;
 pub mod sqlite_qualify;
-mod spec;
 
 use std::time::Duration;
 
@@ -38,7 +38,10 @@ impl DbError {
                 code: db.code().map(|c| c.into_owned()),
                 message: db.message().to_owned(),
             },
-            other => DbError { code: None, message: other.to_string() },
+            other => DbError {
+                code: None,
+                message: other.to_string(),
+            },
         }
     }
 }
@@ -81,7 +84,11 @@ pub struct ParticipantError {
 
 impl ParticipantError {
     pub fn new(participant: &str, action: &'static str, message: impl std::fmt::Display) -> Self {
-        ParticipantError { participant: participant.to_owned(), action, message: message.to_string() }
+        ParticipantError {
+            participant: participant.to_owned(),
+            action,
+            message: message.to_string(),
+        }
     }
 }
 

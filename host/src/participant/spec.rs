@@ -23,7 +23,11 @@ pub enum SpecError {
     #[error("participant name `{0}` is reserved; choose another")]
     ReservedName(String),
     #[error("participant `{name}`: `{url}` is not a valid URL: {reason}")]
-    BadUrl { name: String, url: String, reason: String },
+    BadUrl {
+        name: String,
+        url: String,
+        reason: String,
+    },
     #[error(
         "participant `{name}`: unknown URL scheme `{scheme}`; use sqlite://PATH, postgres://… or mysql://…"
     )]
@@ -53,7 +57,11 @@ pub enum Location {
 impl fmt::Debug for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Location::Sqlite { path, create, convert_journal } => f
+            Location::Sqlite {
+                path,
+                create,
+                convert_journal,
+            } => f
                 .debug_struct("Sqlite")
                 .field("path", path)
                 .field("create", create)
@@ -75,21 +83,30 @@ pub struct ParticipantSpec {
 impl ParticipantSpec {
     /// Parses `NAME=URL`.
     pub fn parse_arg(arg: &str) -> Result<Self, SpecError> {
-        let (name, url) = arg.split_once('=').ok_or_else(|| SpecError::MissingEquals(arg.to_owned()))?;
+        let (name, url) = arg
+            .split_once('=')
+            .ok_or_else(|| SpecError::MissingEquals(arg.to_owned()))?;
         Self::new(name, url)
     }
 
     /// Validates a name and a URL.
     pub fn new(name: &str, url: &str) -> Result<Self, SpecError> {
         validate_name(name)?;
-        Ok(ParticipantSpec { name: name.to_owned(), location: parse_location(name, url)? })
+        Ok(ParticipantSpec {
+            name: name.to_owned(),
+            location: parse_location(name, url)?,
+        })
     }
 
     /// Checks what can be checked without connecting: an SQLite file must exist unless
     /// the URL allows creating it. Run before anything is opened.
     pub fn check_local(&self) -> Result<(), SpecError> {
         match &self.location {
-            Location::Sqlite { path, create: false, .. } if !path.is_file() => Err(SpecError::BadOption {
+            Location::Sqlite {
+                path,
+                create: false,
+                ..
+            } if !path.is_file() => Err(SpecError::BadOption {
                 name: self.name.clone(),
                 reason: if path.exists() {
                     format!("{} is not a file", path.display())
@@ -116,7 +133,9 @@ impl ParticipantSpec {
 fn validate_name(name: &str) -> Result<(), SpecError> {
     let valid = name.len() <= MAX_NAME_LEN
         && name.starts_with(|c: char| c.is_ascii_alphabetic())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !valid {
         return Err(SpecError::BadName(name.to_owned()));
     }
@@ -133,9 +152,14 @@ fn parse_location(name: &str, url: &str) -> Result<Location, SpecError> {
         url: redact(url),
         reason,
     };
-    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase()).ok_or_else(|| {
-        bad_url("expected SCHEME://…, e.g. sqlite://accounts.db or postgres://user@host/db".into())
-    })?;
+    let scheme = url
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .ok_or_else(|| {
+            bad_url(
+                "expected SCHEME://…, e.g. sqlite://accounts.db or postgres://user@host/db".into(),
+            )
+        })?;
     match scheme.as_str() {
         "sqlite" => parse_sqlite(name, &url["sqlite://".len()..]),
         "postgres" | "postgresql" | "mysql" | "mariadb" => {
@@ -144,13 +168,20 @@ fn parse_location(name: &str, url: &str) -> Result<Location, SpecError> {
                 return Err(bad_url("the URL names no host".into()));
             }
             Ok(if scheme.starts_with("postgres") {
-                Location::Postgres { url: url.to_owned() }
+                Location::Postgres {
+                    url: url.to_owned(),
+                }
             } else {
                 // sqlx knows only the mysql scheme; MariaDB speaks the same protocol.
-                Location::Mysql { url: format!("mysql{}", &url[scheme.len()..]) }
+                Location::Mysql {
+                    url: format!("mysql{}", &url[scheme.len()..]),
+                }
             })
         }
-        _ => Err(SpecError::UnknownScheme { name: name.to_owned(), scheme }),
+        _ => Err(SpecError::UnknownScheme {
+            name: name.to_owned(),
+            scheme,
+        }),
     }
 }
 
@@ -188,7 +219,11 @@ fn parse_sqlite(name: &str, rest: &str) -> Result<Location, SpecError> {
             }
         }
     }
-    Ok(Location::Sqlite { path: PathBuf::from(path), create, convert_journal })
+    Ok(Location::Sqlite {
+        path: PathBuf::from(path),
+        create,
+        convert_journal,
+    })
 }
 
 /// The URL with any password replaced by `***`, for messages and logs.
@@ -209,31 +244,79 @@ mod tests {
     #[test]
     fn parses_each_kind() {
         let a = ParticipantSpec::parse_arg("a=sqlite://dir/a.db").unwrap();
-        assert_eq!(a.location, Location::Sqlite { path: "dir/a.db".into(), create: false, convert_journal: false });
+        assert_eq!(
+            a.location,
+            Location::Sqlite {
+                path: "dir/a.db".into(),
+                create: false,
+                convert_journal: false
+            }
+        );
         let b = ParticipantSpec::parse_arg("b=sqlite:///tmp/b.db?mode=rwc").unwrap();
-        assert_eq!(b.location, Location::Sqlite { path: "/tmp/b.db".into(), create: true, convert_journal: false });
+        assert_eq!(
+            b.location,
+            Location::Sqlite {
+                path: "/tmp/b.db".into(),
+                create: true,
+                convert_journal: false
+            }
+        );
         let p = ParticipantSpec::parse_arg("p=postgres://root@127.0.0.1/test").unwrap();
         assert_eq!(p.dialect(), Dialect::Postgres);
         let m = ParticipantSpec::parse_arg("m=mariadb://root@127.0.0.1/test1").unwrap();
-        assert_eq!(m.location, Location::Mysql { url: "mysql://root@127.0.0.1/test1".into() });
+        assert_eq!(
+            m.location,
+            Location::Mysql {
+                url: "mysql://root@127.0.0.1/test1".into()
+            }
+        );
     }
 
     #[test]
     fn refuses_bad_specs_with_reasons() {
-        assert!(matches!(ParticipantSpec::parse_arg("a"), Err(SpecError::MissingEquals(_))));
-        assert!(matches!(ParticipantSpec::parse_arg("1a=sqlite://x"), Err(SpecError::BadName(_))));
-        assert!(matches!(ParticipantSpec::parse_arg("a b=sqlite://x"), Err(SpecError::BadName(_))));
-        assert!(matches!(ParticipantSpec::parse_arg("MAIN=sqlite://x"), Err(SpecError::ReservedName(_))));
-        assert!(matches!(ParticipantSpec::parse_arg("a=redis://x"), Err(SpecError::UnknownScheme { .. })));
-        assert!(matches!(ParticipantSpec::parse_arg("a=a.db"), Err(SpecError::BadUrl { .. })));
-        assert!(matches!(ParticipantSpec::parse_arg("a=sqlite://"), Err(SpecError::BadUrl { .. })));
-        assert!(matches!(ParticipantSpec::parse_arg("a=sqlite://x?mode=ro"), Err(SpecError::BadOption { .. })));
-        assert!(matches!(ParticipantSpec::parse_arg("a=postgres://"), Err(SpecError::BadUrl { .. })));
+        assert!(matches!(
+            ParticipantSpec::parse_arg("a"),
+            Err(SpecError::MissingEquals(_))
+        ));
+        assert!(matches!(
+            ParticipantSpec::parse_arg("1a=sqlite://x"),
+            Err(SpecError::BadName(_))
+        ));
+        assert!(matches!(
+            ParticipantSpec::parse_arg("a b=sqlite://x"),
+            Err(SpecError::BadName(_))
+        ));
+        assert!(matches!(
+            ParticipantSpec::parse_arg("MAIN=sqlite://x"),
+            Err(SpecError::ReservedName(_))
+        ));
+        assert!(matches!(
+            ParticipantSpec::parse_arg("a=redis://x"),
+            Err(SpecError::UnknownScheme { .. })
+        ));
+        assert!(matches!(
+            ParticipantSpec::parse_arg("a=a.db"),
+            Err(SpecError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            ParticipantSpec::parse_arg("a=sqlite://"),
+            Err(SpecError::BadUrl { .. })
+        ));
+        assert!(matches!(
+            ParticipantSpec::parse_arg("a=sqlite://x?mode=ro"),
+            Err(SpecError::BadOption { .. })
+        ));
+        assert!(matches!(
+            ParticipantSpec::parse_arg("a=postgres://"),
+            Err(SpecError::BadUrl { .. })
+        ));
     }
 
     #[test]
     fn passwords_never_reach_messages() {
-        let err = ParticipantSpec::parse_arg("a=postgres://u:secret@/db").unwrap_err().to_string();
+        let err = ParticipantSpec::parse_arg("a=postgres://u:secret@/db")
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("secret"), "{err}");
         assert_eq!(redact("mysql://u:secret@h/db"), "mysql://u:***@h/db");
     }

@@ -14,9 +14,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::TryStreamExt;
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow,
+    SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Column as _, ConnectOptions, Connection, Decode, Row, Sqlite, TypeInfo, ValueRef};
+use sqlx::{
+    AssertSqlSafe, Column as _, ConnectOptions, Connection, Decode, Row, Sqlite, TypeInfo, ValueRef,
+};
 
 use super::{DbError, ParticipantError, StatementError, sqlite_qualify};
 use crate::gid::Gid;
@@ -50,19 +53,30 @@ type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
 impl SqliteGroup {
     /// Opens the host's main file, attaches every member and begins one transaction
     /// across them.
-    pub async fn begin(main: &Path, members: &[SqliteMember], lock_timeout: Duration) -> Result<Self, ParticipantError> {
+    pub async fn begin(
+        main: &Path,
+        members: &[SqliteMember],
+        lock_timeout: Duration,
+    ) -> Result<Self, ParticipantError> {
         let first = members.first().map(|m| m.name.as_str()).unwrap_or("sqlite");
         if members.len() > MAX_SQLITE_MEMBERS {
             return Err(ParticipantError::new(
                 first,
                 "attach",
-                format!("a transaction may span at most {MAX_SQLITE_MEMBERS} SQLite participants (SQLite's attach limit)"),
+                format!(
+                    "a transaction may span at most {MAX_SQLITE_MEMBERS} SQLite participants (SQLite's attach limit)"
+                ),
             ));
         }
         let files = resolve_files(main, members)?;
         if let Some(dir) = main.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| ParticipantError::new(first, "open", format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                ParticipantError::new(
+                    first,
+                    "open",
+                    format!("cannot create {}: {e}", dir.display()),
+                )
+            })?;
         }
         let options = SqliteConnectOptions::new()
             .filename(main)
@@ -71,12 +85,23 @@ impl SqliteGroup {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(lock_timeout);
         let mut conn = options.connect().await.map_err(|e| {
-            ParticipantError::new(first, "open", format!("cannot open the coordinator file {}: {e}", main.display()))
+            ParticipantError::new(
+                first,
+                "open",
+                format!("cannot open the coordinator file {}: {e}", main.display()),
+            )
         })?;
-        let create = format!("CREATE TABLE IF NOT EXISTS main.{DECISIONS_TABLE} (gid TEXT PRIMARY KEY, decided_at_ms INTEGER NOT NULL)");
-        run(&mut conn, &create).await.map_err(|e| ParticipantError::new(first, "open", e))?;
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS main.{DECISIONS_TABLE} (gid TEXT PRIMARY KEY, decided_at_ms INTEGER NOT NULL)"
+        );
+        run(&mut conn, &create)
+            .await
+            .map_err(|e| ParticipantError::new(first, "open", e))?;
 
-        let mut group = SqliteGroup { conn, names: Vec::new() };
+        let mut group = SqliteGroup {
+            conn,
+            names: Vec::new(),
+        };
         for (member, file) in members.iter().zip(&files) {
             if let Err(err) = group.attach(member, file).await {
                 group.close().await;
@@ -98,10 +123,18 @@ impl SqliteGroup {
             .bind(member.name.clone())
             .execute(&mut self.conn)
             .await
-            .map_err(|e| fail("attach", format!("cannot open {}: {}", file.display(), DbError::from_sqlx(&e))))?;
+            .map_err(|e| {
+                fail(
+                    "attach",
+                    format!("cannot open {}: {}", file.display(), DbError::from_sqlx(&e)),
+                )
+            })?;
         self.names.push(member.name.clone());
         let schema = quote_ident(&member.name);
-        let mode = self.journal_mode(&schema).await.map_err(|e| fail("attach", e))?;
+        let mode = self
+            .journal_mode(&schema)
+            .await
+            .map_err(|e| fail("attach", e))?;
         if !matches!(mode.as_str(), "delete" | "truncate" | "persist") && !member.convert_journal {
             return Err(fail(
                 "attach",
@@ -113,12 +146,28 @@ impl SqliteGroup {
                 ),
             ));
         }
-        run(&mut self.conn, &format!("PRAGMA {schema}.journal_mode=DELETE")).await.map_err(|e| fail("attach", e))?;
-        let mode = self.journal_mode(&schema).await.map_err(|e| fail("attach", e))?;
+        run(
+            &mut self.conn,
+            &format!("PRAGMA {schema}.journal_mode=DELETE"),
+        )
+        .await
+        .map_err(|e| fail("attach", e))?;
+        let mode = self
+            .journal_mode(&schema)
+            .await
+            .map_err(|e| fail("attach", e))?;
         if mode != "delete" {
-            return Err(fail("attach", format!("cannot switch {} to journal_mode=delete (it stays {mode})", file.display())));
+            return Err(fail(
+                "attach",
+                format!(
+                    "cannot switch {} to journal_mode=delete (it stays {mode})",
+                    file.display()
+                ),
+            ));
         }
-        run(&mut self.conn, &format!("PRAGMA {schema}.synchronous=FULL")).await.map_err(|e| fail("attach", e))?;
+        run(&mut self.conn, &format!("PRAGMA {schema}.synchronous=FULL"))
+            .await
+            .map_err(|e| fail("attach", e))?;
         Ok(())
     }
 
@@ -127,11 +176,18 @@ impl SqliteGroup {
             .fetch_one(&mut self.conn)
             .await
             .map_err(|e| DbError::from_sqlx(&e).to_string())?;
-        row.try_get::<String, _>(0).map(|m| m.to_ascii_lowercase()).map_err(|e| e.to_string())
+        row.try_get::<String, _>(0)
+            .map(|m| m.to_ascii_lowercase())
+            .map_err(|e| e.to_string())
     }
 
     /// Runs a statement for member `member` and returns the rows it changed.
-    pub async fn execute(&mut self, member: usize, sql: &str, params: &[Value]) -> Result<u64, StatementError> {
+    pub async fn execute(
+        &mut self,
+        member: usize,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<u64, StatementError> {
         let qualified = self.qualify(member, sql)?;
         let result = bind_all(sqlx::query(AssertSqlSafe(qualified)), params)
             .execute(&mut self.conn)
@@ -149,22 +205,30 @@ impl SqliteGroup {
         limits: ResultLimits,
     ) -> Result<RowSet, StatementError> {
         let qualified = self.qualify(member, sql)?;
-        let mut stream = bind_all(sqlx::query(AssertSqlSafe(qualified)), params).fetch(&mut self.conn);
+        let mut stream =
+            bind_all(sqlx::query(AssertSqlSafe(qualified)), params).fetch(&mut self.conn);
         let mut tracker = limits.tracker();
         let mut result = RowSet::default();
-        while let Some(row) = stream.try_next().await.map_err(|e| StatementError::Database(DbError::from_sqlx(&e)))? {
+        while let Some(row) = stream
+            .try_next()
+            .await
+            .map_err(|e| StatementError::Database(DbError::from_sqlx(&e)))?
+        {
             if result.columns.is_empty() {
                 result.columns = columns_of(&row);
             }
             let values = decode_row(&row)?;
-            tracker.add_row(&values).map_err(StatementError::LimitExceeded)?;
+            tracker
+                .add_row(&values)
+                .map_err(StatementError::LimitExceeded)?;
             result.rows.push(values);
         }
         Ok(result)
     }
 
     fn qualify(&self, member: usize, sql: &str) -> Result<String, StatementError> {
-        sqlite_qualify::qualify(sql, &self.names[member]).map_err(|e| StatementError::Forbidden(e.to_string()))
+        sqlite_qualify::qualify(sql, &self.names[member])
+            .map_err(|e| StatementError::Forbidden(e.to_string()))
     }
 
     /// Commits every member at once. With `decision`, the COMMIT decision of a global
@@ -173,13 +237,18 @@ impl SqliteGroup {
         let who = self.names.join(", ");
         let result = async {
             if let Some(gid) = decision {
-                let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
-                sqlx::query(AssertSqlSafe(format!("INSERT INTO main.{DECISIONS_TABLE} (gid, decided_at_ms) VALUES (?, ?)")))
-                    .bind(gid.as_str().to_owned())
-                    .bind(now_ms)
-                    .execute(&mut self.conn)
-                    .await
-                    .map_err(|e| DbError::from_sqlx(&e).to_string())?;
+                let now_ms = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis() as i64;
+                sqlx::query(AssertSqlSafe(format!(
+                    "INSERT INTO main.{DECISIONS_TABLE} (gid, decided_at_ms) VALUES (?, ?)"
+                )))
+                .bind(gid.as_str().to_owned())
+                .bind(now_ms)
+                .execute(&mut self.conn)
+                .await
+                .map_err(|e| DbError::from_sqlx(&e).to_string())?;
             }
             run(&mut self.conn, "COMMIT").await
         }
@@ -203,7 +272,10 @@ impl SqliteGroup {
     /// Detaches every member and closes the connection.
     async fn close(mut self) {
         for name in std::mem::take(&mut self.names) {
-            let _ = sqlx::query("DETACH DATABASE ?").bind(name).execute(&mut self.conn).await;
+            let _ = sqlx::query("DETACH DATABASE ?")
+                .bind(name)
+                .execute(&mut self.conn)
+                .await;
         }
         let _ = self.conn.close().await;
     }
@@ -221,10 +293,12 @@ pub async fn decision_recorded(main: &Path, gid: &Gid) -> Result<bool, String> {
         .connect()
         .await
         .map_err(|e| DbError::from_sqlx(&e).to_string())?;
-    let found = sqlx::query(AssertSqlSafe(format!("SELECT 1 FROM {DECISIONS_TABLE} WHERE gid = ?")))
-        .bind(gid.as_str().to_owned())
-        .fetch_optional(&mut conn)
-        .await;
+    let found = sqlx::query(AssertSqlSafe(format!(
+        "SELECT 1 FROM {DECISIONS_TABLE} WHERE gid = ?"
+    )))
+    .bind(gid.as_str().to_owned())
+    .fetch_optional(&mut conn)
+    .await;
     let _ = conn.close().await;
     match found {
         Ok(row) => Ok(row.is_some()),
@@ -242,9 +316,11 @@ fn resolve_files(main: &Path, members: &[SqliteMember]) -> Result<Vec<PathBuf>, 
     for member in members {
         let fail = |message: String| ParticipantError::new(&member.name, "open", message);
         let file = if member.path.exists() {
-            std::fs::canonicalize(&member.path).map_err(|e| fail(format!("cannot resolve {}: {e}", member.path.display())))?
+            std::fs::canonicalize(&member.path)
+                .map_err(|e| fail(format!("cannot resolve {}: {e}", member.path.display())))?
         } else if member.create {
-            absolute(&member.path).map_err(|e| fail(format!("cannot resolve {}: {e}", member.path.display())))?
+            absolute(&member.path)
+                .map_err(|e| fail(format!("cannot resolve {}: {e}", member.path.display())))?
         } else {
             return Err(fail(format!(
                 "SQLite file {} does not exist; check the path, or add ?mode=rwc to the URL to create it",
@@ -252,7 +328,10 @@ fn resolve_files(main: &Path, members: &[SqliteMember]) -> Result<Vec<PathBuf>, 
             )));
         };
         if file.is_dir() {
-            return Err(fail(format!("{} is a directory, not an SQLite file", file.display())));
+            return Err(fail(format!(
+                "{} is a directory, not an SQLite file",
+                file.display()
+            )));
         }
         if let Some(i) = files.iter().position(|f| f == &file) {
             return Err(fail(format!(
@@ -262,7 +341,10 @@ fn resolve_files(main: &Path, members: &[SqliteMember]) -> Result<Vec<PathBuf>, 
             )));
         }
         if main_abs.as_ref() == Some(&file) {
-            return Err(fail(format!("{} is the host's coordinator file, not a participant", file.display())));
+            return Err(fail(format!(
+                "{} is the host's coordinator file, not a participant",
+                file.display()
+            )));
         }
         files.push(file);
     }
@@ -273,7 +355,9 @@ fn resolve_files(main: &Path, members: &[SqliteMember]) -> Result<Vec<PathBuf>, 
 fn absolute(path: &Path) -> std::io::Result<PathBuf> {
     let abs = std::path::absolute(path)?;
     match (abs.parent(), abs.file_name()) {
-        (Some(parent), Some(name)) if parent.exists() => Ok(std::fs::canonicalize(parent)?.join(name)),
+        (Some(parent), Some(name)) if parent.exists() => {
+            Ok(std::fs::canonicalize(parent)?.join(name))
+        }
         _ => Ok(abs),
     }
 }
@@ -328,24 +412,40 @@ fn bind_all<'q>(mut query: Query<'q>, params: &[Value]) -> Query<'q> {
 fn columns_of(row: &SqliteRow) -> Vec<Column> {
     row.columns()
         .iter()
-        .map(|c| Column { name: c.name().to_owned(), type_name: c.type_info().name().to_owned() })
+        .map(|c| Column {
+            name: c.name().to_owned(),
+            type_name: c.type_info().name().to_owned(),
+        })
         .collect()
 }
 
 /// SQLite values by storage class: INTEGER, REAL, TEXT, BLOB or NULL.
 fn decode_row(row: &SqliteRow) -> Result<Vec<Value>, StatementError> {
-    let decode_error = |e: sqlx::error::BoxDynError| StatementError::Database(DbError { code: None, message: e.to_string() });
+    let decode_error = |e: sqlx::error::BoxDynError| {
+        StatementError::Database(DbError {
+            code: None,
+            message: e.to_string(),
+        })
+    };
     (0..row.len())
         .map(|i| {
-            let raw = row.try_get_raw(i).map_err(|e| StatementError::Database(DbError::from_sqlx(&e)))?;
+            let raw = row
+                .try_get_raw(i)
+                .map_err(|e| StatementError::Database(DbError::from_sqlx(&e)))?;
             if raw.is_null() {
                 return Ok(Value::Null);
             }
             let class = raw.type_info().name().to_owned();
             Ok(match class.as_str() {
-                "INTEGER" => Value::Int64(<i64 as Decode<Sqlite>>::decode(raw).map_err(decode_error)?),
-                "REAL" => Value::Float64(<f64 as Decode<Sqlite>>::decode(raw).map_err(decode_error)?),
-                "BLOB" => Value::Bytes(<Vec<u8> as Decode<Sqlite>>::decode(raw).map_err(decode_error)?),
+                "INTEGER" => {
+                    Value::Int64(<i64 as Decode<Sqlite>>::decode(raw).map_err(decode_error)?)
+                }
+                "REAL" => {
+                    Value::Float64(<f64 as Decode<Sqlite>>::decode(raw).map_err(decode_error)?)
+                }
+                "BLOB" => {
+                    Value::Bytes(<Vec<u8> as Decode<Sqlite>>::decode(raw).map_err(decode_error)?)
+                }
                 _ => Value::Text(<String as Decode<Sqlite>>::decode(raw).map_err(decode_error)?),
             })
         })

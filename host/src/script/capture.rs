@@ -25,13 +25,19 @@ pub struct CappedPipe {
 
 impl CappedPipe {
     pub fn new(cap: usize) -> Self {
-        CappedPipe { cap, buffer: Arc::default() }
+        CappedPipe {
+            cap,
+            buffer: Arc::default(),
+        }
     }
 
     /// The captured text (lossy UTF-8) and how many bytes were dropped past the cap.
     pub fn contents(&self) -> (String, u64) {
         let buffer = self.buffer.lock().expect("capture lock");
-        (String::from_utf8_lossy(&buffer.bytes).into_owned(), buffer.dropped)
+        (
+            String::from_utf8_lossy(&buffer.bytes).into_owned(),
+            buffer.dropped,
+        )
     }
 
     fn append(&self, bytes: &[u8]) {
@@ -56,7 +62,11 @@ impl StdoutStream for CappedPipe {
 }
 
 impl AsyncWrite for CappedPipe {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.append(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -93,7 +103,10 @@ mod tests {
     #[test]
     fn finds_a_panic_message() {
         let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:9:5:\nboom\nnote: run with `RUST_BACKTRACE=1`\n";
-        assert_eq!(panic_message(stderr).unwrap(), "panicked at src/lib.rs:9:5: boom");
+        assert_eq!(
+            panic_message(stderr).unwrap(),
+            "panicked at src/lib.rs:9:5: boom"
+        );
         assert_eq!(panic_message("hello"), None);
     }
 }

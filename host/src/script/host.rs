@@ -91,7 +91,8 @@ impl StoreState {
             )));
         }
         let dialect = self.tx.members[member].dialect;
-        policy::check(dialect, statement).map_err(|refusal| StatementError::Forbidden(refusal.to_string()))?;
+        policy::check(dialect, statement)
+            .map_err(|refusal| StatementError::Forbidden(refusal.to_string()))?;
         convert::params_from_wit(params)
     }
 
@@ -111,7 +112,9 @@ impl types::Host for StoreState {}
 
 impl sql::Host for StoreState {
     async fn participants(&mut self) -> wasmtime::Result<Vec<Resource<ParticipantHandle>>> {
-        (0..self.tx.members.len()).map(|member| self.new_handle(member)).collect()
+        (0..self.tx.members.len())
+            .map(|member| self.new_handle(member))
+            .collect()
     }
 }
 
@@ -121,7 +124,10 @@ impl sql::HostParticipant for StoreState {
         Ok(self.tx.members[member].name.clone())
     }
 
-    async fn dialect(&mut self, handle: Resource<ParticipantHandle>) -> wasmtime::Result<types::Dialect> {
+    async fn dialect(
+        &mut self,
+        handle: Resource<ParticipantHandle>,
+    ) -> wasmtime::Result<types::Dialect> {
         let member = self.member_of(&handle)?;
         Ok(convert::dialect_to_wit(self.tx.members[member].dialect))
     }
@@ -137,7 +143,11 @@ impl sql::HostParticipant for StoreState {
             Ok(params) => params,
             Err(err) => return Ok(self.refuse(member, err)),
         };
-        Ok(self.tx.execute(member, &statement, &params).await.map_err(convert::error_to_wit))
+        Ok(self
+            .tx
+            .execute(member, &statement, &params)
+            .await
+            .map_err(convert::error_to_wit))
     }
 
     async fn query(
@@ -159,7 +169,10 @@ impl sql::HostParticipant for StoreState {
             .map_err(convert::error_to_wit))
     }
 
-    async fn named(&mut self, name: String) -> wasmtime::Result<Result<Resource<ParticipantHandle>, types::Error>> {
+    async fn named(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<ParticipantHandle>, types::Error>> {
         match self.tx.member_index(&name) {
             Some(member) => Ok(Ok(self.new_handle(member)?)),
             None => {
@@ -182,7 +195,9 @@ impl sql::HostParticipant for StoreState {
 impl log::Host for StoreState {
     async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         let host = &mut self.host;
-        if host.log_lines >= host.max_log_lines || host.log_bytes + message.len() > host.max_log_bytes {
+        if host.log_lines >= host.max_log_lines
+            || host.log_bytes + message.len() > host.max_log_bytes
+        {
             host.dropped_log_lines += 1;
             return Ok(());
         }

@@ -50,7 +50,10 @@ pub const WORLD: &str = "wasmtx:script/script@0.1.0";
 #[derive(Debug, Error)]
 pub enum LoadError {
     #[error("cannot read script {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a WebAssembly file (it does not start with \\0asm)")]
     NotWasm { path: PathBuf },
     #[error(
@@ -88,7 +91,12 @@ impl Sandbox {
         // with nothing granted rather than trapping stubs.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Script::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
-        Ok(Sandbox { engine, linker, cache: ComponentCache::new(cache_dir), limits: limits.clone() })
+        Ok(Sandbox {
+            engine,
+            linker,
+            cache: ComponentCache::new(cache_dir),
+            limits: limits.clone(),
+        })
     }
 
     pub fn limits(&self) -> &Limits {
@@ -105,16 +113,29 @@ impl Sandbox {
 
     /// Reads, checks, compiles (or loads from the cache) and type-checks a script.
     pub fn load(&self, path: &Path) -> Result<Script, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let component = self.compile(path, &bytes)?;
         let (component, cache) = component;
-        let instance_pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::WrongWorld { path: path.to_owned(), message: format!("{e:#}") })?;
-        let pre = bindings::ScriptPre::new(instance_pre)
-            .map_err(|e| LoadError::WrongWorld { path: path.to_owned(), message: format!("{e:#}") })?;
-        Ok(Script { pre, path: path.to_owned(), size: bytes.len(), cache })
+        let instance_pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|e| LoadError::WrongWorld {
+                    path: path.to_owned(),
+                    message: format!("{e:#}"),
+                })?;
+        let pre = bindings::ScriptPre::new(instance_pre).map_err(|e| LoadError::WrongWorld {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        })?;
+        Ok(Script {
+            pre,
+            path: path.to_owned(),
+            size: bytes.len(),
+            cache,
+        })
     }
 
     /// Checks the file's header and compiles it, via the cache.
@@ -122,13 +143,21 @@ impl Sandbox {
         check_header(path, bytes)?;
         self.cache
             .load(self.engine(), bytes)
-            .map_err(|e| LoadError::Invalid { path: path.to_owned(), message: format!("{e:#}") })
+            .map_err(|e| LoadError::Invalid {
+                path: path.to_owned(),
+                message: format!("{e:#}"),
+            })
     }
 
     /// Runs the script's `run` on a fresh instance bound to `tx`. `Ok` is the script's
     /// vote to commit with its output; any failure is typed. The transaction comes back in
     /// every case, doomed if a statement failed.
-    pub async fn run(&self, script: &Script, tx: OpenTransaction, input: &str) -> (OpenTransaction, Result<String, TxError>) {
+    pub async fn run(
+        &self,
+        script: &Script,
+        tx: OpenTransaction,
+        input: &str,
+    ) -> (OpenTransaction, Result<String, TxError>) {
         let limits = &self.limits;
         let stdout = CappedPipe::new(limits.max_stdio_bytes);
         let stderr = CappedPipe::new(limits.max_stdio_bytes);
@@ -145,7 +174,10 @@ impl Sandbox {
         let state = StoreState {
             wasi,
             table,
-            limiter: MemoryLimiter { max_bytes: limits.memory_bytes(), denied: false },
+            limiter: MemoryLimiter {
+                max_bytes: limits.memory_bytes(),
+                denied: false,
+            },
             host: host::HostState::new(limits),
             tx,
         };
@@ -161,7 +193,10 @@ impl Sandbox {
         };
         let outcome = match tokio::time::timeout(remaining, call).await {
             Ok(Ok(Ok(output))) => self.check_output(output),
-            Ok(Ok(Err(reason))) => Err(TxError::new(ErrorKind::Script, clip_owned(reason, limits.max_output_bytes))),
+            Ok(Ok(Err(reason))) => Err(TxError::new(
+                ErrorKind::Script,
+                clip_owned(reason, limits.max_output_bytes),
+            )),
             Ok(Err(err)) => Err(classify_failure(&err, store.data(), &stderr, limits)),
             Err(_elapsed) => Err(timeout_error(limits)),
         };
@@ -190,11 +225,15 @@ impl Sandbox {
 /// Refuses what is not a component before the compiler sees it, with a precise message.
 fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        return Err(LoadError::NotWasm { path: path.to_owned() });
+        return Err(LoadError::NotWasm {
+            path: path.to_owned(),
+        });
     }
     // Bytes 4..8: version and layer. Core modules are layer 0, components layer 1.
     if bytes[6..8] == [0, 0] {
-        return Err(LoadError::CoreModule { path: path.to_owned() });
+        return Err(LoadError::CoreModule {
+            path: path.to_owned(),
+        });
     }
     Ok(())
 }
@@ -210,7 +249,10 @@ pub struct StoreState {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -221,7 +263,12 @@ struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_bytes {
             self.denied = true;
             wasmtime::bail!("memory limit reached");
@@ -229,16 +276,29 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
 
-fn classify_failure(err: &wasmtime::Error, state: &StoreState, stderr: &CappedPipe, limits: &Limits) -> TxError {
+fn classify_failure(
+    err: &wasmtime::Error,
+    state: &StoreState,
+    stderr: &CappedPipe,
+    limits: &Limits,
+) -> TxError {
     if state.limiter.denied {
         return TxError::new(
             ErrorKind::Memory,
-            format!("the script reached its memory limit of {} MiB (limits.memory_mib)", limits.memory_mib),
+            format!(
+                "the script reached its memory limit of {} MiB (limits.memory_mib)",
+                limits.memory_mib
+            ),
         );
     }
     if let Some(limit) = state.host.limit_hit() {
@@ -248,7 +308,10 @@ fn classify_failure(err: &wasmtime::Error, state: &StoreState, stderr: &CappedPi
         Some(Trap::Interrupt) => timeout_error(limits),
         Some(Trap::StackOverflow) => TxError::new(
             ErrorKind::Trap,
-            format!("the script overflowed its stack of {} KiB (limits.stack_kib)", limits.stack_kib),
+            format!(
+                "the script overflowed its stack of {} KiB (limits.stack_kib)",
+                limits.stack_kib
+            ),
         ),
         _ => {
             let (text, _) = stderr.contents();
@@ -264,7 +327,10 @@ fn classify_failure(err: &wasmtime::Error, state: &StoreState, stderr: &CappedPi
 fn timeout_error(limits: &Limits) -> TxError {
     TxError::new(
         ErrorKind::Timeout,
-        format!("the transaction's deadline of {} s passed while the script ran (limits.timeout_secs)", limits.timeout_secs),
+        format!(
+            "the transaction's deadline of {} s passed while the script ran (limits.timeout_secs)",
+            limits.timeout_secs
+        ),
     )
 }
 
