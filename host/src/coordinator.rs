@@ -226,7 +226,7 @@ impl Coordinator {
             if sqlite_members.is_empty() {
                 None
             } else {
-                Some(SqliteGroup::begin(&main, &sqlite_members, timeouts.lock).await)
+                Some(SqliteGroup::begin(&main, &sqlite_members, timeouts.lock, deadline).await)
             }
         };
         let (xa_results, sqlite_result) = futures::join!(join_all(xa_begins), sqlite_begin);
@@ -362,17 +362,27 @@ impl Coordinator {
                 Err(self.deadline_error())
             }
             None => match &self.decision_log {
-                Some(log) => log
-                    .record_commit(&gid, tx.wall_deadline)
-                    .await
-                    .map_err(|e| {
-                        TxError::new(
+                Some(log) => match log.record_commit(&gid, tx.wall_deadline).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.may_be_recorded() => {
+                        // The COMMIT may be durable: rolling back could tear the
+                        // transaction. Leave every branch prepared for recovery.
+                        for open in &tx.branches {
+                            progress.set(open.member, BranchOutcome::Pending);
+                        }
+                        let error = TxError::new(
                             ErrorKind::Participant,
                             format!(
-                                "cannot record the COMMIT decision: {e}; nothing was committed"
+                                "the COMMIT decision may or may not be recorded ({e}); every branch stays prepared until `wasmtx recover` resolves it"
                             ),
-                        )
-                    }),
+                        );
+                        return progress.report(&gid, Outcome::InDoubt, None, Some(error), started);
+                    }
+                    Err(e) => Err(TxError::new(
+                        ErrorKind::Participant,
+                        format!("cannot record the COMMIT decision: {e}; nothing was committed"),
+                    )),
+                },
                 None => Err(TxError::new(
                     ErrorKind::Participant,
                     "no decision log is open; nothing was committed",
@@ -422,10 +432,10 @@ impl Coordinator {
             );
             return progress.report(&gid, Outcome::InDoubt, Some(output), Some(error), started);
         }
-        if let Some(log) = &self.decision_log {
-            if let Err(err) = log.record_done(&gid).await {
-                tracing::warn!(%gid, "cannot record DONE (recovery will find nothing to do): {err}");
-            }
+        if let Some(log) = &self.decision_log
+            && let Err(err) = log.record_done(&gid).await
+        {
+            tracing::warn!(%gid, "cannot record DONE (recovery will find nothing to do): {err}");
         }
         progress.report(&gid, Outcome::Committed, Some(output), None, started)
     }

@@ -124,6 +124,10 @@ pub async fn recover(coordinator: &Coordinator, dry_run: bool) -> RecoveryReport
             }
         };
         for branch in branches {
+            // The clock is read before the decision: a COMMIT is only recorded before the
+            // deadline, so if it is absent now and the deadline had passed already, it can
+            // never appear.
+            let now = SystemTime::now();
             let decision = match decided_commit(log.as_ref(), &sqlite_main, &branch.gid).await {
                 Ok(true) => Decision::Commit,
                 Ok(false) => Decision::None,
@@ -137,7 +141,7 @@ pub async fn recover(coordinator: &Coordinator, dry_run: bool) -> RecoveryReport
                     continue;
                 }
             };
-            let expired = branch.gid.expired(presume_abort_after, SystemTime::now());
+            let expired = branch.gid.expired(presume_abort_after, now);
             let action = match (decision, expired, dry_run) {
                 (Decision::Commit, _, true) => Action::WouldCommit,
                 (Decision::None, true, true) => Action::WouldRollBack,
@@ -159,7 +163,10 @@ pub async fn recover(coordinator: &Coordinator, dry_run: bool) -> RecoveryReport
                 .push(line(&branch, participant.name(), decision, action));
         }
     }
-    if let Some(log) = &log {
+    // DONE only once every participant was scanned: a branch on a participant that could
+    // not be scanned may still be prepared, and without its COMMIT record it would later
+    // look undecided and be rolled back.
+    if let Some(log) = log.as_ref().filter(|_| report.failures.is_empty()) {
         for gid in committed_gids {
             let failed = report
                 .branches

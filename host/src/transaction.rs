@@ -147,7 +147,17 @@ impl OpenTransaction {
     ) -> Result<T, StatementError> {
         if let Err(err) = &result {
             let name = &self.members[member].name;
-            self.doom(statement_error_to_tx(name, err));
+            let error = if Instant::now() >= self.deadline {
+                TxError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "the transaction's deadline passed during a statement on participant `{name}` ({err})"
+                    ),
+                )
+            } else {
+                statement_error_to_tx(name, err)
+            };
+            self.doom(error);
         }
         result
     }

@@ -2,9 +2,15 @@
 //! `wasmtx` binary with isolated state, and reach the real databases.
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long one `wasmtx` run may take before a test kills it: a hung host fails the test
+/// instead of hanging it.
+pub const RUN_LIMIT: Duration = Duration::from_secs(120);
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -23,36 +29,12 @@ pub fn guest(crate_dir: &str) -> PathBuf {
     if let Some(path) = built.get(crate_dir) {
         return path.clone();
     }
-    let dir = repo().join(crate_dir);
-    let output = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--target",
-            "wasm32-wasip2",
-            "--message-format=json",
-        ])
-        .current_dir(&dir)
-        .env("CARGO_TARGET_DIR", repo().join("target/guests"))
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .output()
-        .expect("running cargo for a guest");
-    assert!(
-        output.status.success(),
-        "building {crate_dir} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let wasm = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact")
-        .flat_map(|m| m["filenames"].as_array().cloned().unwrap_or_default())
-        .filter_map(|f| f.as_str().map(PathBuf::from))
-        .filter(|f| f.extension().is_some_and(|e| e == "wasm"))
-        .next_back()
-        .unwrap_or_else(|| panic!("{crate_dir} produced no .wasm"));
+    let wasm = wasmtx::guest_build::build_guest(
+        &repo().join(crate_dir),
+        true,
+        Some(&repo().join("target/guests")),
+    )
+    .unwrap_or_else(|e| panic!("building {crate_dir}: {e}"));
     built.insert(crate_dir.to_owned(), wasm.clone());
     wasm
 }
@@ -91,16 +73,30 @@ impl Sandbox {
         participants: &[String],
         input: &str,
     ) -> (Output, serde_json::Value) {
+        self.run_json_with(script, participants, &[], input, RUN_LIMIT)
+    }
+
+    /// [`Sandbox::run_json`] with extra flags (`--timeout 2`, `--max-statements 100`),
+    /// failing if `wasmtx` has not exited within `limit` (it is killed then).
+    pub fn run_json_with(
+        &self,
+        script: &Path,
+        participants: &[String],
+        flags: &[&str],
+        input: &str,
+        limit: Duration,
+    ) -> (Output, serde_json::Value) {
         let mut command = self.wasmtx();
         command
             .arg("run")
             .arg(script)
             .arg("--json")
-            .args(["--input", input]);
+            .args(["--input", input])
+            .args(flags);
         for p in participants {
             command.args(["-p", p]);
         }
-        let output = command.output().expect("running wasmtx");
+        let output = output_within(command, limit);
         let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
             panic!(
                 "wasmtx printed no JSON ({e}):\nstdout: {}\nstderr: {}",
@@ -112,10 +108,56 @@ impl Sandbox {
     }
 }
 
+/// Runs `command` to completion with its output captured; kills it and fails the test if
+/// it has not exited within `limit`.
+pub fn output_within(mut command: Command, limit: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the command");
+    // Drain both pipes while waiting, so a chatty child cannot block on a full pipe.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            pipe.read_to_end(&mut bytes).ok();
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the command") {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            child.kill().ok();
+            child.wait().ok();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    match status {
+        Some(status) => Output {
+            status,
+            stdout,
+            stderr,
+        },
+        None => panic!(
+            "{command:?} did not exit within {limit:?} and was killed\nstdout: {}\nstderr (end): {}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr[stderr.len().saturating_sub(4096)..])
+        ),
+    }
+}
+
 /// Runs SQL on an SQLite file directly (not through wasmtx); rows come back as text.
 pub fn sqlite(path: &Path, sql: &str) -> Vec<Vec<String>> {
     block_on(async {
-        use sqlx::{Connection, Row, ValueRef};
+        use sqlx::Connection;
         let url = format!("sqlite://{}", path.display());
         let mut conn = sqlx::SqliteConnection::connect(&url)
             .await
@@ -124,32 +166,62 @@ pub fn sqlite(path: &Path, sql: &str) -> Vec<Vec<String>> {
             .fetch_all(&mut conn)
             .await
             .expect(sql);
-        let text = rows
-            .iter()
-            .map(|row| {
-                (0..row.columns().len())
-                    .map(|i| {
-                        if row.try_get_raw(i).unwrap().is_null() {
-                            "NULL".to_owned()
-                        } else {
-                            row.try_get::<String, _>(i)
-                                .or_else(|_| row.try_get::<i64, _>(i).map(|v| v.to_string()))
-                                .or_else(|_| row.try_get::<f64, _>(i).map(|v| v.to_string()))
-                                .expect("a text or number column")
-                        }
-                    })
-                    .collect()
-            })
-            .collect();
         conn.close().await.ok();
-        text
+        rows_as_text(&rows)
     })
+}
+
+/// Runs SQL on a PostgreSQL (`postgres://`) or MySQL/MariaDB (`mysql://`) database directly
+/// (not through wasmtx); rows come back as text.
+pub fn server_sql(url: &str, sql: &str) -> Vec<Vec<String>> {
+    block_on(async {
+        use sqlx::Connection;
+        let query = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()));
+        if url.starts_with("postgres") {
+            let mut conn = sqlx::PgConnection::connect(url).await.expect(url);
+            let rows = query.fetch_all(&mut conn).await.expect(sql);
+            conn.close().await.ok();
+            rows_as_text(&rows)
+        } else {
+            let mut conn = sqlx::MySqlConnection::connect(url).await.expect(url);
+            let rows = query.fetch_all(&mut conn).await.expect(sql);
+            conn.close().await.ok();
+            rows_as_text(&rows)
+        }
+    })
+}
+
+/// Rows as text: `NULL`, or the value of a text, integer or floating-point column.
+fn rows_as_text<R: sqlx::Row>(rows: &[R]) -> Vec<Vec<String>>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    use sqlx::ValueRef;
+    rows.iter()
+        .map(|row| {
+            (0..row.columns().len())
+                .map(|i| {
+                    if row.try_get_raw(i).unwrap().is_null() {
+                        "NULL".to_owned()
+                    } else {
+                        row.try_get::<String, _>(i)
+                            .or_else(|_| row.try_get::<i64, _>(i).map(|v| v.to_string()))
+                            .or_else(|_| row.try_get::<f64, _>(i).map(|v| v.to_string()))
+                            .expect("a text or number column")
+                    }
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Creates an SQLite file with the transfer example's `accounts` table and rows.
 pub fn accounts_db(path: &Path, accounts: &[(&str, i64)]) {
-    let mut sql = format!(
-        "CREATE TABLE accounts (id TEXT PRIMARY KEY, balance INTEGER NOT NULL CHECK (balance >= 0));"
+    let mut sql = String::from(
+        "CREATE TABLE accounts (id TEXT PRIMARY KEY, balance INTEGER NOT NULL CHECK (balance >= 0));",
     );
     for (id, balance) in accounts {
         sql.push_str(&format!("INSERT INTO accounts VALUES ('{id}', {balance});"));

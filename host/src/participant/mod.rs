@@ -11,6 +11,7 @@ pub mod mysql;
 pub mod postgres;
 mod spec;
 pub mod sqlite;
+mod sqlite_guard;
 pub mod sqlite_qualify;
 
 use std::time::Duration;

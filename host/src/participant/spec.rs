@@ -226,14 +226,19 @@ fn parse_sqlite(name: &str, rest: &str) -> Result<Location, SpecError> {
     })
 }
 
-/// The URL with any password replaced by `***`, for messages and logs.
+/// The URL with any password replaced by `***`, for messages and logs. Works on text
+/// that does not parse as a URL too.
 pub fn redact(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_owned(),
     }
 }
 
@@ -319,5 +324,7 @@ mod tests {
             .to_string();
         assert!(!err.contains("secret"), "{err}");
         assert_eq!(redact("mysql://u:secret@h/db"), "mysql://u:***@h/db");
+        assert_eq!(redact("mysql://u:p@ss@h/db?x=@"), "mysql://u:***@h/db?x=@");
+        assert_eq!(redact("mysql://u@h/db"), "mysql://u@h/db");
     }
 }

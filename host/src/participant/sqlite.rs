@@ -10,7 +10,7 @@
 //! reaches only its participant's file.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::TryStreamExt;
 use sqlx::sqlite::{
@@ -21,6 +21,7 @@ use sqlx::{
     AssertSqlSafe, Column as _, ConnectOptions, Connection, Decode, Row, Sqlite, TypeInfo, ValueRef,
 };
 
+use super::sqlite_guard::SqliteGuard;
 use super::{DbError, ParticipantError, StatementError, sqlite_qualify};
 use crate::gid::Gid;
 use crate::value::{Column, ResultLimits, RowSet, Value};
@@ -46,6 +47,8 @@ pub struct SqliteGroup {
     conn: SqliteConnection,
     /// Participant names, which are also their schema names.
     names: Vec<String>,
+    /// The authorizer and deadline callbacks; dropped after the connection closes.
+    guard: SqliteGuard,
 }
 
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
@@ -57,6 +60,7 @@ impl SqliteGroup {
         main: &Path,
         members: &[SqliteMember],
         lock_timeout: Duration,
+        deadline: Instant,
     ) -> Result<Self, ParticipantError> {
         let first = members.first().map(|m| m.name.as_str()).unwrap_or("sqlite");
         if members.len() > MAX_SQLITE_MEMBERS {
@@ -98,9 +102,13 @@ impl SqliteGroup {
             .await
             .map_err(|e| ParticipantError::new(first, "open", e))?;
 
+        let guard = SqliteGuard::install(&mut conn, deadline)
+            .await
+            .map_err(|e| ParticipantError::new(first, "open", DbError::from_sqlx(&e)))?;
         let mut group = SqliteGroup {
             conn,
             names: Vec::new(),
+            guard,
         };
         for (member, file) in members.iter().zip(&files) {
             if let Err(err) = group.attach(member, file).await {
@@ -189,11 +197,14 @@ impl SqliteGroup {
         params: &[Value],
     ) -> Result<u64, StatementError> {
         let qualified = self.qualify(member, sql)?;
+        self.guard.enter_script(&self.names[member]);
         let result = bind_all(sqlx::query(AssertSqlSafe(qualified)), params)
             .execute(&mut self.conn)
-            .await
-            .map_err(|e| StatementError::Database(DbError::from_sqlx(&e)))?;
-        Ok(result.rows_affected())
+            .await;
+        self.guard.leave_script();
+        Ok(result
+            .map_err(|e| StatementError::Database(DbError::from_sqlx(&e)))?
+            .rows_affected())
     }
 
     /// Runs a statement for member `member` and returns its rows, failing past `limits`.
@@ -205,25 +216,10 @@ impl SqliteGroup {
         limits: ResultLimits,
     ) -> Result<RowSet, StatementError> {
         let qualified = self.qualify(member, sql)?;
-        let mut stream =
-            bind_all(sqlx::query(AssertSqlSafe(qualified)), params).fetch(&mut self.conn);
-        let mut tracker = limits.tracker();
-        let mut result = RowSet::default();
-        while let Some(row) = stream
-            .try_next()
-            .await
-            .map_err(|e| StatementError::Database(DbError::from_sqlx(&e)))?
-        {
-            if result.columns.is_empty() {
-                result.columns = columns_of(&row);
-            }
-            let values = decode_row(&row)?;
-            tracker
-                .add_row(&values)
-                .map_err(StatementError::LimitExceeded)?;
-            result.rows.push(values);
-        }
-        Ok(result)
+        self.guard.enter_script(&self.names[member]);
+        let result = fetch_limited(&mut self.conn, &qualified, params, limits).await;
+        self.guard.leave_script();
+        result
     }
 
     fn qualify(&self, member: usize, sql: &str) -> Result<String, StatementError> {
@@ -407,6 +403,33 @@ fn bind_all<'q>(mut query: Query<'q>, params: &[Value]) -> Query<'q> {
         };
     }
     query
+}
+
+/// Streams a query's rows, stopping at the first bound `limits` passes.
+async fn fetch_limited(
+    conn: &mut SqliteConnection,
+    sql: &str,
+    params: &[Value],
+    limits: ResultLimits,
+) -> Result<RowSet, StatementError> {
+    let mut stream = bind_all(sqlx::query(AssertSqlSafe(sql.to_owned())), params).fetch(conn);
+    let mut tracker = limits.tracker();
+    let mut result = RowSet::default();
+    while let Some(row) = stream
+        .try_next()
+        .await
+        .map_err(|e| StatementError::Database(DbError::from_sqlx(&e)))?
+    {
+        if result.columns.is_empty() {
+            result.columns = columns_of(&row);
+        }
+        let values = decode_row(&row)?;
+        tracker
+            .add_row(&values)
+            .map_err(StatementError::LimitExceeded)?;
+        result.rows.push(values);
+    }
+    Ok(result)
 }
 
 fn columns_of(row: &SqliteRow) -> Vec<Column> {

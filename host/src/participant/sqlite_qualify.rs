@@ -19,7 +19,7 @@
 //! - names of CTEs in scope are left alone (SQLite sees every CTE of a `WITH` list in all of
 //!   its bodies, itself included), except as the target of `INSERT`/`UPDATE`/`DELETE`, which
 //!   SQLite always resolves to a real table;
-//! - table-valued functions are left alone when on [`TABLE_FUNCTIONS`] and refused otherwise
+//! - table-valued functions are left alone when on `TABLE_FUNCTIONS` and refused otherwise
 //!   (`pragma_*` in particular, with or without arguments); `sqlite_temp_master` and
 //!   `sqlite_temp_schema` are left alone;
 //! - `CREATE INDEX` qualifies the index name and leaves the table unqualified, as SQLite
@@ -34,15 +34,15 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, FromTable, Ident, ObjectName, Query, Select, SelectItem, SelectItemQualifiedWildcardKind,
-    SetExpr, Statement, TableFactor, TableObject, Visit, Visitor,
+    Expr, FromTable, Ident, ObjectName, Query, Select, SetExpr, Statement, TableFactor,
+    TableObject, Visit, Visitor,
 };
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Location;
 
 /// Table-valued functions a statement may use; they are not tables and stay unqualified.
-pub const TABLE_FUNCTIONS: &[&str] = &[
+const TABLE_FUNCTIONS: &[&str] = &[
     "json_each",
     "json_tree",
     "jsonb_each",
@@ -70,8 +70,8 @@ pub enum QualifyError {
     TooManyParts(String),
     #[error("table-valued function {0} is not allowed")]
     TableFunction(String),
-    #[error("{0} is not allowed in FROM")]
-    UnsupportedTableFactor(&'static str),
+    #[error("only tables, subqueries, joins and table-valued functions may appear in FROM")]
+    UnsupportedTableFactor,
     #[error("CREATE INDEX needs a name")]
     UnnamedIndex,
     #[error("CREATE INDEX takes its table unqualified (qualify the index name): {0}")]
@@ -209,20 +209,24 @@ struct TableFinder<'a> {
     edits: Vec<Edit>,
 }
 
-impl TableFinder<'_> {
-    /// The identifier parts of a name; other kinds of parts are not table names.
-    fn parts<'n>(&self, name: &'n ObjectName) -> Result<Vec<&'n Ident>, QualifyError> {
-        name.0
-            .iter()
-            .map(|part| {
-                part.as_ident()
-                    .ok_or_else(|| QualifyError::NoPosition(name.to_string()))
-            })
-            .collect()
-    }
+/// The identifier parts of a name; other kinds of parts cannot be located in the text.
+fn ident_parts(name: &ObjectName) -> Result<Vec<&Ident>, QualifyError> {
+    name.0
+        .iter()
+        .map(|part| {
+            part.as_ident()
+                .ok_or_else(|| QualifyError::NoPosition(name.to_string()))
+        })
+        .collect()
+}
 
+impl TableFinder<'_> {
+    /// The byte offset where `name` starts, the key of the sets of special names.
     fn start_of(&self, name: &ObjectName) -> Result<usize, QualifyError> {
-        let first = self.parts(name)?[0];
+        let parts = ident_parts(name)?;
+        let first = parts
+            .first()
+            .ok_or_else(|| QualifyError::NoPosition(name.to_string()))?;
         Ok(self.text.ident_range(first)?.0)
     }
 
@@ -234,7 +238,7 @@ impl TableFinder<'_> {
     /// Qualifies the object `name`: `"<schema>".` before an unqualified name, `main`
     /// replaced by `"<schema>"`, any other qualifier refused.
     fn qualify_name(&mut self, name: &ObjectName) -> Result<(), QualifyError> {
-        match self.parts(name)?.as_slice() {
+        match ident_parts(name)?.as_slice() {
             [table] => {
                 let (start, _) = self.text.ident_range(table)?;
                 self.edits.push(Edit {
@@ -271,7 +275,7 @@ impl TableFinder<'_> {
     }
 
     fn relation(&mut self, name: &ObjectName) -> Result<(), QualifyError> {
-        let parts = self.parts(name)?;
+        let parts = ident_parts(name)?;
         let start = self.start_of(name)?;
         let last = parts[parts.len() - 1].value.to_ascii_lowercase();
         if last.starts_with("pragma_") {
@@ -351,7 +355,7 @@ impl TableFinder<'_> {
                 args: Some(_),
                 ..
             } => {
-                let parts = self.parts(name)?;
+                let parts = ident_parts(name)?;
                 let known = match parts.as_slice() {
                     [function] => TABLE_FUNCTIONS
                         .iter()
@@ -368,23 +372,18 @@ impl TableFinder<'_> {
             TableFactor::Table { .. }
             | TableFactor::Derived { .. }
             | TableFactor::NestedJoin { .. } => Ok(()),
-            _ => Err(QualifyError::UnsupportedTableFactor(
-                "a FROM item other than a table, a subquery or a join",
-            )),
+            _ => Err(QualifyError::UnsupportedTableFactor),
         }
     }
 
-    /// The table part of a column reference or qualified wildcard (`t` in `t.c`, `main.t` in
-    /// `main.t.c` or `main.t.*`): a `main` qualifier is mapped, other schemas are refused.
-    fn column_table(
-        &mut self,
-        table_parts: &[&Ident],
-        whole: &dyn std::fmt::Display,
-    ) -> Result<(), QualifyError> {
-        match table_parts {
-            [] | [_] => Ok(()),
-            [schema, _] => self.map_main(schema, whole),
-            _ => Err(QualifyError::TooManyParts(whole.to_string())),
+    /// A column reference keeps its table qualifier (`t.c`); in `main.t.c` the schema is
+    /// mapped, other schemas are refused.
+    fn column_reference(&mut self, parts: &[Ident]) -> Result<(), QualifyError> {
+        let whole = || ObjectName::from(parts.to_vec());
+        match parts {
+            [] | [_] | [_, _] => Ok(()),
+            [schema, _, _] => self.map_main(schema, &whole()),
+            _ => Err(QualifyError::TooManyParts(whole().to_string())),
         }
     }
 }
@@ -436,20 +435,6 @@ impl Visitor for TableFinder<'_> {
         if select.into.is_some() {
             return ControlFlow::Break(QualifyError::UnsupportedStatement);
         }
-        for item in &select.projection {
-            if let SelectItem::QualifiedWildcard(
-                SelectItemQualifiedWildcardKind::ObjectName(name),
-                _,
-            ) = item
-            {
-                let result = self
-                    .parts(name)
-                    .and_then(|parts| self.column_table(&parts, name));
-                if let Err(error) = result {
-                    return ControlFlow::Break(error);
-                }
-            }
-        }
         ControlFlow::Continue(())
     }
 
@@ -463,13 +448,413 @@ impl Visitor for TableFinder<'_> {
 
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<QualifyError> {
         match expr {
-            Expr::CompoundIdentifier(parts) => {
-                let table_parts: Vec<&Ident> =
-                    parts[..parts.len().saturating_sub(1)].iter().collect();
-                let whole = ObjectName::from(parts.clone());
-                break_on_error(self.column_table(&table_parts, &whole))
-            }
+            Expr::CompoundIdentifier(parts) => break_on_error(self.column_reference(parts)),
             _ => ControlFlow::Continue(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: &str = "bank_a";
+
+    fn run_table(schema: &str, rows: &[(&str, &str)]) {
+        let mut failures = Vec::new();
+        for &(sql, expected) in rows {
+            match qualify(sql, schema) {
+                Ok(got) if got == expected => {}
+                other => failures.push(format!(
+                    "{sql:?}\n   expected {expected:?}\n   got      {other:?}"
+                )),
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} of {} rows failed:\n{}",
+            failures.len(),
+            rows.len(),
+            failures.join("\n")
+        );
+    }
+
+    #[test]
+    fn qualifies_table_names() {
+        run_table(
+            S,
+            &[
+                // Queries, joins, subqueries.
+                (
+                    "SELECT * FROM accounts",
+                    r#"SELECT * FROM "bank_a".accounts"#,
+                ),
+                ("select 1", "select 1"),
+                (
+                    "SELECT a.id FROM accounts a JOIN owners AS o ON o.id = a.owner",
+                    r#"SELECT a.id FROM "bank_a".accounts a JOIN "bank_a".owners AS o ON o.id = a.owner"#,
+                ),
+                (
+                    "SELECT * FROM t1 LEFT JOIN (t2 JOIN t3 ON 1) ON 1, t4",
+                    r#"SELECT * FROM "bank_a".t1 LEFT JOIN ("bank_a".t2 JOIN "bank_a".t3 ON 1) ON 1, "bank_a".t4"#,
+                ),
+                (
+                    "SELECT * FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.a = t.a)",
+                    r#"SELECT * FROM "bank_a".t WHERE EXISTS (SELECT 1 FROM "bank_a".u WHERE u.a = t.a)"#,
+                ),
+                (
+                    "SELECT (SELECT max(a) FROM u) FROM (SELECT * FROM t) AS x",
+                    r#"SELECT (SELECT max(a) FROM "bank_a".u) FROM (SELECT * FROM "bank_a".t) AS x"#,
+                ),
+                (
+                    "SELECT a FROM t UNION SELECT a FROM u ORDER BY 1",
+                    r#"SELECT a FROM "bank_a".t UNION SELECT a FROM "bank_a".u ORDER BY 1"#,
+                ),
+                (
+                    "SELECT t.*, accounts.balance FROM t, accounts",
+                    r#"SELECT t.*, accounts.balance FROM "bank_a".t, "bank_a".accounts"#,
+                ),
+                // CTEs: the names are skipped, the bodies qualified.
+                (
+                    "WITH c AS (SELECT * FROM t) SELECT * FROM c JOIN u ON c.a = u.a",
+                    r#"WITH c AS (SELECT * FROM "bank_a".t) SELECT * FROM c JOIN "bank_a".u ON c.a = u.a"#,
+                ),
+                (
+                    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT * FROM r",
+                    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT * FROM r",
+                ),
+                (
+                    "WITH x AS (SELECT * FROM y), y AS (SELECT * FROM t) SELECT * FROM x",
+                    r#"WITH x AS (SELECT * FROM y), y AS (SELECT * FROM "bank_a".t) SELECT * FROM x"#,
+                ),
+                (
+                    "WITH C AS (SELECT 1) SELECT * FROM c, (SELECT * FROM \"C\") AS d",
+                    "WITH C AS (SELECT 1) SELECT * FROM c, (SELECT * FROM \"C\") AS d",
+                ),
+                (
+                    "SELECT * FROM (WITH c AS (SELECT 1) SELECT * FROM c) AS x, c",
+                    r#"SELECT * FROM (WITH c AS (SELECT 1) SELECT * FROM c) AS x, "bank_a".c"#,
+                ),
+                // Writes.
+                (
+                    "INSERT INTO t VALUES (1)",
+                    r#"INSERT INTO "bank_a".t VALUES (1)"#,
+                ),
+                (
+                    "INSERT INTO t(a, b) VALUES (?, ?)",
+                    r#"INSERT INTO "bank_a".t(a, b) VALUES (?, ?)"#,
+                ),
+                (
+                    "INSERT INTO t DEFAULT VALUES",
+                    r#"INSERT INTO "bank_a".t DEFAULT VALUES"#,
+                ),
+                (
+                    "INSERT OR REPLACE INTO t VALUES (1)",
+                    r#"INSERT OR REPLACE INTO "bank_a".t VALUES (1)"#,
+                ),
+                (
+                    "REPLACE INTO t VALUES (1)",
+                    r#"REPLACE INTO "bank_a".t VALUES (1)"#,
+                ),
+                (
+                    "INSERT INTO t SELECT * FROM u WHERE a > 0",
+                    r#"INSERT INTO "bank_a".t SELECT * FROM "bank_a".u WHERE a > 0"#,
+                ),
+                (
+                    "INSERT INTO t VALUES (1, 2) ON CONFLICT (a) DO UPDATE SET b = excluded.b WHERE t.b < excluded.b",
+                    r#"INSERT INTO "bank_a".t VALUES (1, 2) ON CONFLICT (a) DO UPDATE SET b = excluded.b WHERE t.b < excluded.b"#,
+                ),
+                (
+                    "INSERT INTO t VALUES (1) RETURNING rowid, a",
+                    r#"INSERT INTO "bank_a".t VALUES (1) RETURNING rowid, a"#,
+                ),
+                (
+                    "UPDATE accounts SET balance = balance - ? WHERE id = ?",
+                    r#"UPDATE "bank_a".accounts SET balance = balance - ? WHERE id = ?"#,
+                ),
+                (
+                    "UPDATE t SET a = u.a FROM u WHERE u.id = t.id RETURNING t.a",
+                    r#"UPDATE "bank_a".t SET a = u.a FROM "bank_a".u WHERE u.id = t.id RETURNING t.a"#,
+                ),
+                (
+                    "UPDATE t SET a = (SELECT max(a) FROM u)",
+                    r#"UPDATE "bank_a".t SET a = (SELECT max(a) FROM "bank_a".u)"#,
+                ),
+                (
+                    "DELETE FROM t WHERE a IN (SELECT a FROM u) RETURNING *",
+                    r#"DELETE FROM "bank_a".t WHERE a IN (SELECT a FROM "bank_a".u) RETURNING *"#,
+                ),
+                // DML targets are real tables even when a CTE has their name (as in SQLite).
+                (
+                    "WITH t AS (SELECT 1 AS a) INSERT INTO t SELECT a FROM t",
+                    r#"WITH t AS (SELECT 1 AS a) INSERT INTO "bank_a".t SELECT a FROM t"#,
+                ),
+                (
+                    "WITH c AS (SELECT id FROM u) DELETE FROM t WHERE id IN (SELECT id FROM c)",
+                    r#"WITH c AS (SELECT id FROM "bank_a".u) DELETE FROM "bank_a".t WHERE id IN (SELECT id FROM c)"#,
+                ),
+                (
+                    "WITH c AS (SELECT 1) UPDATE c SET a = 1",
+                    r#"WITH c AS (SELECT 1) UPDATE "bank_a".c SET a = 1"#,
+                ),
+                // Quoted names: the qualifier goes before the quote.
+                (
+                    r#"SELECT * FROM "accounts""#,
+                    r#"SELECT * FROM "bank_a"."accounts""#,
+                ),
+                (
+                    "SELECT * FROM [accounts]",
+                    r#"SELECT * FROM "bank_a".[accounts]"#,
+                ),
+                (
+                    "SELECT * FROM `accounts`",
+                    r#"SELECT * FROM "bank_a".`accounts`"#,
+                ),
+                (
+                    r#"SELECT * FROM "odd "" name""#,
+                    r#"SELECT * FROM "bank_a"."odd "" name""#,
+                ),
+                // main. is the participant's own schema.
+                ("SELECT * FROM main.t", r#"SELECT * FROM "bank_a".t"#),
+                ("SELECT * FROM MAIN.t", r#"SELECT * FROM "bank_a".t"#),
+                (
+                    r#"SELECT * FROM "main"."t""#,
+                    r#"SELECT * FROM "bank_a"."t""#,
+                ),
+                ("SELECT * FROM main . t", r#"SELECT * FROM "bank_a" . t"#),
+                (
+                    "SELECT * FROM main.sqlite_master",
+                    r#"SELECT * FROM "bank_a".sqlite_master"#,
+                ),
+                (
+                    "INSERT INTO main.t VALUES (1)",
+                    r#"INSERT INTO "bank_a".t VALUES (1)"#,
+                ),
+                (
+                    "SELECT main.t.a FROM main.t",
+                    r#"SELECT "bank_a".t.a FROM "bank_a".t"#,
+                ),
+                // The schema table and the temp schema's table.
+                (
+                    "SELECT name FROM sqlite_master",
+                    r#"SELECT name FROM "bank_a".sqlite_master"#,
+                ),
+                (
+                    "SELECT name FROM sqlite_schema",
+                    r#"SELECT name FROM "bank_a".sqlite_schema"#,
+                ),
+                (
+                    "SELECT name FROM sqlite_temp_master",
+                    "SELECT name FROM sqlite_temp_master",
+                ),
+                // Table-valued functions stay unqualified, their arguments do not.
+                (
+                    "SELECT j.value FROM t, json_each(t.doc) AS j",
+                    r#"SELECT j.value FROM "bank_a".t, json_each(t.doc) AS j"#,
+                ),
+                (
+                    "SELECT * FROM json_tree((SELECT doc FROM t))",
+                    r#"SELECT * FROM json_tree((SELECT doc FROM "bank_a".t))"#,
+                ),
+                // The text is spliced: literals, spacing and comments survive.
+                (
+                    "SELECT 0x10, 0X1F FROM t",
+                    r#"SELECT 0x10, 0X1F FROM "bank_a".t"#,
+                ),
+                ("SELECT x'0A' FROM t", r#"SELECT x'0A' FROM "bank_a".t"#),
+                (
+                    "/* lead */ SELECT a -- why\nFROM   t /* tail */;",
+                    "/* lead */ SELECT a -- why\nFROM   \"bank_a\".t /* tail */;",
+                ),
+                ("select 1 from t;;", r#"select 1 from "bank_a".t;;"#),
+                (
+                    "SELECT 1e3, 'it''s' FROM t",
+                    r#"SELECT 1e3, 'it''s' FROM "bank_a".t"#,
+                ),
+                // Non-ASCII text before a name: byte offsets differ from char columns.
+                (
+                    "SELECT 'é€𝄞' AS note FROM t WHERE n = 'ü'",
+                    r#"SELECT 'é€𝄞' AS note FROM "bank_a".t WHERE n = 'ü'"#,
+                ),
+                (
+                    "SELECT 'ä\nö' AS x,\n  'ß' FROM t JOIN\n\"ünï\" ON 1",
+                    "SELECT 'ä\nö' AS x,\n  'ß' FROM \"bank_a\".t JOIN\n\"bank_a\".\"ünï\" ON 1",
+                ),
+                ("SELECT 1\r\nFROM t", "SELECT 1\r\nFROM \"bank_a\".t"),
+                // DDL.
+                (
+                    "CREATE TABLE t (a INTEGER PRIMARY KEY, b REFERENCES u(id))",
+                    r#"CREATE TABLE "bank_a".t (a INTEGER PRIMARY KEY, b REFERENCES u(id))"#,
+                ),
+                (
+                    "CREATE TABLE IF NOT EXISTS t2 AS SELECT * FROM t",
+                    r#"CREATE TABLE IF NOT EXISTS "bank_a".t2 AS SELECT * FROM "bank_a".t"#,
+                ),
+                ("CREATE TABLE main.t (a)", r#"CREATE TABLE "bank_a".t (a)"#),
+                (
+                    "CREATE INDEX i ON t (a)",
+                    r#"CREATE INDEX "bank_a".i ON t (a)"#,
+                ),
+                (
+                    "CREATE UNIQUE INDEX IF NOT EXISTS main.i ON t (a) WHERE a > 0",
+                    r#"CREATE UNIQUE INDEX IF NOT EXISTS "bank_a".i ON t (a) WHERE a > 0"#,
+                ),
+                (
+                    "ALTER TABLE t ADD COLUMN c TEXT",
+                    r#"ALTER TABLE "bank_a".t ADD COLUMN c TEXT"#,
+                ),
+                (
+                    "ALTER TABLE t RENAME TO u",
+                    r#"ALTER TABLE "bank_a".t RENAME TO u"#,
+                ),
+                (
+                    "EXPLAIN QUERY PLAN SELECT * FROM t",
+                    r#"EXPLAIN QUERY PLAN SELECT * FROM "bank_a".t"#,
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn escapes_the_schema_name() {
+        run_table(
+            r#"we"ird"#,
+            &[
+                ("SELECT * FROM t", r#"SELECT * FROM "we""ird".t"#),
+                ("SELECT * FROM main.t", r#"SELECT * FROM "we""ird".t"#),
+            ],
+        );
+        run_table("bänk b", &[("DELETE FROM t", r#"DELETE FROM "bänk b".t"#)]);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_qualify() {
+        use QualifyError as E;
+        let foreign = |name: &str, schema: &str| E::ForeignSchema {
+            name: name.to_owned(),
+            schema: schema.to_owned(),
+        };
+        let rows: &[(&str, QualifyError)] = &[
+            ("SELECT * FROM other.t", foreign("other.t", "other")),
+            ("SELECT * FROM temp.t", foreign("temp.t", "temp")),
+            ("SELECT * FROM bank_a.t", foreign("bank_a.t", "bank_a")),
+            (
+                "INSERT INTO other.t VALUES (1)",
+                foreign("other.t", "other"),
+            ),
+            ("SELECT other.t.a FROM t", foreign("other.t.a", "other")),
+            ("CREATE TABLE temp.t (a)", foreign("temp.t", "temp")),
+            ("SELECT * FROM a.b.c", E::TooManyParts("a.b.c".to_owned())),
+            (
+                "SELECT * FROM pragma_table_info('t')",
+                E::TableFunction("pragma_table_info".to_owned()),
+            ),
+            (
+                "SELECT * FROM pragma_database_list",
+                E::TableFunction("pragma_database_list".to_owned()),
+            ),
+            (
+                "SELECT * FROM main.json_each('[1]')",
+                E::TableFunction("main.json_each".to_owned()),
+            ),
+            (
+                "SELECT * FROM sqlite_dbpage('other')",
+                E::TableFunction("sqlite_dbpage".to_owned()),
+            ),
+            (
+                "CREATE INDEX i ON main.t (a)",
+                E::QualifiedIndexTable("main.t".to_owned()),
+            ),
+            ("CREATE INDEX ON t (a)", E::UnnamedIndex),
+            ("CREATE TEMP TABLE t (a)", E::Temporary),
+            ("CREATE VIEW v AS SELECT * FROM t", E::UnsupportedStatement),
+            (
+                "CREATE TRIGGER tr AFTER INSERT ON t BEGIN DELETE FROM u; END",
+                E::UnsupportedStatement,
+            ),
+            ("DROP TABLE t", E::UnsupportedStatement),
+            ("ATTACH DATABASE 'x' AS y", E::UnsupportedStatement),
+            ("PRAGMA journal_mode", E::UnsupportedStatement),
+            ("VACUUM", E::UnsupportedStatement),
+            ("BEGIN", E::UnsupportedStatement),
+            ("SELECT 1 UNION TABLE t", E::UnsupportedStatement),
+            ("SELECT 1; SELECT 2", E::NotOneStatement(2)),
+            ("", E::NotOneStatement(0)),
+            // SQLite takes a string literal as a table name; sqlparser gives it no position.
+            (
+                "SELECT * FROM 'accounts'",
+                E::NoPosition("'accounts'".to_owned()),
+            ),
+        ];
+        let mut failures = Vec::new();
+        for (sql, expected) in rows {
+            let got = qualify(sql, S);
+            if got.as_ref() != Err(expected) {
+                failures.push(format!("{sql:?}: expected {expected:?}, got {got:?}"));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+        for sql in [
+            "PRAGMA journal_mode=WAL",
+            "SELECT * FROM t INDEXED BY i",
+            "DETACH y",
+        ] {
+            assert!(
+                matches!(qualify(sql, S), Err(E::Unparsable(_))),
+                "{sql}: {:?}",
+                qualify(sql, S)
+            );
+        }
+        assert_eq!(
+            qualify("SELECT 1", ""),
+            Err(E::InvalidSchema(String::new()))
+        );
+    }
+
+    #[test]
+    fn errors_read_well() {
+        let message = |sql| qualify(sql, S).unwrap_err().to_string();
+        assert_eq!(
+            message("SELECT * FROM other.t"),
+            "other.t names schema other: only main (the participant's own schema) may be named"
+        );
+        assert_eq!(
+            message("SELECT * FROM pragma_table_info('t')"),
+            "table-valued function pragma_table_info is not allowed"
+        );
+        assert!(message("SELEC 1").starts_with("does not parse as one sqlite statement: "));
+    }
+
+    #[test]
+    fn locations_count_chars_from_one() {
+        // sqlparser 0.63: lines and columns start at 1, columns count chars (not bytes).
+        let sql = "SELECT 'é€𝄞',\n 'ß', x FROM t";
+        let statement = parse_one(sql).unwrap();
+        let text = Text::new(sql);
+        let mut seen = Vec::new();
+        let _ = statement.visit(&mut RelationSpy(&mut seen));
+        let [ident] = seen.as_slice() else {
+            panic!("{seen:?}")
+        };
+        // Line 2 is ` 'ß', x FROM t`: `t` is char 14 but byte 15 of the line.
+        assert_eq!((ident.span.start.line, ident.span.start.column), (2, 14));
+        let (start, end) = text.ident_range(ident).unwrap();
+        assert_eq!(&sql[start..end], "t");
+        assert_eq!(start, sql.len() - 1);
+    }
+
+    struct RelationSpy<'a>(&'a mut Vec<Ident>);
+
+    impl Visitor for RelationSpy<'_> {
+        type Break = ();
+        fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
+            self.0.extend(
+                relation
+                    .0
+                    .iter()
+                    .filter_map(|part| part.as_ident().cloned()),
+            );
+            ControlFlow::Continue(())
         }
     }
 }

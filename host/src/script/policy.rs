@@ -8,9 +8,9 @@
 //! participant's dialect and must be exactly one statement of an allowed kind; anything else,
 //! including anything sqlparser cannot parse, is refused with a readable reason.
 //!
-//! All statement rules live in [`statement_rule`]; the rules for what may appear *inside* an
+//! All statement rules live in `statement_rule`; the rules for what may appear *inside* an
 //! allowed statement (functions, `SELECT ... INTO`, MySQL variable assignment, nested DML)
-//! live in [`NestedRules`]. Function rules are a convenience that gives a clear early error
+//! live in `NestedRules`. Function rules are a convenience that gives a clear early error
 //! for well-known escapes; the real boundary for server-side functions (`pg_read_file`,
 //! `LOAD_FILE`, user-defined functions and procedures) is the database role's privileges.
 //!
@@ -104,20 +104,15 @@ fn allow(kind: &'static str, returns_rows: bool) -> Result<Checked, Refusal> {
     Ok(Checked { kind, returns_rows })
 }
 
-fn dialect_name(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Postgres => "postgres",
-        Dialect::Mysql => "mysql",
-        Dialect::Sqlite => "sqlite",
-    }
-}
-
 /// MariaDB executes `/*M! ... */` and MySQL/MariaDB execute `/*! ... */`; sqlparser expands only
 /// the latter. Refusing both (even inside string literals) keeps the policy's view of the
 /// statement and the server's the same. Bind such text as a parameter instead.
 fn refuse_executable_comments(dialect: Dialect, sql: &str) -> Result<(), Refusal> {
+    if dialect != Dialect::Mysql {
+        return Ok(());
+    }
     let lowered = sql.to_ascii_lowercase();
-    if dialect == Dialect::Mysql && (lowered.contains("/*!") || lowered.contains("/*m!")) {
+    if lowered.contains("/*!") || lowered.contains("/*m!") {
         return refuse("executable comment", EXECUTABLE_COMMENTS);
     }
     Ok(())
@@ -135,7 +130,7 @@ fn parse_one(dialect: Dialect, sql: &str) -> Result<Statement, Refusal> {
         kind: "unparsable statement".to_owned(),
         reason: format!(
             "does not parse as one {} statement: {error}",
-            dialect_name(dialect)
+            dialect.as_str()
         ),
     })?;
     match statements.len() {
@@ -554,6 +549,10 @@ mod tests {
                 ("VALUES (1, 'a')", Allowed("VALUES")),
                 ("WITH x AS (SELECT 1) SELECT * FROM x", Allowed("SELECT")),
                 ("SELECT $$;$$", Allowed("SELECT")),
+                // PostgreSQL nests comments, as sqlparser's PostgreSQL dialect does.
+                ("SELECT 1 /* a /* b */ ; COMMIT */", Allowed("SELECT")),
+                ("SELECT $a$ ; COMMIT $a$", Allowed("SELECT")),
+                ("/* /* */ COMMIT", UNPARSABLE),
                 ("SELECT pg_sleep(1)", Allowed("SELECT")),
                 ("SELECT pg_advisory_xact_lock(1)", Allowed("SELECT")),
                 ("SELECT txid_current()", Allowed("SELECT")),
@@ -824,6 +823,9 @@ mod tests {
                 ("", Refused("empty statement")),
                 ("SELECT 1; SELECT 2", Refused("2 statements")),
                 ("SELECT '\\''; DROP TABLE t; -- '", Refused("2 statements")),
+                (r#"SELECT "a\\"; COMMIT; -- ""#, Refused("2 statements")),
+                ("SELECT 1 -- x\n; COMMIT", Refused("2 statements")),
+                ("SELECT 1 --x\n; COMMIT", Refused("2 statements")),
                 // XA and transaction control.
                 ("XA START 'x'", UNPARSABLE),
                 ("XA END 'x'", UNPARSABLE),
@@ -1000,6 +1002,9 @@ mod tests {
                 ("", Refused("empty statement")),
                 ("SELECT 1; DELETE FROM t", Refused("2 statements")),
                 ("SELECT 'a\\'; DROP TABLE t; --'", Refused("2 statements")),
+                // SQLite does not nest comments, nor does sqlparser's SQLite dialect.
+                ("SELECT 1 /* a /* b */ ; COMMIT */", UNPARSABLE),
+                ("/* /* */ COMMIT", Refused("COMMIT")),
                 // Transaction control.
                 ("BEGIN", Refused("BEGIN")),
                 ("BEGIN IMMEDIATE", Refused("BEGIN")),
