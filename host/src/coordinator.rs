@@ -46,24 +46,26 @@ pub trait PrepareLogic: Send + Sync {
 }
 
 /// A WASM script as prepare logic.
-pub struct ScriptLogic<'a> {
-    pub sandbox: &'a Sandbox,
-    pub script: &'a Script,
+#[derive(Clone)]
+pub struct ScriptLogic {
+    pub sandbox: Arc<Sandbox>,
+    pub script: Arc<Script>,
 }
 
 #[async_trait]
-impl PrepareLogic for ScriptLogic<'_> {
+impl PrepareLogic for ScriptLogic {
     async fn prepare(
         &self,
         tx: OpenTransaction,
         input: &str,
     ) -> (OpenTransaction, Result<String, TxError>) {
-        self.sandbox.run(self.script, tx, input).await
+        self.sandbox.run(&self.script, tx, input).await
     }
 }
 
 /// Runs global transactions over the configured participants. Shared by all transactions
-/// of a host: it holds the connection pools and the decision log.
+/// of a host: it holds the connection pools and the decision log. Cloning is shallow.
+#[derive(Clone)]
 pub struct Coordinator {
     config: Config,
     /// One entry per configured participant: the pool for PostgreSQL/MySQL, `None` for SQLite.
@@ -113,6 +115,23 @@ impl Coordinator {
         &self.config
     }
 
+    /// A coordinator for one of this one's participants alone, sharing its pools: its
+    /// transactions commit in one phase.
+    pub fn only(&self, name: &str) -> Option<Coordinator> {
+        let index = self
+            .config
+            .participants
+            .iter()
+            .position(|p| p.name.eq_ignore_ascii_case(name))?;
+        let mut config = self.config.clone();
+        config.participants = vec![config.participants[index].clone()];
+        Some(Coordinator {
+            config,
+            xa: vec![self.xa[index].clone()],
+            decision_log: None,
+        })
+    }
+
     /// The server participants, by configuration index.
     pub fn xa_participants(&self) -> impl Iterator<Item = &Arc<dyn XaParticipant>> {
         self.xa.iter().flatten()
@@ -125,17 +144,13 @@ impl Coordinator {
     /// Runs one global transaction with `logic` as its prepare phase.
     pub async fn run(&self, logic: &dyn PrepareLogic, input: &str) -> TxReport {
         let started = Instant::now();
-        let gid = Gid::generate(&self.config.node);
         let timeout = self.config.limits.timeout();
+        let wall_deadline = SystemTime::now() + timeout;
+        let gid = Gid::new(&self.config.node, wall_deadline);
         let mut progress = Progress::new(&self.config);
 
         let tx = match self
-            .begin(
-                gid.clone(),
-                started + timeout,
-                SystemTime::now() + timeout,
-                &mut progress,
-            )
+            .begin(gid.clone(), started + timeout, wall_deadline, &mut progress)
             .await
         {
             Ok(tx) => tx,

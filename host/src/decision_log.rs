@@ -1271,9 +1271,9 @@ mod tests {
         let log = DecisionLog::open(&path).unwrap();
         assert!(log.pending_commits().unwrap().is_empty());
         let (a, b, c) = (
-            Gid::generate(&node()),
-            Gid::generate(&node()),
-            Gid::generate(&node()),
+            Gid::new(&node(), later()),
+            Gid::new(&node(), later()),
+            Gid::new(&node(), later()),
         );
         log.record_commit(&a, later()).await.unwrap();
         log.record_commit(&b, later()).await.unwrap();
@@ -1290,7 +1290,7 @@ mod tests {
     async fn done_cancels_commit() {
         let dir = tempfile::tempdir().unwrap();
         let log = DecisionLog::open(&log_path(&dir)).unwrap();
-        let (a, b) = (Gid::generate(&node()), Gid::generate(&node()));
+        let (a, b) = (Gid::new(&node(), later()), Gid::new(&node(), later()));
         log.record_commit(&a, later()).await.unwrap();
         log.record_commit(&b, later()).await.unwrap();
         log.record_done(&a).await.unwrap();
@@ -1298,7 +1298,7 @@ mod tests {
         assert_eq!(log.pending_commits().unwrap(), set(&[&b]));
         assert!(!log.is_committed(&a).unwrap());
         // A DONE without a COMMIT is harmless.
-        log.record_done(&Gid::generate(&node())).await.unwrap();
+        log.record_done(&Gid::new(&node(), later())).await.unwrap();
         log.flush().await.unwrap();
         assert_eq!(log.pending_commits().unwrap(), set(&[&b]));
     }
@@ -1313,9 +1313,9 @@ mod tests {
         let log =
             DecisionLog::open_with(&log_path(&dir), with_delay(Duration::from_secs(600))).unwrap();
         let (a, b, c) = (
-            Gid::generate(&node()),
-            Gid::generate(&node()),
-            Gid::generate(&node()),
+            Gid::new(&node(), later()),
+            Gid::new(&node(), later()),
+            Gid::new(&node(), later()),
         );
         log.record_commit(&a, later()).await.unwrap();
         log.record_commit(&b, later()).await.unwrap();
@@ -1353,9 +1353,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = log_path(&dir);
         let (a, b, c) = (
-            Gid::generate(&node()),
-            Gid::generate(&node()),
-            Gid::generate(&node()),
+            Gid::new(&node(), later()),
+            Gid::new(&node(), later()),
+            Gid::new(&node(), later()),
         );
         {
             let log = DecisionLog::open(&path).unwrap();
@@ -1373,9 +1373,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = log_path(&dir);
         let (a, b, c) = (
-            Gid::generate(&node()),
-            Gid::generate(&node()),
-            Gid::generate(&node()),
+            Gid::new(&node(), later()),
+            Gid::new(&node(), later()),
+            Gid::new(&node(), later()),
         );
         {
             let log = DecisionLog::open(&path).unwrap();
@@ -1403,7 +1403,7 @@ mod tests {
     async fn garbage_tail_is_ignored_and_later_appends_survive() {
         let dir = tempfile::tempdir().unwrap();
         let path = log_path(&dir);
-        let (a, b) = (Gid::generate(&node()), Gid::generate(&node()));
+        let (a, b) = (Gid::new(&node(), later()), Gid::new(&node(), later()));
         {
             let log = DecisionLog::open(&path).unwrap();
             log.record_commit(&a, later()).await.unwrap();
@@ -1432,7 +1432,7 @@ mod tests {
     async fn torn_tail_left_while_others_have_the_log_open_is_repaired_by_the_next_writer() {
         let dir = tempfile::tempdir().unwrap();
         let path = log_path(&dir);
-        let (a, b) = (Gid::generate(&node()), Gid::generate(&node()));
+        let (a, b) = (Gid::new(&node(), later()), Gid::new(&node(), later()));
         let writer = DecisionLog::open(&path).unwrap();
         let reader = DecisionLog::open(&path).unwrap();
         writer.record_commit(&a, later()).await.unwrap();
@@ -1440,7 +1440,7 @@ mod tests {
         let mut frame = Vec::new();
         encode_frame(
             &mut frame,
-            std::iter::once((KIND_COMMIT, &Gid::generate(&node()))),
+            std::iter::once((KIND_COMMIT, &Gid::new(&node(), later()))),
         );
         append_raw(&path, &frame[..frame.len() - 5]);
         assert_eq!(reader.pending_commits().unwrap(), set(&[&a]));
@@ -1459,7 +1459,7 @@ mod tests {
         {
             let log = DecisionLog::open(&path).unwrap();
             for _ in 0..3 {
-                log.record_commit(&Gid::generate(&node()), later())
+                log.record_commit(&Gid::new(&node(), later()), later())
                     .await
                     .unwrap();
             }
@@ -1496,7 +1496,10 @@ mod tests {
         let path = log_path(&dir);
         drop(DecisionLog::open(&path).unwrap());
         let mut frame = Vec::new();
-        encode_frame(&mut frame, std::iter::once((7, &Gid::generate(&node()))));
+        encode_frame(
+            &mut frame,
+            std::iter::once((7, &Gid::new(&node(), later()))),
+        );
         append_raw(&path, &frame);
         let error = DecisionLog::open(&path).unwrap_err();
         assert!(
@@ -1532,7 +1535,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = log_path(&dir);
         let log = DecisionLog::open(&path).unwrap();
-        let gid = Gid::generate(&node());
+        let gid = Gid::new(&node(), later());
         let past = SystemTime::now() - Duration::from_millis(1);
         let error = log.record_commit(&gid, past).await.unwrap_err();
         assert!(
@@ -1569,7 +1572,7 @@ mod tests {
 
     /// Commits 200 transactions and finishes all but `keep`; returns the unfinished ones.
     async fn commit_and_finish(log: &DecisionLog, keep: usize) -> BTreeSet<Gid> {
-        let gids: Vec<Gid> = (0..200).map(|_| Gid::generate(&node())).collect();
+        let gids: Vec<Gid> = (0..200).map(|_| Gid::new(&node(), later())).collect();
         for gid in &gids {
             log.record_commit(gid, later()).await.unwrap();
         }
@@ -1588,7 +1591,7 @@ mod tests {
         let pending = commit_and_finish(&log, 5).await;
         // The batch after the DONEs noticed the size and compacted.
         log.record_commit(
-            &Gid::generate(&node()),
+            &Gid::new(&node(), later()),
             SystemTime::now() + Duration::from_secs(60),
         )
         .await
@@ -1609,7 +1612,7 @@ mod tests {
         let reopened = DecisionLog::open(&path).unwrap();
         assert_eq!(reopened.pending_commits().unwrap().len(), 6);
         // Appends after compaction go to the new file.
-        let more = Gid::generate(&node());
+        let more = Gid::new(&node(), later());
         reopened.record_commit(&more, later()).await.unwrap();
         drop(reopened);
         assert!(
@@ -1627,14 +1630,14 @@ mod tests {
         let log = small_log(&path);
         let other = DecisionLog::open(&path).unwrap();
         let pending = commit_and_finish(&log, 3).await;
-        log.record_commit(&Gid::generate(&node()), later())
+        log.record_commit(&Gid::new(&node(), later()), later())
             .await
             .unwrap();
         assert_eq!(log.stats().compactions, 0);
         let big = file_len(&path);
         assert!(big > 4096);
         // The other instance still writes into the live file and sees everything.
-        let theirs = Gid::generate(&node());
+        let theirs = Gid::new(&node(), later());
         other.record_commit(&theirs, later()).await.unwrap();
         assert!(log.is_committed(&theirs).unwrap());
         drop(other);
@@ -1643,7 +1646,7 @@ mod tests {
             if log.stats().compactions > 0 {
                 break;
             }
-            let gid = Gid::generate(&node());
+            let gid = Gid::new(&node(), later());
             log.record_commit(&gid, later()).await.unwrap();
             log.record_done(&gid).await.unwrap();
             log.flush().await.unwrap();
@@ -1670,7 +1673,7 @@ mod tests {
             let other = DecisionLog::open(&path).unwrap();
             for _ in 0..300 {
                 other
-                    .record_commit(&Gid::generate(&node()), later())
+                    .record_commit(&Gid::new(&node(), later()), later())
                     .await
                     .unwrap();
             }
@@ -1693,7 +1696,7 @@ mod tests {
         let path = log_path(&dir);
         let first = DecisionLog::open(&path).unwrap();
         let second = DecisionLog::open(&path).unwrap();
-        let (a, b) = (Gid::generate(&node()), Gid::generate(&node()));
+        let (a, b) = (Gid::new(&node(), later()), Gid::new(&node(), later()));
         first.record_commit(&a, later()).await.unwrap();
         second.record_commit(&b, later()).await.unwrap();
         assert_eq!(first.pending_commits().unwrap(), set(&[&a, &b]));
@@ -1718,7 +1721,7 @@ mod tests {
                 tokio::spawn(async move {
                     let mut mine = Vec::new();
                     for _ in 0..10 {
-                        let gid = Gid::generate(&node());
+                        let gid = Gid::new(&node(), later());
                         log.record_commit(&gid, later()).await.unwrap();
                         mine.push(gid);
                     }
@@ -1763,7 +1766,7 @@ mod tests {
                     tokio::spawn(async move {
                         let mut count = 0u64;
                         while started.elapsed() < run_for {
-                            log.record_commit(&Gid::generate(&node()), later())
+                            log.record_commit(&Gid::new(&node(), later()), later())
                                 .await
                                 .unwrap();
                             count += 1;

@@ -4,8 +4,17 @@
 
 /// Marks a protocol step. Names: `after-begin`, `after-script`, `after-prepare-<k>`,
 /// `after-decision`, `after-commit-<k>` (k = the branch's position among XA branches).
+/// `WASMTX_FAULT_PAUSE=<name>:<ms>` sleeps there instead, so a test can break something
+/// (e.g. kill a connection) at exactly that step.
 #[cfg(feature = "fault-injection")]
 pub fn point(name: &str) {
+    if let Some(ms) = std::env::var("WASMTX_FAULT_PAUSE")
+        .ok()
+        .and_then(|v| v.strip_prefix(name)?.strip_prefix(':')?.parse::<u64>().ok())
+    {
+        eprintln!("wasmtx: pausing {ms} ms at {name}");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     if std::env::var("WASMTX_FAULT").is_ok_and(|wanted| wanted == name) {
         eprintln!("wasmtx: fault injected at {name}");
         // No destructors, no flushing, no rollback: like SIGKILL to the databases.

@@ -1,8 +1,10 @@
 //! Global transaction ids: `wtx.<node>.<ulid>`, and the branch ids derived from them.
 //!
-//! The ULID carries the transaction's start time, so recovery can tell from a prepared
-//! branch alone whether its deadline has passed. Neither PostgreSQL nor MySQL accepts a
-//! transaction id as a bound parameter, so ids are formatted into statements; every id is
+//! The ULID's timestamp is the transaction's **deadline** (its random part keeps ids
+//! unique), so recovery can tell from a prepared branch alone whether its deadline has
+//! passed, whatever timeout the transaction ran with: a COMMIT decision is only recorded
+//! before the deadline, so past it (plus a margin) an undecided branch can be rolled back.
+//! Neither PostgreSQL nor MySQL accepts a transaction id as a bound parameter, so ids are formatted into statements; every id is
 //! validated against a narrow alphabet first.
 
 use std::fmt;
@@ -67,9 +69,9 @@ pub struct Gid {
 }
 
 impl Gid {
-    /// A fresh gid for a transaction of `node` starting now.
-    pub fn generate(node: &NodeId) -> Self {
-        let ulid = Ulid::new();
+    /// A fresh gid for a transaction of `node` that must be decided by `deadline`.
+    pub fn new(node: &NodeId, deadline: SystemTime) -> Self {
+        let ulid = Ulid::from_datetime(deadline);
         Gid {
             text: format!("{GID_PREFIX}.{node}.{ulid}"),
             ulid,
@@ -99,14 +101,14 @@ impl Gid {
         &self.text
     }
 
-    /// When the transaction started.
-    pub fn started_at(&self) -> SystemTime {
+    /// When the transaction must be decided by (to the millisecond).
+    pub fn deadline(&self) -> SystemTime {
         self.ulid.datetime()
     }
 
-    /// Whether `timeout` after the start has passed at `now`.
-    pub fn expired(&self, timeout: Duration, now: SystemTime) -> bool {
-        self.started_at() + timeout <= now
+    /// Whether the deadline plus `margin` has passed at `now`.
+    pub fn expired(&self, margin: Duration, now: SystemTime) -> bool {
+        self.deadline() + margin <= now
     }
 
     /// The id of this transaction's branch on participant number `index`.
@@ -165,20 +167,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generated_gids_parse_back_and_carry_their_start() {
+    fn gids_parse_back_and_carry_their_deadline() {
         let node = NodeId::new("node-1").unwrap();
-        let gid = Gid::generate(&node);
+        let deadline = SystemTime::now() + Duration::from_secs(30);
+        let gid = Gid::new(&node, deadline);
         assert!(gid.as_str().starts_with("wtx.node-1."));
         assert_eq!(Gid::parse(gid.as_str()).unwrap(), gid);
-        let age = SystemTime::now().duration_since(gid.started_at()).unwrap();
-        assert!(age < Duration::from_secs(5));
-        assert!(!gid.expired(Duration::from_secs(30), SystemTime::now()));
-        assert!(gid.expired(Duration::ZERO, SystemTime::now()));
+        let error = deadline.duration_since(gid.deadline()).unwrap();
+        assert!(error < Duration::from_millis(1), "kept to the millisecond");
+        assert!(!gid.expired(Duration::ZERO, SystemTime::now()));
+        assert!(!gid.expired(Duration::from_secs(5), deadline));
+        assert!(gid.expired(Duration::from_secs(5), deadline + Duration::from_secs(5)));
+        assert_ne!(
+            Gid::new(&node, deadline),
+            gid,
+            "same deadline, still unique"
+        );
     }
 
     #[test]
     fn branch_ids_round_trip() {
-        let gid = Gid::generate(&NodeId::new("n").unwrap());
+        let gid = Gid::new(&NodeId::new("n").unwrap(), SystemTime::now());
         let branch = gid.branch(3);
         assert_eq!(BranchId::parse_joined(&branch.joined()).unwrap(), branch);
         assert!(BranchId::parse_joined(&format!("{gid}.03")).is_err());

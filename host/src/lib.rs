@@ -19,6 +19,7 @@
 //! - [`guest_build`]: builds a guest crate directory into a component;
 //! - [`fault`]: test-only crash points.
 
+pub mod bench;
 pub mod cache;
 pub mod config;
 pub mod coordinator;
@@ -29,6 +30,7 @@ pub mod fault;
 pub mod gid;
 pub mod guest_build;
 pub mod limits;
+pub mod memo;
 pub mod participant;
 pub mod recovery;
 pub mod report;

@@ -23,8 +23,9 @@ use crate::gid::{BranchId, Gid};
 use crate::participant::Resolution;
 use crate::participant::sqlite::decision_recorded;
 
-/// Extra time past a transaction's deadline before recovery presumes it aborted, covering
-/// clock skew between hosts and a decision write that began just before the deadline.
+/// Extra time past a transaction's deadline (carried in its gid) before recovery presumes
+/// it aborted, covering clock skew between hosts and a decision write that began just
+/// before the deadline.
 pub const PRESUMED_ABORT_MARGIN: Duration = Duration::from_secs(5);
 
 /// What recovery found for one branch.
@@ -90,7 +91,6 @@ impl RecoveryReport {
 pub async fn recover(coordinator: &Coordinator, dry_run: bool) -> RecoveryReport {
     let config = coordinator.config();
     let prefix = config.node.gid_prefix();
-    let presume_abort_after = config.limits.timeout() + PRESUMED_ABORT_MARGIN;
     let log_path = config.decision_log_path();
     let log = if log_path.exists() {
         match DecisionLog::open(&log_path) {
@@ -141,7 +141,7 @@ pub async fn recover(coordinator: &Coordinator, dry_run: bool) -> RecoveryReport
                     continue;
                 }
             };
-            let expired = branch.gid.expired(presume_abort_after, now);
+            let expired = branch.gid.expired(PRESUMED_ABORT_MARGIN, now);
             let action = match (decision, expired, dry_run) {
                 (Decision::Commit, _, true) => Action::WouldCommit,
                 (Decision::None, true, true) => Action::WouldRollBack,

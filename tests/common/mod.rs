@@ -157,7 +157,7 @@ pub fn output_within(mut command: Command, limit: Duration) -> Output {
 /// Runs SQL on an SQLite file directly (not through wasmtx); rows come back as text.
 pub fn sqlite(path: &Path, sql: &str) -> Vec<Vec<String>> {
     block_on(async {
-        use sqlx::Connection;
+        use sqlx::{Connection, Row, ValueRef};
         let url = format!("sqlite://{}", path.display());
         let mut conn = sqlx::SqliteConnection::connect(&url)
             .await
@@ -166,56 +166,26 @@ pub fn sqlite(path: &Path, sql: &str) -> Vec<Vec<String>> {
             .fetch_all(&mut conn)
             .await
             .expect(sql);
+        let text = rows
+            .iter()
+            .map(|row| {
+                (0..row.columns().len())
+                    .map(|i| {
+                        if row.try_get_raw(i).unwrap().is_null() {
+                            "NULL".to_owned()
+                        } else {
+                            row.try_get::<String, _>(i)
+                                .or_else(|_| row.try_get::<i64, _>(i).map(|v| v.to_string()))
+                                .or_else(|_| row.try_get::<f64, _>(i).map(|v| v.to_string()))
+                                .expect("a text or number column")
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
         conn.close().await.ok();
-        rows_as_text(&rows)
+        text
     })
-}
-
-/// Runs SQL on a PostgreSQL (`postgres://`) or MySQL/MariaDB (`mysql://`) database directly
-/// (not through wasmtx); rows come back as text.
-pub fn server_sql(url: &str, sql: &str) -> Vec<Vec<String>> {
-    block_on(async {
-        use sqlx::Connection;
-        let query = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()));
-        if url.starts_with("postgres") {
-            let mut conn = sqlx::PgConnection::connect(url).await.expect(url);
-            let rows = query.fetch_all(&mut conn).await.expect(sql);
-            conn.close().await.ok();
-            rows_as_text(&rows)
-        } else {
-            let mut conn = sqlx::MySqlConnection::connect(url).await.expect(url);
-            let rows = query.fetch_all(&mut conn).await.expect(sql);
-            conn.close().await.ok();
-            rows_as_text(&rows)
-        }
-    })
-}
-
-/// Rows as text: `NULL`, or the value of a text, integer or floating-point column.
-fn rows_as_text<R: sqlx::Row>(rows: &[R]) -> Vec<Vec<String>>
-where
-    usize: sqlx::ColumnIndex<R>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    use sqlx::ValueRef;
-    rows.iter()
-        .map(|row| {
-            (0..row.columns().len())
-                .map(|i| {
-                    if row.try_get_raw(i).unwrap().is_null() {
-                        "NULL".to_owned()
-                    } else {
-                        row.try_get::<String, _>(i)
-                            .or_else(|_| row.try_get::<i64, _>(i).map(|v| v.to_string()))
-                            .or_else(|_| row.try_get::<f64, _>(i).map(|v| v.to_string()))
-                            .expect("a text or number column")
-                    }
-                })
-                .collect()
-        })
-        .collect()
 }
 
 /// Creates an SQLite file with the transfer example's `accounts` table and rows.
@@ -271,4 +241,226 @@ pub fn transfer_input(from: (&str, &str), to: (&str, &str), amount: i64) -> Stri
         "amount": amount,
     })
     .to_string()
+}
+
+/// The PostgreSQL server of the tests, with the `database` created afresh; `None` (after
+/// printing why) when it cannot be reached outside CI. Under `CI=true` that is a failure.
+pub fn postgres_db(database: &str) -> Option<String> {
+    let admin = "postgres://postgres@127.0.0.1:5432/postgres";
+    let ready = block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(admin).await?;
+        // Branches an earlier, failed run left prepared in this database block DROP.
+        let leftovers: Vec<(String,)> =
+            sqlx::query_as("SELECT gid FROM pg_prepared_xacts WHERE database = $1")
+                .bind(database)
+                .fetch_all(&mut conn)
+                .await?;
+        for (gid,) in leftovers {
+            let mut db_conn = sqlx::PgConnection::connect(&format!(
+                "postgres://postgres@127.0.0.1:5432/{database}"
+            ))
+            .await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ROLLBACK PREPARED '{gid}'")))
+                .execute(&mut db_conn)
+                .await?;
+            db_conn.close().await?;
+        }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await
+    });
+    server_available("PostgreSQL", ready)
+        .then(|| format!("postgres://postgres@127.0.0.1:5432/{database}"))
+}
+
+/// The MariaDB/MySQL server of the tests, with the `database` created afresh.
+pub fn mysql_db(database: &str) -> Option<String> {
+    let ready = block_on(async {
+        use sqlx::Connection;
+        sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306/")
+            .await?
+            .close()
+            .await
+    });
+    if !server_available("MariaDB", ready) {
+        return None;
+    }
+    // The test's node is named after its database (see `node_of`).
+    clear_mysql_branches(&node_of(database));
+    let ready = block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306/").await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {database}; CREATE DATABASE {database}"
+        )))
+        .execute(&mut conn)
+        .await?;
+        conn.close().await
+    });
+    server_available("MariaDB", ready).then(|| format!("mysql://root@127.0.0.1:3306/{database}"))
+}
+
+/// The node id a test uses with `database`: its name without the `wtx_` prefix and `_`.
+pub fn node_of(database: &str) -> String {
+    database.trim_start_matches("wtx_").replace('_', "-")
+}
+
+fn server_available(server: &str, ready: Result<(), sqlx::Error>) -> bool {
+    match ready {
+        Ok(()) => true,
+        Err(err) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "{server} is required under CI but unreachable: {err} (scripts/setup-databases.sh prepares it)"
+            )
+        }
+        Err(err) => {
+            eprintln!(
+                "skipping: {server} is unreachable ({err}); scripts/setup-databases.sh prepares it"
+            );
+            false
+        }
+    }
+}
+
+/// Runs SQL on a PostgreSQL or MySQL database by URL; rows come back as text.
+pub fn server_sql(url: &str, sql: &str) -> Vec<Vec<String>> {
+    block_on(async {
+        use sqlx::{Connection, Row};
+        let text_of = |value: Result<Option<String>, sqlx::Error>| value.ok().flatten();
+        if url.starts_with("postgres") {
+            let mut conn = sqlx::PgConnection::connect(url)
+                .await
+                .expect("connecting to PostgreSQL");
+            let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_all(&mut conn)
+                .await
+                .expect(sql);
+            let out = rows
+                .iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| {
+                            text_of(r.try_get::<Option<String>, _>(i))
+                                .or_else(|| {
+                                    r.try_get::<Option<i64>, _>(i)
+                                        .ok()
+                                        .flatten()
+                                        .map(|v| v.to_string())
+                                })
+                                .or_else(|| {
+                                    r.try_get::<Option<i32>, _>(i)
+                                        .ok()
+                                        .flatten()
+                                        .map(|v| v.to_string())
+                                })
+                                .unwrap_or_else(|| "NULL".into())
+                        })
+                        .collect()
+                })
+                .collect();
+            conn.close().await.ok();
+            out
+        } else {
+            let mut conn = sqlx::MySqlConnection::connect(url)
+                .await
+                .expect("connecting to MariaDB");
+            let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                .fetch_all(&mut conn)
+                .await
+                .expect(sql);
+            let out = rows
+                .iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| {
+                            text_of(r.try_get::<Option<String>, _>(i))
+                                .or_else(|| {
+                                    r.try_get::<Option<i64>, _>(i)
+                                        .ok()
+                                        .flatten()
+                                        .map(|v| v.to_string())
+                                })
+                                .or_else(|| {
+                                    r.try_get::<Option<Vec<u8>>, _>(i)
+                                        .ok()
+                                        .flatten()
+                                        .map(|v| String::from_utf8_lossy(&v).into_owned())
+                                })
+                                .unwrap_or_else(|| "NULL".into())
+                        })
+                        .collect()
+                })
+                .collect();
+            conn.close().await.ok();
+            out
+        }
+    })
+}
+
+/// Creates the transfer example's `accounts` table on a server database, with rows.
+pub fn server_accounts(url: &str, accounts: &[(&str, i64)]) {
+    let mut sql =
+        String::from("CREATE TABLE accounts (id VARCHAR(64) PRIMARY KEY, balance BIGINT NOT NULL)");
+    if url.starts_with("mysql") {
+        sql.push_str(" ENGINE=InnoDB");
+    }
+    server_sql(url, &sql);
+    for (id, balance) in accounts {
+        server_sql(
+            url,
+            &format!("INSERT INTO accounts (id, balance) VALUES ('{id}', {balance})"),
+        );
+    }
+}
+
+/// The balance of `account` on a server database.
+pub fn server_balance(url: &str, account: &str) -> i64 {
+    server_sql(
+        url,
+        &format!("SELECT balance FROM accounts WHERE id = '{account}'"),
+    )[0][0]
+        .parse()
+        .unwrap()
+}
+
+/// Rolls back MariaDB branches an earlier, failed run of this test left prepared for
+/// `node` (they hold locks that would block dropping its database).
+pub fn clear_mysql_branches(node: &str) {
+    let prefix = format!("wtx.{node}.");
+    for row in server_sql("mysql://root@127.0.0.1:3306/", "XA RECOVER") {
+        let (gtrid_len, data) = (row[1].parse::<usize>().unwrap_or(0), &row[3]);
+        if data.starts_with(&prefix) && data.len() > gtrid_len {
+            let (gtrid, bqual) = data.split_at(gtrid_len);
+            server_sql(
+                "mysql://root@127.0.0.1:3306/",
+                &format!("XA ROLLBACK '{gtrid}', '{bqual}'"),
+            );
+        }
+    }
+}
+
+/// Prepared branches of `node` still on the PostgreSQL cluster and the MariaDB server.
+pub fn prepared_branches(node: &str) -> Vec<String> {
+    let prefix = format!("wtx.{node}.");
+    let mut found: Vec<String> = server_sql(
+        "postgres://postgres@127.0.0.1:5432/postgres",
+        "SELECT gid FROM pg_prepared_xacts",
+    )
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect();
+    found.extend(
+        server_sql("mysql://root@127.0.0.1:3306/", "XA RECOVER")
+            .into_iter()
+            .map(|r| r[3].clone()),
+    );
+    found.retain(|gid| gid.starts_with(&prefix));
+    found
 }

@@ -95,8 +95,10 @@ async fn tour(args: DemoArgs) -> anyhow::Result<bool> {
             false,
         )?;
     }
-    let sandbox = Sandbox::new(&config.limits, 1, config.cache_dir.clone())
-        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let sandbox = std::sync::Arc::new(
+        Sandbox::new(&config.limits, 1, config.cache_dir.clone())
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?,
+    );
     let mut scripts = std::collections::HashMap::new();
     for name in ["transfer", "faulty"] {
         println!("building examples/{name} …");
@@ -109,7 +111,7 @@ async fn tour(args: DemoArgs) -> anyhow::Result<bool> {
             false,
             Some(&target_dir),
         )?;
-        scripts.insert(name, sandbox.load(&wasm)?);
+        scripts.insert(name, std::sync::Arc::new(sandbox.load(&wasm)?));
     }
     let coordinator = Coordinator::connect(config, 1).await?;
 
@@ -118,8 +120,8 @@ async fn tour(args: DemoArgs) -> anyhow::Result<bool> {
     for (number, step) in STEPS.iter().enumerate() {
         println!("\n── step {}: {}", number + 1, step.title);
         let logic = ScriptLogic {
-            sandbox: &sandbox,
-            script: &scripts[step.script],
+            sandbox: sandbox.clone(),
+            script: scripts[step.script].clone(),
         };
         let report = coordinator.run(&logic, step.input).await;
         output::print_report(&report, false);

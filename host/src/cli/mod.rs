@@ -3,6 +3,7 @@
 //! Exit status: 0 committed (or success), 1 aborted, 2 usage/configuration/input error,
 //! 3 in doubt (decided COMMIT, some branch pending: run `wasmtx recover`).
 
+mod bench;
 mod demo;
 mod inspect;
 mod output;
@@ -34,6 +35,9 @@ enum Command {
     /// Show the world a script implements, its imports, whether this host can run it,
     /// and its size and compiled-cache state.
     Inspect(inspect::InspectArgs),
+    /// Measure throughput and latency of a script's transactions, optionally against its
+    /// native twin (--compare native) and plain single-phase commits (--compare plain).
+    Bench(bench::BenchArgs),
     /// A guided tour on embedded SQLite: transfers that commit, abort, panic and fail,
     /// with balances after each step. Needs no set-up.
     Demo(demo::DemoArgs),
@@ -56,6 +60,10 @@ struct HostArgs {
     /// the same name.
     #[arg(short = 'p', long = "participant", value_name = "NAME=URL")]
     participants: Vec<String>,
+    /// Node id: names this host's transactions (A-Z a-z 0-9 -, at most 16); recovery
+    /// touches only its own node's branches.
+    #[arg(long, value_name = "ID", env = "WASMTX_NODE")]
+    node: Option<String>,
     /// Directory for the decision log and the SQLite coordinator file.
     #[arg(long, value_name = "DIR", env = "WASMTX_STATE_DIR")]
     state_dir: Option<PathBuf>,
@@ -84,6 +92,9 @@ impl HostArgs {
         config
             .apply_participant_args(&self.participants)
             .map_err(|e| input_error(&e))?;
+        if let Some(node) = &self.node {
+            config.node = wasmtx::gid::NodeId::new(node).map_err(|e| input_error(&e))?;
+        }
         if let Some(dir) = &self.state_dir {
             config.state_dir = dir.clone();
         }
@@ -122,6 +133,7 @@ pub fn main() -> ExitCode {
             Command::Run(args) => run::run(args).await,
             Command::Inspect(args) => inspect::inspect(args),
             Command::Demo(args) => demo::demo(args).await,
+            Command::Bench(args) => bench::bench(args).await,
             Command::Recover(args) => recover::run(args, false).await,
             Command::Status(args) => recover::run(args, true).await,
         }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Args;
 use wasmtx::coordinator::{Coordinator, ScriptLogic};
@@ -32,15 +33,11 @@ pub struct RunArgs {
 pub async fn run(args: RunArgs) -> ExitCode {
     match prepare(&args).await {
         Ok((coordinator, sandbox, script, input)) => {
-            let report = coordinator
-                .run(
-                    &ScriptLogic {
-                        sandbox: &sandbox,
-                        script: &script,
-                    },
-                    &input,
-                )
-                .await;
+            let logic = ScriptLogic {
+                sandbox: Arc::new(sandbox),
+                script: Arc::new(script),
+            };
+            let report = coordinator.run(&logic, &input).await;
             output::print_report(&report, args.json);
             output::exit_code(&report)
         }

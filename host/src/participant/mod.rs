@@ -13,6 +13,7 @@ mod spec;
 pub mod sqlite;
 mod sqlite_guard;
 pub mod sqlite_qualify;
+mod xa_common;
 
 use std::time::Duration;
 

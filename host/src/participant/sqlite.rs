@@ -196,15 +196,19 @@ impl SqliteGroup {
         sql: &str,
         params: &[Value],
     ) -> Result<u64, StatementError> {
-        let qualified = self.qualify(member, sql)?;
+        let qualified = self.qualify(member, sql).await?;
         self.guard.enter_script(&self.names[member]);
-        let result = bind_all(sqlx::query(AssertSqlSafe(qualified)), params)
-            .execute(&mut self.conn)
-            .await;
+        let result = async {
+            check_parameter_count(&mut self.conn, &qualified, params.len()).await?;
+            bind_all(sqlx::query(AssertSqlSafe(qualified)), params)
+                .execute(&mut self.conn)
+                .await
+                .map(|done| done.rows_affected())
+                .map_err(|e| StatementError::Database(DbError::from_sqlx(&e)))
+        }
+        .await;
         self.guard.leave_script();
-        Ok(result
-            .map_err(|e| StatementError::Database(DbError::from_sqlx(&e)))?
-            .rows_affected())
+        result
     }
 
     /// Runs a statement for member `member` and returns its rows, failing past `limits`.
@@ -215,15 +219,16 @@ impl SqliteGroup {
         params: &[Value],
         limits: ResultLimits,
     ) -> Result<RowSet, StatementError> {
-        let qualified = self.qualify(member, sql)?;
+        let qualified = self.qualify(member, sql).await?;
         self.guard.enter_script(&self.names[member]);
         let result = fetch_limited(&mut self.conn, &qualified, params, limits).await;
         self.guard.leave_script();
         result
     }
 
-    fn qualify(&self, member: usize, sql: &str) -> Result<String, StatementError> {
-        sqlite_qualify::qualify(sql, &self.names[member])
+    async fn qualify(&self, member: usize, sql: &str) -> Result<String, StatementError> {
+        sqlite_qualify::qualify_memoized(sql, &self.names[member])
+            .await
             .map_err(|e| StatementError::Forbidden(e.to_string()))
     }
 
@@ -405,6 +410,33 @@ fn bind_all<'q>(mut query: Query<'q>, params: &[Value]) -> Query<'q> {
     query
 }
 
+/// SQLite binds missing parameters as NULL and ignores extra ones; a script's statement
+/// must get exactly the parameters it names.
+async fn check_parameter_count(
+    conn: &mut SqliteConnection,
+    sql: &str,
+    given: usize,
+) -> Result<(), StatementError> {
+    use sqlx::{Either, Executor, SqlSafeStr, Statement};
+    // Prepared statements are cached per connection, so running it next costs nothing more.
+    let statement = conn
+        .prepare(AssertSqlSafe(sql.to_owned()).into_sql_str())
+        .await
+        .map_err(|e| StatementError::Database(DbError::from_sqlx(&e)))?;
+    let expected = match statement.parameters() {
+        Some(Either::Right(count)) => count,
+        Some(Either::Left(types)) => types.len(),
+        None => return Ok(()),
+    };
+    if expected == given {
+        Ok(())
+    } else {
+        Err(StatementError::BadParameter(format!(
+            "the statement takes {expected} parameters, {given} given"
+        )))
+    }
+}
+
 /// Streams a query's rows, stopping at the first bound `limits` passes.
 async fn fetch_limited(
     conn: &mut SqliteConnection,
@@ -412,6 +444,7 @@ async fn fetch_limited(
     params: &[Value],
     limits: ResultLimits,
 ) -> Result<RowSet, StatementError> {
+    check_parameter_count(conn, sql, params.len()).await?;
     let mut stream = bind_all(sqlx::query(AssertSqlSafe(sql.to_owned())), params).fetch(conn);
     let mut tracker = limits.tracker();
     let mut result = RowSet::default();

@@ -82,6 +82,21 @@ pub enum QualifyError {
     InvalidSchema(String),
 }
 
+/// [`qualify`] for a host call: remembered for repeated statement texts, and parsed off
+/// the script's fiber stack (see `crate::memo`).
+pub async fn qualify_memoized(sql: &str, schema: &str) -> Result<String, QualifyError> {
+    static MEMO: std::sync::LazyLock<
+        crate::memo::Memo<(String, String), Result<String, QualifyError>>,
+    > = std::sync::LazyLock::new(|| crate::memo::Memo::new(4096));
+    let (owned_sql, owned_schema) = (sql.to_owned(), schema.to_owned());
+    let compute = move || qualify(&owned_sql, &owned_schema);
+    if sql.len() > crate::memo::MAX_MEMO_TEXT {
+        return crate::memo::run_blocking(compute).await;
+    }
+    MEMO.get_or_compute_blocking((schema.to_owned(), sql.to_owned()), compute)
+        .await
+}
+
 /// Rewrites `sql` so every table it names lives in `schema`. The text is spliced, not re-printed.
 pub fn qualify(sql: &str, schema: &str) -> Result<String, QualifyError> {
     if schema.is_empty() || schema.contains('\0') {

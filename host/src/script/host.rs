@@ -77,7 +77,7 @@ impl StoreState {
     }
 
     /// The budget, policy and conversion checks shared by `execute` and `query`.
-    fn admit(
+    async fn admit(
         &mut self,
         member: usize,
         statement: &str,
@@ -91,7 +91,8 @@ impl StoreState {
             )));
         }
         let dialect = self.tx.members[member].dialect;
-        policy::check(dialect, statement)
+        policy::check_memoized(dialect, statement)
+            .await
             .map_err(|refusal| StatementError::Forbidden(refusal.to_string()))?;
         convert::params_from_wit(params)
     }
@@ -139,7 +140,7 @@ impl sql::HostParticipant for StoreState {
         params: Vec<types::Value>,
     ) -> wasmtime::Result<Result<u64, types::Error>> {
         let member = self.member_of(&handle)?;
-        let params = match self.admit(member, &statement, params) {
+        let params = match self.admit(member, &statement, params).await {
             Ok(params) => params,
             Err(err) => return Ok(self.refuse(member, err)),
         };
@@ -157,7 +158,7 @@ impl sql::HostParticipant for StoreState {
         params: Vec<types::Value>,
     ) -> wasmtime::Result<Result<types::RowSet, types::Error>> {
         let member = self.member_of(&handle)?;
-        let params = match self.admit(member, &statement, params) {
+        let params = match self.admit(member, &statement, params).await {
             Ok(params) => params,
             Err(err) => return Ok(self.refuse(member, err)),
         };

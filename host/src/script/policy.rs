@@ -51,6 +51,20 @@ pub struct Refusal {
     pub reason: String,
 }
 
+/// [`check`] for a host call: remembered for repeated statement texts, and parsed off
+/// the script's fiber stack (see `crate::memo`).
+pub async fn check_memoized(dialect: Dialect, sql: &str) -> Result<Checked, Refusal> {
+    static MEMO: std::sync::LazyLock<
+        crate::memo::Memo<(Dialect, String), Result<Checked, Refusal>>,
+    > = std::sync::LazyLock::new(|| crate::memo::Memo::new(4096));
+    let owned = sql.to_owned();
+    if sql.len() > crate::memo::MAX_MEMO_TEXT {
+        return crate::memo::run_blocking(move || check(dialect, &owned)).await;
+    }
+    MEMO.get_or_compute_blocking((dialect, sql.to_owned()), move || check(dialect, &owned))
+        .await
+}
+
 /// Checks one statement text for a participant's dialect. Ok: the statement may be sent.
 pub fn check(dialect: Dialect, sql: &str) -> Result<Checked, Refusal> {
     refuse_executable_comments(dialect, sql)?;
@@ -126,18 +140,64 @@ fn parse_one(dialect: Dialect, sql: &str) -> Result<Statement, Refusal> {
         Dialect::Mysql => &MySqlDialect {},
         Dialect::Sqlite => &SQLiteDialect {},
     };
-    let mut statements = Parser::parse_sql(parser_dialect, sql).map_err(|error| Refusal {
-        kind: "unparsable statement".to_owned(),
-        reason: format!(
-            "does not parse as one {} statement: {error}",
-            dialect.as_str()
-        ),
+    let mut statements = Parser::parse_sql(parser_dialect, sql).map_err(|error| {
+        known_unparsable(parser_dialect, sql).unwrap_or_else(|| Refusal {
+            kind: "unparsable statement".to_owned(),
+            reason: format!(
+                "does not parse as one {} statement: {error}",
+                dialect.as_str()
+            ),
+        })
     })?;
     match statements.len() {
         0 => refuse("empty statement", ONE_STATEMENT),
         1 => Ok(statements.remove(0)),
         n => refuse(format!("{n} statements"), ONE_STATEMENT),
     }
+}
+
+/// Statements the parser cannot read but that are refused anyway, named by their leading
+/// keywords so the refusal says what they are (fail closed either way).
+fn known_unparsable(dialect: &dyn ParserDialect, sql: &str) -> Option<Refusal> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(dialect, sql).tokenize().ok()?;
+    let words: Vec<String> = tokens
+        .iter()
+        .filter_map(|t| match t {
+            Token::Word(w) => Some(w.value.to_ascii_uppercase()),
+            _ => None,
+        })
+        .collect();
+    let first = |n: usize| {
+        words
+            .iter()
+            .take(n)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let has_pair = |a: &str, b: &str| words.windows(2).any(|w| w[0] == a && w[1] == b);
+    let (kind, reason) = match first(1).as_str() {
+        "XA" => (first(2), TRANSACTION_CONTROL),
+        "PREPARE" if has_pair("PREPARE", "TRANSACTION") => {
+            ("PREPARE TRANSACTION".to_owned(), TRANSACTION_CONTROL)
+        }
+        "COMMIT" | "ROLLBACK" if words.get(1).is_some_and(|w| w == "PREPARED") => {
+            (first(2), TRANSACTION_CONTROL)
+        }
+        "PRAGMA" | "ATTACH" | "DETACH" => (first(1), CONNECTION),
+        "VACUUM" => ("VACUUM".to_owned(), ADMINISTRATION),
+        "LOAD" => (first(2), FILES),
+        "DO" => ("DO".to_owned(), PROCEDURES),
+        _ if has_pair("INTO", "OUTFILE") || has_pair("INTO", "DUMPFILE") => {
+            ("SELECT INTO OUTFILE".to_owned(), FILES)
+        }
+        _ => return None,
+    };
+    Some(Refusal {
+        kind,
+        reason: reason.to_owned(),
+    })
 }
 
 /// The statement rules, in one place. Applied to the statement and to every statement nested
@@ -636,9 +696,9 @@ mod tests {
                 ("SAVEPOINT s", Refused("SAVEPOINT")),
                 ("RELEASE SAVEPOINT s", Refused("RELEASE SAVEPOINT")),
                 ("ROLLBACK TO SAVEPOINT s", Refused("ROLLBACK TO SAVEPOINT")),
-                ("PREPARE TRANSACTION 'x'", UNPARSABLE),
-                ("COMMIT PREPARED 'x'", UNPARSABLE),
-                ("ROLLBACK PREPARED 'x'", UNPARSABLE),
+                ("PREPARE TRANSACTION 'x'", Refused("PREPARE TRANSACTION")),
+                ("COMMIT PREPARED 'x'", Refused("COMMIT PREPARED")),
+                ("ROLLBACK PREPARED 'x'", Refused("ROLLBACK PREPARED")),
                 (
                     "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
                     Refused("SET TRANSACTION"),
@@ -753,7 +813,7 @@ mod tests {
                 // Locks, procedures, administration, the rest.
                 ("LOCK TABLE t", Refused("LOCK TABLE")),
                 ("CALL p()", Refused("CALL")),
-                ("DO $$ BEGIN END $$", UNPARSABLE),
+                ("DO $$ BEGIN END $$", Refused("DO")),
                 (
                     "CREATE FUNCTION f() RETURNS int AS 'select 1' LANGUAGE sql",
                     Refused("CREATE FUNCTION"),
@@ -767,7 +827,7 @@ mod tests {
                 ("COMMENT ON TABLE t IS 'x'", Refused("COMMENT")),
                 ("SELECT 1 /* unterminated", UNPARSABLE),
                 ("TABLE t", UNPARSABLE),
-                ("XA COMMIT 'x'", UNPARSABLE),
+                ("XA COMMIT 'x'", Refused("XA COMMIT")),
             ],
         );
     }
@@ -827,12 +887,12 @@ mod tests {
                 ("SELECT 1 -- x\n; COMMIT", Refused("2 statements")),
                 ("SELECT 1 --x\n; COMMIT", Refused("2 statements")),
                 // XA and transaction control.
-                ("XA START 'x'", UNPARSABLE),
-                ("XA END 'x'", UNPARSABLE),
-                ("XA PREPARE 'x'", UNPARSABLE),
-                ("XA COMMIT 'x'", UNPARSABLE),
-                ("XA ROLLBACK 'x'", UNPARSABLE),
-                ("XA RECOVER", UNPARSABLE),
+                ("XA START 'x'", Refused("XA START")),
+                ("XA END 'x'", Refused("XA END")),
+                ("XA PREPARE 'x'", Refused("XA PREPARE")),
+                ("XA COMMIT 'x'", Refused("XA COMMIT")),
+                ("XA ROLLBACK 'x'", Refused("XA ROLLBACK")),
+                ("XA RECOVER", Refused("XA RECOVER")),
                 ("START TRANSACTION", Refused("START TRANSACTION")),
                 ("BEGIN", Refused("BEGIN")),
                 ("/* */ COMMIT", Refused("COMMIT")),
@@ -881,10 +941,19 @@ mod tests {
                 // Locks, files, programs, other sessions, administration.
                 ("LOCK TABLES t WRITE", Refused("LOCK TABLES")),
                 ("UNLOCK TABLES", Refused("UNLOCK TABLES")),
-                ("LOAD DATA INFILE '/x' INTO TABLE t", UNPARSABLE),
-                ("LOAD DATA LOCAL INFILE '/x' INTO TABLE t", UNPARSABLE),
-                ("SELECT * FROM t INTO OUTFILE '/tmp/x'", UNPARSABLE),
-                ("SELECT 1 INTO DUMPFILE '/tmp/x'", UNPARSABLE),
+                ("LOAD DATA INFILE '/x' INTO TABLE t", Refused("LOAD DATA")),
+                (
+                    "LOAD DATA LOCAL INFILE '/x' INTO TABLE t",
+                    Refused("LOAD DATA"),
+                ),
+                (
+                    "SELECT * FROM t INTO OUTFILE '/tmp/x'",
+                    Refused("SELECT INTO OUTFILE"),
+                ),
+                (
+                    "SELECT 1 INTO DUMPFILE '/tmp/x'",
+                    Refused("SELECT INTO OUTFILE"),
+                ),
                 (
                     "SELECT LOAD_FILE('/etc/passwd')",
                     Refused("function load_file"),
@@ -907,7 +976,7 @@ mod tests {
                 ("CREATE USER u", Refused("USER")),
                 ("ANALYZE TABLE t", Refused("ANALYZE")),
                 ("HANDLER t OPEN", UNPARSABLE),
-                ("DO 1", UNPARSABLE),
+                ("DO 1", Refused("DO")),
                 ("INSTALL PLUGIN x SONAME 'y'", UNPARSABLE),
                 // Valid MySQL that sqlparser 0.63 cannot parse: refused (use FOR SHARE).
                 ("SELECT * FROM t LOCK IN SHARE MODE", UNPARSABLE),
@@ -1018,8 +1087,8 @@ mod tests {
                 ("ROLLBACK TO s", Refused("ROLLBACK TO SAVEPOINT")),
                 // The shared connection.
                 ("ATTACH DATABASE 'x' AS y", Refused("ATTACH")),
-                ("DETACH DATABASE y", UNPARSABLE),
-                ("PRAGMA journal_mode=WAL", UNPARSABLE),
+                ("DETACH DATABASE y", Refused("DETACH")),
+                ("PRAGMA journal_mode=WAL", Refused("PRAGMA")),
                 ("PRAGMA journal_mode", Refused("PRAGMA")),
                 ("PRAGMA foreign_keys = 1", Refused("PRAGMA")),
                 (
@@ -1031,7 +1100,7 @@ mod tests {
                     Refused("function pragma_database_list"),
                 ),
                 ("VACUUM", Refused("VACUUM")),
-                ("VACUUM INTO '/tmp/x'", UNPARSABLE),
+                ("VACUUM INTO '/tmp/x'", Refused("VACUUM")),
                 // Native code and files.
                 (
                     "select load_extension('x')",
@@ -1109,13 +1178,35 @@ mod tests {
             refusal(Dialect::Sqlite, "SELECT 1; SELECT 2"),
             "2 statements is refused: exactly one statement per call"
         );
-        let unparsable = refusal(Dialect::Postgres, "XA COMMIT 'x'");
+        assert_eq!(
+            refusal(Dialect::Postgres, "XA COMMIT 'x'"),
+            "XA COMMIT is refused: transaction control belongs to the host"
+        );
+        let unparsable = refusal(Dialect::Postgres, "FROBNICATE THE DATABASE");
         assert!(
             unparsable.starts_with(
                 "unparsable statement is refused: does not parse as one postgres statement: "
             ),
             "{unparsable}"
         );
-        assert!(unparsable.contains("XA"), "{unparsable}");
+    }
+
+    /// Deep nesting is refused instead of overflowing the stack, even on a small one.
+    #[test]
+    fn deeply_nested_statements_are_refused_not_a_crash() {
+        let deep = format!("SELECT {}1{}", "(".repeat(10_000), ")".repeat(10_000));
+        for dialect in [Dialect::Postgres, Dialect::Mysql, Dialect::Sqlite] {
+            assert!(check(dialect, &deep).is_err(), "{dialect}");
+        }
+        let std::thread::Result::Ok(()) = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || {
+                assert!(check(Dialect::Postgres, &deep).is_err());
+            })
+            .unwrap()
+            .join()
+        else {
+            panic!("parsing deep nesting on a small stack panicked");
+        };
     }
 }

@@ -1,0 +1,152 @@
+//! Micro-benchmarks of the host-only path (`cargo bench -p wasmtx`):
+//!
+//! - `transaction`: instantiate a script from its `InstancePre`, run it — three `execute`
+//!   calls against a participant that does no I/O — and drop the instance;
+//! - `cache_load`: load a compiled component from the on-disk cache.
+//!
+//! The participant here is a stand-in that answers every statement with "1 row": it
+//! measures wasmtx's own cost, never a database's.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use criterion::{Criterion, criterion_group, criterion_main};
+use wasmtx::dialect::Dialect;
+use wasmtx::gid::{BranchId, Gid, NodeId};
+use wasmtx::limits::Limits;
+use wasmtx::participant::{
+    ParticipantError, Resolution, StatementError, StatementTimeouts, XaBranch, XaParticipant,
+};
+use wasmtx::script::Sandbox;
+use wasmtx::transaction::{Member, OpenBranch, OpenTransaction, Route};
+use wasmtx::value::{ResultLimits, RowSet, Value};
+
+/// A participant that does no I/O.
+struct NoIo;
+
+#[async_trait]
+impl XaBranch for NoIo {
+    async fn execute(&mut self, _sql: &str, _params: &[Value]) -> Result<u64, StatementError> {
+        Ok(1)
+    }
+    async fn query(
+        &mut self,
+        _sql: &str,
+        _params: &[Value],
+        _limits: ResultLimits,
+    ) -> Result<RowSet, StatementError> {
+        Ok(RowSet::default())
+    }
+    async fn prepare(&mut self) -> Result<(), ParticipantError> {
+        Ok(())
+    }
+    async fn commit_one_phase(&mut self) -> Result<(), ParticipantError> {
+        Ok(())
+    }
+    async fn commit_prepared(&mut self) -> Result<Resolution, ParticipantError> {
+        Ok(Resolution::Done)
+    }
+    async fn rollback(&mut self) -> Result<Resolution, ParticipantError> {
+        Ok(Resolution::Done)
+    }
+}
+
+#[async_trait]
+impl XaParticipant for NoIo {
+    fn name(&self) -> &str {
+        "noio"
+    }
+    fn dialect(&self) -> Dialect {
+        Dialect::Mysql
+    }
+    async fn begin(
+        &self,
+        _b: &BranchId,
+        _t: StatementTimeouts,
+    ) -> Result<Box<dyn XaBranch>, ParticipantError> {
+        Ok(Box::new(NoIo))
+    }
+    async fn prepared_branches(&self, _prefix: &str) -> Result<Vec<BranchId>, ParticipantError> {
+        Ok(Vec::new())
+    }
+    async fn commit_prepared(&self, _b: &BranchId) -> Result<Resolution, ParticipantError> {
+        Ok(Resolution::Done)
+    }
+    async fn rollback_prepared(&self, _b: &BranchId) -> Result<Resolution, ParticipantError> {
+        Ok(Resolution::Done)
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn open_transaction(node: &NodeId, participant: &Arc<dyn XaParticipant>) -> OpenTransaction {
+    let gid = Gid::new(node, SystemTime::now() + Duration::from_secs(30));
+    let members = vec![Member {
+        name: "noio".into(),
+        dialect: Dialect::Mysql,
+        route: Route::Xa(0),
+    }];
+    let limits = Limits::default();
+    let mut tx = OpenTransaction::new(
+        gid.clone(),
+        Instant::now() + limits.timeout(),
+        SystemTime::now() + limits.timeout(),
+        members,
+        limits.result_limits(),
+    );
+    tx.branches.push(OpenBranch {
+        member: 0,
+        id: gid.branch(0),
+        participant: participant.clone(),
+        branch: Box::new(NoIo),
+    });
+    tx
+}
+
+fn benchmarks(c: &mut Criterion) {
+    let wasm = wasmtx::guest_build::build_guest(
+        &repo().join("tests/guests/three-executes"),
+        true,
+        Some(&repo().join("target/guests")),
+    )
+    .expect("building the benchmark guest");
+    let cache_dir = tempfile::tempdir().unwrap();
+    let limits = Limits::default();
+    let sandbox = Sandbox::new(&limits, 1, cache_dir.path().to_owned()).expect("engine");
+    let script = sandbox.load(&wasm).expect("loading the benchmark guest");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let node = NodeId::new("bench").unwrap();
+    let participant: Arc<dyn XaParticipant> = Arc::new(NoIo);
+
+    c.bench_function("transaction: instantiate + 3 execute + drop", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let tx = open_transaction(&node, &participant);
+            let (_tx, result) = sandbox.run(&script, tx, "").await;
+            result.expect("the benchmark script succeeds");
+        })
+    });
+
+    let bytes = std::fs::read(&wasm).unwrap();
+    c.bench_function("cache_load: compiled component from disk", |b| {
+        b.iter(|| {
+            sandbox
+                .cache()
+                .load(sandbox.engine(), &bytes)
+                .expect("cache hit")
+        })
+    });
+}
+
+criterion_group! {
+    name = host_path;
+    config = Criterion::default().measurement_time(Duration::from_secs(5));
+    targets = benchmarks
+}
+criterion_main!(host_path);

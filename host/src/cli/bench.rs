@@ -1,0 +1,248 @@
+//! `wasmtx bench`: throughput and latency of a script's transactions, optionally against
+//! its native twin and plain single-phase commits, interleaved in one run.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde_json::json;
+use wasmtx::bench::native::NativeTransfer;
+use wasmtx::bench::{self, CoordinatedUnit, PlainTransferUnit, Stop, Variant, VariantResult};
+use wasmtx::coordinator::{Coordinator, ScriptLogic};
+use wasmtx::report::{ErrorKind, TxError};
+use wasmtx::script::Sandbox;
+
+use super::run::read_input;
+use super::{HostArgs, output, resolve_script};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Compare {
+    /// The same work as `examples/transfer`, as a native Rust closure through the same
+    /// coordinator.
+    Native,
+    /// The transfer's statements as plain single-phase commits, one per participant.
+    Plain,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The script: a .wasm component or a guest crate directory.
+    #[arg(value_name = "SCRIPT")]
+    script: PathBuf,
+    #[command(flatten)]
+    host: HostArgs,
+    /// Concurrent transactions.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    concurrency: usize,
+    /// Transactions per variant (the default when neither this nor --duration is given: 2000).
+    #[arg(long, value_name = "M", conflicts_with = "duration")]
+    transactions: Option<u64>,
+    /// Seconds per variant, instead of a count.
+    #[arg(long, value_name = "S")]
+    duration: Option<f64>,
+    /// The script's input (JSON, or @FILE). `{worker}` is replaced by the worker's number
+    /// and `{seq}` by the transaction's, so workers can use their own rows.
+    #[arg(long, value_name = "JSON|@FILE", default_value = "{}")]
+    input: String,
+    /// Also run this variant, interleaved (repeatable). `native` and `plain` expect the
+    /// transfer example's input.
+    #[arg(long, value_enum, value_name = "VARIANT")]
+    compare: Vec<Compare>,
+    /// Untimed transactions per variant before timing starts (warms pools and caches).
+    #[arg(long, default_value_t = 50, value_name = "K")]
+    warmup: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn bench(args: BenchArgs) -> ExitCode {
+    match measure(&args).await {
+        Ok(result) => {
+            if args.json {
+                println!("{result}");
+            } else {
+                print_text(&result);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => output::print_failure(&error, args.json),
+    }
+}
+
+async fn measure(args: &BenchArgs) -> Result<serde_json::Value, TxError> {
+    let input_error = |e: &dyn std::fmt::Display| TxError::new(ErrorKind::Input, e.to_string());
+    if args.concurrency == 0 || args.concurrency > 1024 {
+        return Err(input_error(&"--concurrency must be between 1 and 1024"));
+    }
+    let stop = match (args.transactions, args.duration) {
+        (_, Some(s)) if s.is_finite() && s > 0.0 => Stop::Duration(Duration::from_secs_f64(s)),
+        (_, Some(_)) => {
+            return Err(input_error(
+                &"--duration must be a positive number of seconds",
+            ));
+        }
+        (Some(0), _) => return Err(input_error(&"--transactions must be at least 1")),
+        (Some(m), None) => Stop::Transactions(m),
+        (None, None) => Stop::Transactions(2000),
+    };
+    let config = args.host.config()?;
+    if config.participants.is_empty() {
+        return Err(input_error(
+            &"no participants: give -p NAME=URL or [participants] in --config",
+        ));
+    }
+    for spec in &config.participants {
+        spec.check_local().map_err(|e| input_error(&e))?;
+    }
+    let input = read_input(&args.input.replace("{worker}", "0").replace("{seq}", "0"))
+        .map(|_| args.input.clone())?;
+    let script_path = resolve_script(&args.script, args.json)?;
+    let concurrency = args.concurrency as u32;
+    let sandbox = Sandbox::new(&config.limits, concurrency, config.cache_dir.clone())
+        .map_err(|e| input_error(&format!("{e:#}")))?;
+    let script = sandbox.load(&script_path).map_err(|e| input_error(&e))?;
+    let coordinator = Coordinator::connect(config, concurrency + 2)
+        .await
+        .map_err(|e| TxError::new(ErrorKind::Participant, e.to_string()))?;
+
+    let logic = ScriptLogic {
+        sandbox: Arc::new(sandbox),
+        script: Arc::new(script),
+    };
+    let mut variants = vec![Variant {
+        name: "wasm".into(),
+        unit: Arc::new(CoordinatedUnit {
+            coordinator: coordinator.clone(),
+            logic: Arc::new(logic),
+        }),
+    }];
+    for compare in &args.compare {
+        variants.push(match compare {
+            Compare::Native => Variant {
+                name: "native".into(),
+                unit: Arc::new(CoordinatedUnit {
+                    coordinator: coordinator.clone(),
+                    logic: Arc::new(NativeTransfer),
+                }),
+            },
+            Compare::Plain => {
+                let first = args.input.replace("{worker}", "0").replace("{seq}", "0");
+                let unit =
+                    PlainTransferUnit::new(&coordinator, &first).map_err(|e| input_error(&e))?;
+                Variant {
+                    name: "plain".into(),
+                    unit: Arc::new(unit),
+                }
+            }
+        });
+    }
+
+    // Warm-up: pools, caches, first-touch allocations. Not timed.
+    let warm = Arc::new(AtomicU64::new(0));
+    bench::run(
+        &variants,
+        args.concurrency,
+        Stop::Transactions(args.warmup.max(1)),
+        &input,
+        &warm,
+    )
+    .await;
+
+    let rss_before = bench::resident_kib();
+    let done = Arc::new(AtomicU64::new(0));
+    let bar = progress_bar(stop, variants.len(), args.json);
+    let ticker = bar.clone().map(|bar| {
+        let done = done.clone();
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(done.load(Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    });
+    let results = bench::run(&variants, args.concurrency, stop, &input, &done).await;
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let rss_after = bench::resident_kib();
+
+    let rate = |name: &str| {
+        results
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.tx_per_sec)
+    };
+    let ratio = |other: &str| match (rate("wasm"), rate(other)) {
+        (Some(w), Some(o)) if o > 0.0 => Some(w / o),
+        _ => None,
+    };
+    Ok(json!({
+        "concurrency": args.concurrency,
+        "variants": results,
+        "wasm_vs_native": ratio("native"),
+        "two_phase_vs_plain": ratio("plain"),
+        "rss_kib_before": rss_before,
+        "rss_kib_after": rss_after,
+    }))
+}
+
+fn progress_bar(stop: Stop, variants: usize, json: bool) -> Option<indicatif::ProgressBar> {
+    if json || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match stop {
+        Stop::Transactions(m) => indicatif::ProgressBar::new(m * variants as u64),
+        Stop::Duration(_) => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {pos}/{len} transactions  {per_sec}  {elapsed}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+fn print_text(result: &serde_json::Value) {
+    println!("concurrency {}", result["concurrency"]);
+    println!(
+        "{:<8} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9} {:>9} {:>9}",
+        "variant", "tx", "commits", "aborts", "errors", "tx/s", "p50 ms", "p95 ms", "p99 ms"
+    );
+    let variants: Vec<VariantResult> =
+        serde_json::from_value(result["variants"].clone()).unwrap_or_default();
+    for v in variants {
+        println!(
+            "{:<8} {:>8} {:>8} {:>7} {:>7} {:>10.0} {:>9.2} {:>9.2} {:>9.2}",
+            v.name,
+            v.transactions,
+            v.commits,
+            v.aborts,
+            v.errors,
+            v.tx_per_sec,
+            v.p50_ms,
+            v.p95_ms,
+            v.p99_ms
+        );
+    }
+    if let Some(r) = result["wasm_vs_native"].as_f64() {
+        println!("wasm / native throughput: {r:.3}");
+    }
+    if let Some(r) = result["two_phase_vs_plain"].as_f64() {
+        println!("two-phase (wasm) / plain single-phase throughput: {r:.3}");
+    }
+    if let (Some(before), Some(after)) = (
+        result["rss_kib_before"].as_u64(),
+        result["rss_kib_after"].as_u64(),
+    ) {
+        println!("resident memory: {before} KiB before timing, {after} KiB after");
+    }
+}

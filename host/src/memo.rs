@@ -1,0 +1,95 @@
+//! A small bounded memo for pure, repeated work on statement text: the statement policy
+//! and SQLite qualification parse every statement, and scripts send the same few statement
+//! texts over and over (parameters are bound, not spliced).
+//!
+//! Misses are computed on a blocking-pool thread, never on the caller's stack: host calls
+//! run on a wasmtime fiber, whose bounds the parser's stack guard (`stacker`) cannot see —
+//! there it would map a fresh stack for every recursive call (measured: 220 µs instead of
+//! 30 µs per transaction), and without the guard deep nesting would overflow.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+
+/// Statement texts longer than this are not memoized (they are rarely repeated).
+pub const MAX_MEMO_TEXT: usize = 2048;
+
+/// Remembers up to `capacity` results; when full it starts over, which bounds memory
+/// without bookkeeping on the hot path.
+pub struct Memo<K, V> {
+    entries: Mutex<HashMap<K, V>>,
+    capacity: usize,
+}
+
+impl<K: Eq + Hash, V: Clone> Memo<K, V> {
+    pub fn new(capacity: usize) -> Self {
+        Memo {
+            entries: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
+    /// The remembered value for `key`, or `compute()` remembered.
+    pub fn get_or_compute(&self, key: K, compute: impl FnOnce() -> V) -> V {
+        if let Some(value) = self.lock().get(&key) {
+            return value.clone();
+        }
+        let value = compute();
+        self.remember(key, value.clone());
+        value
+    }
+
+    /// Like [`Memo::get_or_compute`], but a miss is computed on tokio's blocking pool.
+    pub async fn get_or_compute_blocking<F>(&self, key: K, compute: F) -> V
+    where
+        F: FnOnce() -> V + Send + 'static,
+        V: Send + 'static,
+    {
+        if let Some(value) = self.lock().get(&key) {
+            return value.clone();
+        }
+        let value = run_blocking(compute).await;
+        self.remember(key, value.clone());
+        value
+    }
+
+    fn remember(&self, key: K, value: V) {
+        let mut entries = self.lock();
+        if entries.len() >= self.capacity {
+            entries.clear();
+        }
+        entries.insert(key, value);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, V>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs `compute` on tokio's blocking pool (a thread with a known stack).
+pub async fn run_blocking<V: Send + 'static>(compute: impl FnOnce() -> V + Send + 'static) -> V {
+    match tokio::task::spawn_blocking(compute).await {
+        Ok(value) => value,
+        Err(err) => std::panic::resume_unwind(err.into_panic()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn computes_once_and_stays_bounded() {
+        let memo = Memo::new(2);
+        let mut calls = 0;
+        for key in [1, 1, 2, 1] {
+            memo.get_or_compute(key, || {
+                calls += 1;
+                key * 10
+            });
+        }
+        assert_eq!(calls, 2);
+        memo.get_or_compute(3, || 30);
+        assert!(memo.lock().len() <= 2);
+    }
+}
