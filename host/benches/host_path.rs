@@ -21,7 +21,7 @@ use wasmtx::participant::{
 };
 use wasmtx::script::Sandbox;
 use wasmtx::transaction::{Member, OpenBranch, OpenTransaction, Route};
-use wasmtx::value::{ResultLimits, RowSet, Value};
+use wasmtx::value::{Column, ResultLimits, RowSet, Value};
 
 /// A participant that does no I/O.
 struct NoIo;
@@ -37,7 +37,14 @@ impl XaBranch for NoIo {
         _params: &[Value],
         _limits: ResultLimits,
     ) -> Result<RowSet, StatementError> {
-        Ok(RowSet::default())
+        // One account row, so the transfer example finds what it looks for.
+        Ok(RowSet {
+            columns: vec![Column {
+                name: "balance".into(),
+                type_name: "INT8".into(),
+            }],
+            rows: vec![vec![Value::Int64(1_000_000)]],
+        })
     }
     async fn prepare(&mut self) -> Result<(), ParticipantError> {
         Ok(())
@@ -83,27 +90,38 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn open_transaction(node: &NodeId, participant: &Arc<dyn XaParticipant>) -> OpenTransaction {
-    let gid = Gid::new(node, SystemTime::now() + Duration::from_secs(30));
-    let members = vec![Member {
-        name: "noio".into(),
-        dialect: Dialect::Mysql,
-        route: Route::Xa(0),
-    }];
+/// An open transaction over `names`, each a no-I/O participant.
+fn open_transaction(
+    node: &NodeId,
+    participant: &Arc<dyn XaParticipant>,
+    names: &[&str],
+) -> OpenTransaction {
     let limits = Limits::default();
+    let gid = Gid::new(node, SystemTime::now() + limits.timeout());
+    let members = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Member {
+            name: (*name).into(),
+            dialect: Dialect::Mysql,
+            route: Route::Xa(i),
+        })
+        .collect();
     let mut tx = OpenTransaction::new(
         gid.clone(),
         Instant::now() + limits.timeout(),
-        SystemTime::now() + limits.timeout(),
+        gid.deadline(),
         members,
         limits.result_limits(),
     );
-    tx.branches.push(OpenBranch {
-        member: 0,
-        id: gid.branch(0),
-        participant: participant.clone(),
-        branch: Box::new(NoIo),
-    });
+    for i in 0..names.len() {
+        tx.branches.push(OpenBranch {
+            member: i,
+            id: gid.branch(i as u32),
+            participant: participant.clone(),
+            branch: Box::new(NoIo),
+        });
+    }
     tx
 }
 
@@ -127,9 +145,27 @@ fn benchmarks(c: &mut Criterion) {
 
     c.bench_function("transaction: instantiate + 3 execute + drop", |b| {
         b.to_async(&runtime).iter(|| async {
-            let tx = open_transaction(&node, &participant);
+            let tx = open_transaction(&node, &participant, &["noio"]);
             let (_tx, result) = sandbox.run(&script, tx, "").await;
             result.expect("the benchmark script succeeds");
+        })
+    });
+
+    let transfer_wasm = wasmtx::guest_build::build_guest(
+        &repo().join("examples/transfer"),
+        true,
+        Some(&repo().join("target/guests")),
+    )
+    .expect("building the transfer example");
+    let transfer = sandbox
+        .load(&transfer_wasm)
+        .expect("loading the transfer example");
+    let input = r#"{"from":{"participant":"a","account":"alice"},"to":{"participant":"b","account":"bob"},"amount":1}"#;
+    c.bench_function("transfer: instantiate + examples/transfer + drop", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let tx = open_transaction(&node, &participant, &["a", "b"]);
+            let (_tx, result) = sandbox.run(&transfer, tx, input).await;
+            result.expect("the transfer succeeds");
         })
     });
 

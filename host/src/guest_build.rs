@@ -33,6 +33,7 @@ pub fn build_guest(
     quiet: bool,
     target_dir: Option<&Path>,
 ) -> Result<PathBuf, BuildError> {
+    let dir = &std::path::absolute(dir).map_err(BuildError::Cargo)?;
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
         return Err(BuildError::NotACrate(dir.to_owned()));

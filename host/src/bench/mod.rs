@@ -16,7 +16,7 @@ use crate::coordinator::{Coordinator, PrepareLogic};
 use crate::report::{ErrorKind, Outcome};
 use native::TransferPart;
 
-/// Rounds the variants are interleaved in.
+/// Rounds the variants are interleaved in (each round rotates which variant goes first).
 pub const ROUNDS: u32 = 10;
 
 /// One unit of benchmarked work: a transaction (or, for the plain baseline, the same
@@ -137,7 +137,10 @@ pub async fn run(
     let mut elapsed = vec![Duration::ZERO; variants.len()];
     let seq = Arc::new(AtomicU64::new(0));
     for round in 0..ROUNDS {
-        for (v, variant) in variants.iter().enumerate() {
+        // Each round starts with the next variant, so none always runs first.
+        for offset in 0..variants.len() {
+            let v = (round as usize + offset) % variants.len();
+            let variant = &variants[v];
             let round_stop = match stop {
                 Stop::Transactions(n) => {
                     let share =

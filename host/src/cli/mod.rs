@@ -116,8 +116,13 @@ impl HostArgs {
 }
 
 pub fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    // A benchmark's scripts log once per transaction: only warnings by default there.
+    init_tracing(if matches!(cli.command, Command::Bench(_)) {
+        "warn"
+    } else {
+        "warn,wasmtx::script=info"
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -140,10 +145,10 @@ pub fn main() -> ExitCode {
     })
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the default (warnings, plus script logs).
-fn init_tracing() {
+/// Logs go to stderr; `RUST_LOG` overrides the default filter.
+fn init_tracing(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,wasmtx::script=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Reproduces the two-phase-commit figures of BENCHMARKS.md: transfers between a PostgreSQL
+# and a MariaDB participant, every worker on its own pair of accounts (no lock contention
+# between workers), the WASM script against its native twin and plain single-phase commits,
+# interleaved in one run.
+#   CONCURRENCY (16), TRANSACTIONS per variant (20000) and EXTRA (more `wasmtx bench`
+#   flags) can be set in the environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-databases.sh >/dev/null
+concurrency=${CONCURRENCY:-16}
+transactions=${TRANSACTIONS:-20000}
+
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS wasmtx_bench WITH (FORCE)" -c "CREATE DATABASE wasmtx_bench"
+psql -h 127.0.0.1 -U postgres -d wasmtx_bench -qc \
+  "CREATE TABLE accounts (id VARCHAR(64) PRIMARY KEY, balance BIGINT NOT NULL);
+   INSERT INTO accounts SELECT 'acct-' || n, 1000000000 FROM generate_series(0, $concurrency - 1) n"
+mariadb -h 127.0.0.1 -u root -D mysql -e \
+  "DROP DATABASE IF EXISTS wasmtx_bench; CREATE DATABASE wasmtx_bench;
+   CREATE TABLE wasmtx_bench.accounts (id VARCHAR(64) PRIMARY KEY, balance BIGINT NOT NULL) ENGINE=InnoDB;
+   INSERT INTO wasmtx_bench.accounts SELECT CONCAT('acct-', seq), 1000000000 FROM wasmtx_bench.seq_0_to_$((concurrency - 1))"
+
+cargo build --release --quiet
+export WASMTX_STATE_DIR=${WASMTX_STATE_DIR:-$(mktemp -d)}
+./target/release/wasmtx bench examples/transfer \
+  -p a=postgres://postgres@127.0.0.1:5432/wasmtx_bench \
+  -p b=mysql://root@127.0.0.1:3306/wasmtx_bench \
+  --concurrency "$concurrency" --transactions "$transactions" \
+  --compare native --compare plain \
+  --input '{"from":{"participant":"a","account":"acct-{worker}"},"to":{"participant":"b","account":"acct-{worker}"},"amount":1}' \
+  ${EXTRA:-}
