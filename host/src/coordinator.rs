@@ -276,13 +276,10 @@ impl Coordinator {
             }
             None => {}
         }
+        progress.began(&tx);
         match first_error {
-            None => {
-                progress.began(&tx);
-                Ok(tx)
-            }
+            None => Ok(tx),
             Some(err) => {
-                progress.began(&tx);
                 self.rollback_all(tx, progress).await;
                 Err(TxError::new(
                     ErrorKind::Participant,
@@ -304,25 +301,20 @@ impl Coordinator {
         let resources = tx.branches.len() + usize::from(tx.sqlite.is_some());
 
         if resources == 1 {
-            let result = match (tx.branches.pop(), tx.sqlite.take()) {
-                (Some(mut open), None) => open
-                    .branch
-                    .commit_one_phase()
-                    .await
-                    .map(|_| vec![open.member]),
-                (None, Some(group)) => group
-                    .commit(None)
-                    .await
-                    .map(|_| sqlite_members(&tx.members)),
+            let (members, result) = match (tx.branches.pop(), tx.sqlite.take()) {
+                (Some(mut open), None) => (vec![open.member], open.branch.commit_one_phase().await),
+                (None, Some(group)) => (sqlite_members(&tx.members), group.commit(None).await),
                 _ => unreachable!("exactly one resource"),
             };
             return match result {
-                Ok(committed) => {
-                    progress.set_all(&committed, BranchOutcome::Committed);
+                Ok(()) => {
+                    progress.set_all(&members, BranchOutcome::Committed);
                     progress.report(&gid, Outcome::Committed, Some(output), None, started)
                 }
                 Err(err) => {
-                    progress.fail_all(&tx, &err);
+                    for &member in &members {
+                        progress.note(member, err.to_string());
+                    }
                     let error = TxError::new(ErrorKind::Participant, err.to_string());
                     progress.report(&gid, Outcome::Aborted, None, Some(error), started)
                 }
@@ -582,16 +574,6 @@ impl Progress {
 
     fn note(&mut self, member: usize, note: String) {
         self.participants[member].note = Some(note);
-    }
-
-    /// A one-phase commit failed: the resource's members rolled back, with the reason.
-    fn fail_all(&mut self, tx: &OpenTransaction, err: &ParticipantError) {
-        for (member, m) in tx.members.iter().enumerate() {
-            if m.name == err.participant || err.participant.split(", ").any(|n| n == m.name) {
-                self.set(member, BranchOutcome::RolledBack);
-                self.note(member, err.to_string());
-            }
-        }
     }
 
     fn report(

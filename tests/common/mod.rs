@@ -332,76 +332,57 @@ fn server_available(server: &str, ready: Result<(), sqlx::Error>) -> bool {
 /// Runs SQL on a PostgreSQL or MySQL database by URL; rows come back as text.
 pub fn server_sql(url: &str, sql: &str) -> Vec<Vec<String>> {
     block_on(async {
-        use sqlx::{Connection, Row};
-        let text_of = |value: Result<Option<String>, sqlx::Error>| value.ok().flatten();
+        use sqlx::Connection;
+        let query = || sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()));
         if url.starts_with("postgres") {
             let mut conn = sqlx::PgConnection::connect(url)
                 .await
                 .expect("connecting to PostgreSQL");
-            let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-                .fetch_all(&mut conn)
-                .await
-                .expect(sql);
-            let out = rows
-                .iter()
-                .map(|r| {
-                    (0..r.len())
-                        .map(|i| {
-                            text_of(r.try_get::<Option<String>, _>(i))
-                                .or_else(|| {
-                                    r.try_get::<Option<i64>, _>(i)
-                                        .ok()
-                                        .flatten()
-                                        .map(|v| v.to_string())
-                                })
-                                .or_else(|| {
-                                    r.try_get::<Option<i32>, _>(i)
-                                        .ok()
-                                        .flatten()
-                                        .map(|v| v.to_string())
-                                })
-                                .unwrap_or_else(|| "NULL".into())
-                        })
-                        .collect()
-                })
-                .collect();
+            let rows = query().fetch_all(&mut conn).await.expect(sql);
             conn.close().await.ok();
-            out
+            rows.iter().map(row_text).collect()
         } else {
             let mut conn = sqlx::MySqlConnection::connect(url)
                 .await
                 .expect("connecting to MariaDB");
-            let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-                .fetch_all(&mut conn)
-                .await
-                .expect(sql);
-            let out = rows
-                .iter()
-                .map(|r| {
-                    (0..r.len())
-                        .map(|i| {
-                            text_of(r.try_get::<Option<String>, _>(i))
-                                .or_else(|| {
-                                    r.try_get::<Option<i64>, _>(i)
-                                        .ok()
-                                        .flatten()
-                                        .map(|v| v.to_string())
-                                })
-                                .or_else(|| {
-                                    r.try_get::<Option<Vec<u8>>, _>(i)
-                                        .ok()
-                                        .flatten()
-                                        .map(|v| String::from_utf8_lossy(&v).into_owned())
-                                })
-                                .unwrap_or_else(|| "NULL".into())
-                        })
-                        .collect()
-                })
-                .collect();
+            let rows = query().fetch_all(&mut conn).await.expect(sql);
             conn.close().await.ok();
-            out
+            rows.iter().map(row_text).collect()
         }
     })
+}
+
+/// A row's cells as text: strings, integers and bytes as they are, NULL as `NULL`.
+fn row_text<R: sqlx::Row>(row: &R) -> Vec<String>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i32: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    (0..row.len())
+        .map(|i| {
+            let text = row.try_get::<Option<String>, _>(i).ok().flatten();
+            text.or_else(|| {
+                row.try_get::<Option<i64>, _>(i)
+                    .ok()
+                    .flatten()
+                    .map(|v| v.to_string())
+            })
+            .or_else(|| {
+                row.try_get::<Option<i32>, _>(i)
+                    .ok()
+                    .flatten()
+                    .map(|v| v.to_string())
+            })
+            .or_else(|| {
+                let bytes = row.try_get::<Option<Vec<u8>>, _>(i).ok().flatten();
+                bytes.map(|v| String::from_utf8_lossy(&v).into_owned())
+            })
+            .unwrap_or_else(|| "NULL".into())
+        })
+        .collect()
 }
 
 /// Creates the transfer example's `accounts` table on a server database, with rows.

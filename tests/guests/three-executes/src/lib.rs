@@ -6,7 +6,10 @@ use wasmtx_guest::{params, participants};
 fn run(_input: String) -> Result<String, String> {
     let participant = participants().into_iter().next().ok_or("no participant")?;
     for id in 1..=3 {
-        participant.execute("UPDATE accounts SET balance = balance + 1 WHERE id = ?", params![id])?;
+        participant.execute(
+            "UPDATE accounts SET balance = balance + 1 WHERE id = ?",
+            params![id],
+        )?;
     }
     Ok(String::new())
 }
