@@ -2,6 +2,8 @@
 //!
 //! - `transaction`: instantiate a script from its `InstancePre`, run it — three `execute`
 //!   calls against a participant that does no I/O — and drop the instance;
+//! - `transfer, every statement waits once`: the same, with each statement yielding to the
+//!   runtime first, as real I/O does — the cost of suspending and resuming the fiber;
 //! - `cache_load`: load a compiled component from the on-disk cache.
 //!
 //! The participant here is a stand-in that answers every statement with "1 row": it
@@ -23,8 +25,42 @@ use wasmtx::script::Sandbox;
 use wasmtx::transaction::{Member, OpenBranch, OpenTransaction, Route};
 use wasmtx::value::{Column, ResultLimits, RowSet, Value};
 
-/// A participant that does no I/O.
+/// A participant that does no I/O. With `Waits`, every statement first yields to the
+/// runtime once, as a statement waiting on a real database would, so the script's fiber is
+/// suspended and resumed at every host call.
 struct NoIo;
+
+/// [`NoIo`] whose statements yield once before answering.
+struct Waits;
+
+#[async_trait]
+impl XaBranch for Waits {
+    async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StatementError> {
+        tokio::task::yield_now().await;
+        NoIo.execute(sql, params).await
+    }
+    async fn query(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+        limits: ResultLimits,
+    ) -> Result<RowSet, StatementError> {
+        tokio::task::yield_now().await;
+        NoIo.query(sql, params, limits).await
+    }
+    async fn prepare(&mut self) -> Result<(), ParticipantError> {
+        Ok(())
+    }
+    async fn commit_one_phase(&mut self) -> Result<(), ParticipantError> {
+        Ok(())
+    }
+    async fn commit_prepared(&mut self) -> Result<Resolution, ParticipantError> {
+        Ok(Resolution::Done)
+    }
+    async fn rollback(&mut self) -> Result<Resolution, ParticipantError> {
+        Ok(Resolution::Done)
+    }
+}
 
 #[async_trait]
 impl XaBranch for NoIo {
@@ -95,6 +131,7 @@ fn open_transaction(
     node: &NodeId,
     participant: &Arc<dyn XaParticipant>,
     names: &[&str],
+    branch: fn() -> Box<dyn XaBranch>,
 ) -> OpenTransaction {
     let limits = Limits::default();
     let gid = Gid::new(node, SystemTime::now() + limits.timeout());
@@ -119,7 +156,7 @@ fn open_transaction(
             member: i,
             id: gid.branch(i as u32),
             participant: participant.clone(),
-            branch: Box::new(NoIo),
+            branch: branch(),
         });
     }
     tx
@@ -145,7 +182,7 @@ fn benchmarks(c: &mut Criterion) {
 
     c.bench_function("transaction: instantiate + 3 execute + drop", |b| {
         b.to_async(&runtime).iter(|| async {
-            let tx = open_transaction(&node, &participant, &["noio"]);
+            let tx = open_transaction(&node, &participant, &["noio"], || Box::new(NoIo));
             let (_tx, result) = sandbox.run(&script, tx, "").await;
             result.expect("the benchmark script succeeds");
         })
@@ -163,7 +200,14 @@ fn benchmarks(c: &mut Criterion) {
     let input = r#"{"from":{"participant":"a","account":"alice"},"to":{"participant":"b","account":"bob"},"amount":1}"#;
     c.bench_function("transfer: instantiate + examples/transfer + drop", |b| {
         b.to_async(&runtime).iter(|| async {
-            let tx = open_transaction(&node, &participant, &["a", "b"]);
+            let tx = open_transaction(&node, &participant, &["a", "b"], || Box::new(NoIo));
+            let (_tx, result) = sandbox.run(&transfer, tx, input).await;
+            result.expect("the transfer succeeds");
+        })
+    });
+    c.bench_function("transfer, every statement waits once", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let tx = open_transaction(&node, &participant, &["a", "b"], || Box::new(Waits));
             let (_tx, result) = sandbox.run(&transfer, tx, input).await;
             result.expect("the transfer succeeds");
         })
