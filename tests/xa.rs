@@ -374,36 +374,8 @@ fn a_crash_at_every_protocol_step_is_resolved_by_recover() {
             scope.spawn(move || {
                 let sb = Sandbox::new();
                 let participants = [&format!("a={pg}")[..], &format!("b={my}")[..]];
-                let mut command = run_command(
-                    &sb,
-                    node,
-                    script,
-                    &participants,
-                    &transfer_input(("a", "alice"), ("b", "bob"), 30),
-                );
-                command
-                    .args(["--timeout", "1"])
-                    .env("WASMTX_FAULT", point)
-                    .stderr(Stdio::null());
-                let status = command.status().unwrap();
-                assert_eq!(
-                    status.code(),
-                    Some(86),
-                    "{point}: the host should have crashed there"
-                );
-
-                std::thread::sleep(PAST_DEADLINE);
-                let mut command = wasmtx(&sb, node);
-                command.args(["recover", "--json", "--timeout", "1"]);
-                for p in participants {
-                    command.args(["-p", p]);
-                }
-                let (out, report) = run_json(command);
-                assert_eq!(out.status.code(), Some(0), "{point}: {report}");
-                assert!(
-                    prepared_branches(node).is_empty(),
-                    "{point}: branches left after recover: {report}"
-                );
+                let input = transfer_input(("a", "alice"), ("b", "bob"), 30);
+                let report = crash_then_recover(&sb, node, point, script, &participants, &input);
                 let (alice, bob) = (server_balance(pg, "alice"), server_balance(my, "bob"));
                 assert_eq!(alice + bob, 200, "{point}: total changed");
                 let expected = if *applied { (70, 130) } else { (100, 100) };
@@ -411,6 +383,86 @@ fn a_crash_at_every_protocol_step_is_resolved_by_recover() {
             });
         }
     });
+}
+
+/// The same crash points with an SQLite participant as well: the SQLite group commits
+/// last, with the decision inside it, and recovery must find that decision there.
+#[test]
+fn a_crash_with_sqlite_as_the_last_resource_is_resolved_by_recover() {
+    if !fault_injection_built() {
+        return;
+    }
+    let script = guest("examples/insert-user");
+    let cases: Vec<_> = CRASH_POINTS
+        .iter()
+        .enumerate()
+        .filter_map(|(k, &(point, applied))| {
+            let db = format!("wtx_lr{k}");
+            let (pg, my) = (postgres_db(&db)?, mysql_db(&db)?);
+            create_user_table(&pg);
+            create_user_table(&my);
+            Some((format!("lr{k}"), point, applied, pg, my))
+        })
+        .collect();
+    if cases.len() < CRASH_POINTS.len() {
+        return;
+    }
+    std::thread::scope(|scope| {
+        for (node, point, applied, pg, my) in &cases {
+            let script = &script;
+            scope.spawn(move || {
+                let sb = Sandbox::new();
+                let lite = sb.path("c.db");
+                create_sqlite(
+                    &lite,
+                    "CREATE TABLE user (id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE, password TEXT NOT NULL, created_at TIMESTAMP, updated_at TIMESTAMP);",
+                );
+                let sqlite_arg = format!("c=sqlite://{}", lite.display());
+                let participants = [&format!("a={pg}")[..], &format!("b={my}")[..], &sqlite_arg[..]];
+                let input = r#"{"username":"ann","password":"pw"}"#;
+                let report = crash_then_recover(&sb, node, point, script, &participants, input);
+                let sqlite_names: Vec<String> =
+                    sqlite(&lite, "SELECT username FROM user").into_iter().map(|r| r[0].clone()).collect();
+                let expected: Vec<String> = if *applied { vec!["ann".into()] } else { vec![] };
+                assert_eq!(server_usernames(pg), expected, "{point}: PostgreSQL: {report}");
+                assert_eq!(server_usernames(my), expected, "{point}: MariaDB: {report}");
+                assert_eq!(sqlite_names, expected, "{point}: SQLite: {report}");
+            });
+        }
+    });
+}
+
+/// Runs `script` with the host set to crash at `point`, waits until the transaction's
+/// deadline has passed, runs `wasmtx recover`, and checks that it succeeded and left no
+/// prepared branch of `node`. Returns recovery's report.
+fn crash_then_recover(
+    sb: &Sandbox,
+    node: &str,
+    point: &str,
+    script: &Path,
+    participants: &[&str],
+    input: &str,
+) -> serde_json::Value {
+    let mut command = run_command(sb, node, script, participants, input);
+    command
+        .args(["--timeout", "1"])
+        .env("WASMTX_FAULT", point)
+        .stderr(Stdio::null());
+    let status = command.status().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(86),
+        "{point}: the host should have crashed there"
+    );
+
+    std::thread::sleep(PAST_DEADLINE);
+    let (out, report) = recover(sb, node, participants);
+    assert_eq!(out.status.code(), Some(0), "{point}: {report}");
+    assert!(
+        prepared_branches(node).is_empty(),
+        "{point}: branches left after recover: {report}"
+    );
+    report
 }
 
 #[test]

@@ -37,7 +37,7 @@ impl ComponentCache {
     pub fn entry_path(&self, engine: &Engine, bytes: &[u8]) -> PathBuf {
         let content = hex::encode(Sha256::digest(bytes));
         let mut hasher = Sha256Hasher::default();
-                // wasmtx's own version, then the engine's: compiler flags, tunables, features and
+        // wasmtx's own version, then the engine's: compiler flags, tunables, features and
         // the wasmtime version (its `module_version`).
         env!("CARGO_PKG_VERSION").hash(&mut hasher);
         engine.precompile_compatibility_hash().hash(&mut hasher);
