@@ -4,6 +4,7 @@
 //!   calls against a participant that does no I/O — and drop the instance;
 //! - `transfer, every statement waits once`: the same, with each statement yielding to the
 //!   runtime first, as real I/O does — the cost of suspending and resuming the fiber;
+//! - `transfer x16 concurrent`: sixteen of those at once, cycling through the pool's slots;
 //! - `cache_load`: load a compiled component from the on-disk cache.
 //!
 //! The participant here is a stand-in that answers every statement with "1 row": it
@@ -210,6 +211,24 @@ fn benchmarks(c: &mut Criterion) {
             let tx = open_transaction(&node, &participant, &["a", "b"], || Box::new(Waits));
             let (_tx, result) = sandbox.run(&transfer, tx, input).await;
             result.expect("the transfer succeeds");
+        })
+    });
+
+    // Sixteen transfers at once through a sandbox sized for sixteen, as `wasmtx bench
+    // --concurrency 16` runs them: instances cycle through sixteen pool slots.
+    let sandbox16 = Sandbox::new(&limits, 16, cache_dir.path().to_owned()).expect("engine");
+    let transfer16 = sandbox16
+        .load(&transfer_wasm)
+        .expect("loading the transfer example");
+    c.bench_function("transfer x16 concurrent (time per batch of 16)", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let runs = (0..16).map(|_| {
+                let tx = open_transaction(&node, &participant, &["a", "b"], || Box::new(Waits));
+                sandbox16.run(&transfer16, tx, input)
+            });
+            for (_tx, result) in futures::future::join_all(runs).await {
+                result.expect("the transfer succeeds");
+            }
         })
     });
 
