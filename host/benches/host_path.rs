@@ -26,46 +26,25 @@ use wasmtx::script::Sandbox;
 use wasmtx::transaction::{Member, OpenBranch, OpenTransaction, Route};
 use wasmtx::value::{Column, ResultLimits, RowSet, Value};
 
-/// A participant that does no I/O. With `Waits`, every statement first yields to the
+/// A participant that does no I/O. With `waits`, every statement first yields to the
 /// runtime once, as a statement waiting on a real database would, so the script's fiber is
 /// suspended and resumed at every host call.
-struct NoIo;
+struct NoIo {
+    waits: bool,
+}
 
-/// [`NoIo`] whose statements yield once before answering.
-struct Waits;
-
-#[async_trait]
-impl XaBranch for Waits {
-    async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StatementError> {
-        tokio::task::yield_now().await;
-        NoIo.execute(sql, params).await
-    }
-    async fn query(
-        &mut self,
-        sql: &str,
-        params: &[Value],
-        limits: ResultLimits,
-    ) -> Result<RowSet, StatementError> {
-        tokio::task::yield_now().await;
-        NoIo.query(sql, params, limits).await
-    }
-    async fn prepare(&mut self) -> Result<(), ParticipantError> {
-        Ok(())
-    }
-    async fn commit_one_phase(&mut self) -> Result<(), ParticipantError> {
-        Ok(())
-    }
-    async fn commit_prepared(&mut self) -> Result<Resolution, ParticipantError> {
-        Ok(Resolution::Done)
-    }
-    async fn rollback(&mut self) -> Result<Resolution, ParticipantError> {
-        Ok(Resolution::Done)
+impl NoIo {
+    async fn maybe_wait(&self) {
+        if self.waits {
+            tokio::task::yield_now().await;
+        }
     }
 }
 
 #[async_trait]
 impl XaBranch for NoIo {
     async fn execute(&mut self, _sql: &str, _params: &[Value]) -> Result<u64, StatementError> {
+        self.maybe_wait().await;
         Ok(1)
     }
     async fn query(
@@ -74,6 +53,7 @@ impl XaBranch for NoIo {
         _params: &[Value],
         _limits: ResultLimits,
     ) -> Result<RowSet, StatementError> {
+        self.maybe_wait().await;
         // One account row, so the transfer example finds what it looks for.
         Ok(RowSet {
             columns: vec![Column {
@@ -110,7 +90,7 @@ impl XaParticipant for NoIo {
         _b: &BranchId,
         _t: StatementTimeouts,
     ) -> Result<Box<dyn XaBranch>, ParticipantError> {
-        Ok(Box::new(NoIo))
+        Ok(Box::new(NoIo { waits: false }))
     }
     async fn prepared_branches(&self, _prefix: &str) -> Result<Vec<BranchId>, ParticipantError> {
         Ok(Vec::new())
@@ -179,11 +159,13 @@ fn benchmarks(c: &mut Criterion) {
         .build()
         .unwrap();
     let node = NodeId::new("bench").unwrap();
-    let participant: Arc<dyn XaParticipant> = Arc::new(NoIo);
+    let participant: Arc<dyn XaParticipant> = Arc::new(NoIo { waits: false });
 
     c.bench_function("transaction: instantiate + 3 execute + drop", |b| {
         b.to_async(&runtime).iter(|| async {
-            let tx = open_transaction(&node, &participant, &["noio"], || Box::new(NoIo));
+            let tx = open_transaction(&node, &participant, &["noio"], || {
+                Box::new(NoIo { waits: false })
+            });
             let (_tx, result) = sandbox.run(&script, tx, "").await;
             result.expect("the benchmark script succeeds");
         })
@@ -201,14 +183,18 @@ fn benchmarks(c: &mut Criterion) {
     let input = r#"{"from":{"participant":"a","account":"alice"},"to":{"participant":"b","account":"bob"},"amount":1}"#;
     c.bench_function("transfer: instantiate + examples/transfer + drop", |b| {
         b.to_async(&runtime).iter(|| async {
-            let tx = open_transaction(&node, &participant, &["a", "b"], || Box::new(NoIo));
+            let tx = open_transaction(&node, &participant, &["a", "b"], || {
+                Box::new(NoIo { waits: false })
+            });
             let (_tx, result) = sandbox.run(&transfer, tx, input).await;
             result.expect("the transfer succeeds");
         })
     });
     c.bench_function("transfer, every statement waits once", |b| {
         b.to_async(&runtime).iter(|| async {
-            let tx = open_transaction(&node, &participant, &["a", "b"], || Box::new(Waits));
+            let tx = open_transaction(&node, &participant, &["a", "b"], || {
+                Box::new(NoIo { waits: true })
+            });
             let (_tx, result) = sandbox.run(&transfer, tx, input).await;
             result.expect("the transfer succeeds");
         })
@@ -223,7 +209,9 @@ fn benchmarks(c: &mut Criterion) {
     c.bench_function("transfer x16 concurrent (time per batch of 16)", |b| {
         b.to_async(&runtime).iter(|| async {
             let runs = (0..16).map(|_| {
-                let tx = open_transaction(&node, &participant, &["a", "b"], || Box::new(Waits));
+                let tx = open_transaction(&node, &participant, &["a", "b"], || {
+                    Box::new(NoIo { waits: true })
+                });
                 sandbox16.run(&transfer16, tx, input)
             });
             for (_tx, result) in futures::future::join_all(runs).await {
