@@ -350,38 +350,20 @@ const PAST_DEADLINE: Duration = Duration::from_millis(6_500);
 
 #[test]
 fn a_crash_at_every_protocol_step_is_resolved_by_recover() {
-    if !fault_injection_built() {
-        return;
-    }
     let script = guest("examples/transfer");
-    let cases: Vec<_> = CRASH_POINTS
-        .iter()
-        .enumerate()
-        .filter_map(|(k, &(point, applied))| {
-            let db = format!("wtx_crash{k}");
-            let (pg, my) = (postgres_db(&db)?, mysql_db(&db)?);
-            server_accounts(&pg, &[("alice", 100)]);
-            server_accounts(&my, &[("bob", 100)]);
-            Some((format!("crash{k}"), point, applied, pg, my))
-        })
-        .collect();
-    if cases.len() < CRASH_POINTS.len() {
-        return;
-    }
-    std::thread::scope(|scope| {
-        for (node, point, applied, pg, my) in &cases {
-            let script = &script;
-            scope.spawn(move || {
-                let sb = Sandbox::new();
-                let participants = [&format!("a={pg}")[..], &format!("b={my}")[..]];
-                let input = transfer_input(("a", "alice"), ("b", "bob"), 30);
-                let report = crash_then_recover(&sb, node, point, script, &participants, &input);
-                let (alice, bob) = (server_balance(pg, "alice"), server_balance(my, "bob"));
-                assert_eq!(alice + bob, 200, "{point}: total changed");
-                let expected = if *applied { (70, 130) } else { (100, 100) };
-                assert_eq!((alice, bob), expected, "{point}: {report}");
-            });
-        }
+    let setup = |pg: &str, my: &str| {
+        server_accounts(pg, &[("alice", 100)]);
+        server_accounts(my, &[("bob", 100)]);
+    };
+    for_each_crash_point("crash", setup, |node, point, applied, pg, my| {
+        let sb = Sandbox::new();
+        let participants = [&format!("a={pg}")[..], &format!("b={my}")[..]];
+        let input = transfer_input(("a", "alice"), ("b", "bob"), 30);
+        let report = crash_then_recover(&sb, node, point, &script, &participants, &input);
+        let (alice, bob) = (server_balance(pg, "alice"), server_balance(my, "bob"));
+        assert_eq!(alice + bob, 200, "{point}: total changed");
+        let expected = if applied { (70, 130) } else { (100, 100) };
+        assert_eq!((alice, bob), expected, "{point}: {report}");
     });
 }
 
@@ -389,19 +371,60 @@ fn a_crash_at_every_protocol_step_is_resolved_by_recover() {
 /// last, with the decision inside it, and recovery must find that decision there.
 #[test]
 fn a_crash_with_sqlite_as_the_last_resource_is_resolved_by_recover() {
+    let script = guest("examples/insert-user");
+    let setup = |pg: &str, my: &str| {
+        create_user_table(pg);
+        create_user_table(my);
+    };
+    for_each_crash_point("lr", setup, |node, point, applied, pg, my| {
+        let sb = Sandbox::new();
+        let lite = sb.path("c.db");
+        create_sqlite(
+            &lite,
+            "CREATE TABLE user (id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE, password TEXT NOT NULL, created_at TIMESTAMP, updated_at TIMESTAMP);",
+        );
+        let sqlite_arg = format!("c=sqlite://{}", lite.display());
+        let participants = [
+            &format!("a={pg}")[..],
+            &format!("b={my}")[..],
+            &sqlite_arg[..],
+        ];
+        let input = r#"{"username":"ann","password":"pw"}"#;
+        let report = crash_then_recover(&sb, node, point, &script, &participants, input);
+        let sqlite_names: Vec<String> = sqlite(&lite, "SELECT username FROM user")
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect();
+        let expected: Vec<String> = if applied { vec!["ann".into()] } else { vec![] };
+        assert_eq!(
+            server_usernames(pg),
+            expected,
+            "{point}: PostgreSQL: {report}"
+        );
+        assert_eq!(server_usernames(my), expected, "{point}: MariaDB: {report}");
+        assert_eq!(sqlite_names, expected, "{point}: SQLite: {report}");
+    });
+}
+
+/// Runs `check(node, point, applied, postgres_url, mysql_url)` for every crash point, all
+/// in parallel, each with its own node `<prefix><k>` and fresh databases `wtx_<prefix><k>`
+/// on both servers, prepared by `setup`. Skips (or, under CI, fails) like the servers do.
+fn for_each_crash_point(
+    prefix: &str,
+    setup: impl Fn(&str, &str),
+    check: impl Fn(&str, &str, bool, &str, &str) + Sync,
+) {
     if !fault_injection_built() {
         return;
     }
-    let script = guest("examples/insert-user");
     let cases: Vec<_> = CRASH_POINTS
         .iter()
         .enumerate()
         .filter_map(|(k, &(point, applied))| {
-            let db = format!("wtx_lr{k}");
+            let db = format!("wtx_{prefix}{k}");
             let (pg, my) = (postgres_db(&db)?, mysql_db(&db)?);
-            create_user_table(&pg);
-            create_user_table(&my);
-            Some((format!("lr{k}"), point, applied, pg, my))
+            setup(&pg, &my);
+            Some((format!("{prefix}{k}"), point, applied, pg, my))
         })
         .collect();
     if cases.len() < CRASH_POINTS.len() {
@@ -409,25 +432,8 @@ fn a_crash_with_sqlite_as_the_last_resource_is_resolved_by_recover() {
     }
     std::thread::scope(|scope| {
         for (node, point, applied, pg, my) in &cases {
-            let script = &script;
-            scope.spawn(move || {
-                let sb = Sandbox::new();
-                let lite = sb.path("c.db");
-                create_sqlite(
-                    &lite,
-                    "CREATE TABLE user (id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE, password TEXT NOT NULL, created_at TIMESTAMP, updated_at TIMESTAMP);",
-                );
-                let sqlite_arg = format!("c=sqlite://{}", lite.display());
-                let participants = [&format!("a={pg}")[..], &format!("b={my}")[..], &sqlite_arg[..]];
-                let input = r#"{"username":"ann","password":"pw"}"#;
-                let report = crash_then_recover(&sb, node, point, script, &participants, input);
-                let sqlite_names: Vec<String> =
-                    sqlite(&lite, "SELECT username FROM user").into_iter().map(|r| r[0].clone()).collect();
-                let expected: Vec<String> = if *applied { vec!["ann".into()] } else { vec![] };
-                assert_eq!(server_usernames(pg), expected, "{point}: PostgreSQL: {report}");
-                assert_eq!(server_usernames(my), expected, "{point}: MariaDB: {report}");
-                assert_eq!(sqlite_names, expected, "{point}: SQLite: {report}");
-            });
+            let check = &check;
+            scope.spawn(move || check(node, point, *applied, pg, my));
         }
     });
 }
