@@ -16,7 +16,7 @@ use wasmtx::coordinator::{Coordinator, ScriptLogic};
 use wasmtx::report::{ErrorKind, TxError};
 use wasmtx::script::Sandbox;
 
-use super::run::read_input;
+use super::run::{check_json, input_text};
 use super::{HostArgs, output, resolve_script};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -99,8 +99,10 @@ async fn measure(args: &BenchArgs) -> Result<serde_json::Value, TxError> {
     for spec in &config.participants {
         spec.check_local().map_err(|e| input_error(&e))?;
     }
-    let input = read_input(&args.input.replace("{worker}", "0").replace("{seq}", "0"))
-        .map(|_| args.input.clone())?;
+    // The input is a template: it must be JSON once its placeholders are filled in.
+    let input = input_text(&args.input)?;
+    let first_input = input.replace("{worker}", "0").replace("{seq}", "0");
+    check_json(&first_input)?;
     let script_path = resolve_script(&args.script, args.json)?;
     let concurrency = args.concurrency as u32;
     let sandbox = Sandbox::new(&config.limits, concurrency, config.cache_dir.clone())
@@ -131,9 +133,8 @@ async fn measure(args: &BenchArgs) -> Result<serde_json::Value, TxError> {
                 }),
             },
             Compare::Plain => {
-                let first = args.input.replace("{worker}", "0").replace("{seq}", "0");
-                let unit =
-                    PlainTransferUnit::new(&coordinator, &first).map_err(|e| input_error(&e))?;
+                let unit = PlainTransferUnit::new(&coordinator, &first_input)
+                    .map_err(|e| input_error(&e))?;
                 Variant {
                     name: "plain".into(),
                     unit: Arc::new(unit),

@@ -74,20 +74,32 @@ async fn prepare(
 
 /// `--input`: JSON text or `@FILE`; must be valid JSON.
 pub fn read_input(arg: &str) -> Result<String, TxError> {
-    let text = match arg.strip_prefix('@') {
+    let text = input_text(arg)?;
+    check_json(&text)?;
+    Ok(text)
+}
+
+/// The text of `--input`: the argument itself, or the contents of `@FILE`.
+pub fn input_text(arg: &str) -> Result<String, TxError> {
+    match arg.strip_prefix('@') {
         Some(file) => std::fs::read_to_string(file).map_err(|e| {
             TxError::new(
                 ErrorKind::Input,
                 format!("cannot read input file {file}: {e}"),
             )
-        })?,
-        None => arg.to_owned(),
-    };
-    serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| {
-        TxError::new(
-            ErrorKind::Input,
-            format!("the input is not valid JSON: {e}"),
-        )
-    })?;
-    Ok(text)
+        }),
+        None => Ok(arg.to_owned()),
+    }
+}
+
+/// Refuses input that is not JSON, before anything is touched.
+pub fn check_json(text: &str) -> Result<(), TxError> {
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map(drop)
+        .map_err(|e| {
+            TxError::new(
+                ErrorKind::Input,
+                format!("the input is not valid JSON: {e}"),
+            )
+        })
 }
