@@ -128,7 +128,6 @@ fn open_transaction(
     let mut tx = OpenTransaction::new(
         gid.clone(),
         Instant::now() + limits.timeout(),
-        gid.deadline(),
         members,
         limits.result_limits(),
     );

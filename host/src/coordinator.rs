@@ -145,12 +145,11 @@ impl Coordinator {
     pub async fn run(&self, logic: &dyn PrepareLogic, input: &str) -> TxReport {
         let started = Instant::now();
         let timeout = self.config.limits.timeout();
-        let wall_deadline = SystemTime::now() + timeout;
-        let gid = Gid::new(&self.config.node, wall_deadline);
+        let gid = Gid::new(&self.config.node, SystemTime::now() + timeout);
         let mut progress = Progress::new(&self.config);
 
         let tx = match self
-            .begin(gid.clone(), started + timeout, wall_deadline, &mut progress)
+            .begin(gid.clone(), started + timeout, &mut progress)
             .await
         {
             Ok(tx) => tx,
@@ -181,7 +180,6 @@ impl Coordinator {
         &self,
         gid: Gid,
         deadline: Instant,
-        wall_deadline: SystemTime,
         progress: &mut Progress,
     ) -> Result<OpenTransaction, TxError> {
         let timeouts = StatementTimeouts {
@@ -228,13 +226,8 @@ impl Coordinator {
                 route,
             });
         }
-        let mut tx = OpenTransaction::new(
-            gid,
-            deadline,
-            wall_deadline,
-            members,
-            self.config.limits.result_limits(),
-        );
+        let mut tx =
+            OpenTransaction::new(gid, deadline, members, self.config.limits.result_limits());
 
         let main = self.config.sqlite_coordinator_path();
         let sqlite_begin = async {
@@ -369,7 +362,7 @@ impl Coordinator {
                 Err(self.deadline_error())
             }
             None => match &self.decision_log {
-                Some(log) => match log.record_commit(&gid, tx.wall_deadline).await {
+                Some(log) => match log.record_commit(&gid, gid.deadline()).await {
                     Ok(()) => Ok(()),
                     Err(e) if e.may_be_recorded() => {
                         // The COMMIT may be durable: rolling back could tear the

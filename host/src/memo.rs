@@ -29,17 +29,8 @@ impl<K: Eq + Hash, V: Clone> Memo<K, V> {
         }
     }
 
-    /// The remembered value for `key`, or `compute()` remembered.
-    pub fn get_or_compute(&self, key: K, compute: impl FnOnce() -> V) -> V {
-        if let Some(value) = self.lock().get(&key) {
-            return value.clone();
-        }
-        let value = compute();
-        self.remember(key, value.clone());
-        value
-    }
-
-    /// Like [`Memo::get_or_compute`], but a miss is computed on tokio's blocking pool.
+    /// The remembered value for `key`, or `compute()` — run on tokio's blocking pool —
+    /// remembered.
     pub async fn get_or_compute_blocking<F>(&self, key: K, compute: F) -> V
     where
         F: FnOnce() -> V + Send + 'static,
@@ -78,18 +69,20 @@ pub async fn run_blocking<V: Send + 'static>(compute: impl FnOnce() -> V + Send 
 mod tests {
     use super::*;
 
-    #[test]
-    fn computes_once_and_stays_bounded() {
+    #[tokio::test]
+    async fn computes_once_and_stays_bounded() {
         let memo = Memo::new(2);
-        let mut calls = 0;
+        let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for key in [1, 1, 2, 1] {
-            memo.get_or_compute(key, || {
-                calls += 1;
+            let calls = calls.clone();
+            memo.get_or_compute_blocking(key, move || {
+                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 key * 10
-            });
+            })
+            .await;
         }
-        assert_eq!(calls, 2);
-        memo.get_or_compute(3, || 30);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(memo.get_or_compute_blocking(3, || 30).await, 30);
         assert!(memo.lock().len() <= 2);
     }
 }

@@ -4,7 +4,7 @@
 //! the protocol on it.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use crate::dialect::Dialect;
 use crate::gid::{BranchId, Gid};
@@ -42,10 +42,9 @@ pub struct OpenBranch {
 /// An open global transaction.
 pub struct OpenTransaction {
     pub gid: Gid,
-    /// When the transaction must be decided by; also bounds the script's run.
+    /// When the transaction must be decided by; also bounds the script's run. The same
+    /// deadline on the wall clock is the gid's ([`Gid::deadline`]).
     pub deadline: Instant,
-    /// The same deadline on the wall clock, as the decision log checks it.
-    pub wall_deadline: SystemTime,
     pub members: Vec<Member>,
     pub branches: Vec<OpenBranch>,
     pub sqlite: Option<SqliteGroup>,
@@ -58,14 +57,12 @@ impl OpenTransaction {
     pub fn new(
         gid: Gid,
         deadline: Instant,
-        wall_deadline: SystemTime,
         members: Vec<Member>,
         result_limits: ResultLimits,
     ) -> Self {
         OpenTransaction {
             gid,
             deadline,
-            wall_deadline,
             members,
             branches: Vec::new(),
             sqlite: None,
