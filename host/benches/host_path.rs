@@ -16,6 +16,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
+use wasmtx::bench::native::NativeTransfer;
+use wasmtx::coordinator::PrepareLogic;
 use wasmtx::dialect::Dialect;
 use wasmtx::gid::{BranchId, Gid, NodeId};
 use wasmtx::limits::Limits;
@@ -101,6 +103,18 @@ impl XaParticipant for NoIo {
     async fn rollback_prepared(&self, _b: &BranchId) -> Result<Resolution, ParticipantError> {
         Ok(Resolution::Done)
     }
+}
+
+/// More than the machine's caches hold: writing it evicts everything else.
+const EVICT_BYTES: usize = 32 << 20;
+
+/// Writes every cache line of `buffer`, pushing the host's code and data out of the caches.
+#[inline(never)]
+fn evict_caches(buffer: &mut [u8]) {
+    for line in buffer.chunks_mut(64) {
+        line[0] = line[0].wrapping_add(1);
+    }
+    std::hint::black_box(buffer);
 }
 
 fn repo() -> PathBuf {
@@ -196,6 +210,62 @@ fn benchmarks(c: &mut Criterion) {
             });
             let (_tx, result) = sandbox.run(&transfer, tx, input).await;
             result.expect("the transfer succeeds");
+        })
+    });
+
+    // The same transfer as a native closure (`wasmtx bench --compare native`'s twin):
+    // the difference to the line above is what the sandbox costs.
+    c.bench_function("transfer, native twin, every statement waits once", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let tx = open_transaction(&node, &participant, &["a", "b"], || {
+                Box::new(NoIo { waits: true })
+            });
+            let (_tx, result) = NativeTransfer.prepare(tx, input).await;
+            result.expect("the transfer succeeds");
+        })
+    });
+
+    // Between real transactions the databases run on the same cores and evict the host's
+    // data and code from the caches: the same two, each started with cold caches (the
+    // eviction itself is not timed).
+    let evict = std::cell::RefCell::new(vec![0u8; EVICT_BYTES]);
+    c.bench_function("transfer, caches cold", |b| {
+        b.to_async(&runtime).iter_custom(|iters| {
+            let (evict, node, participant, sandbox, transfer) =
+                (&evict, &node, &participant, &sandbox, &transfer);
+            async move {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    evict_caches(&mut evict.borrow_mut());
+                    let tx = open_transaction(node, participant, &["a", "b"], || {
+                        Box::new(NoIo { waits: true })
+                    });
+                    let started = Instant::now();
+                    let (_tx, result) = sandbox.run(transfer, tx, input).await;
+                    timed += started.elapsed();
+                    result.expect("the transfer succeeds");
+                }
+                timed
+            }
+        })
+    });
+    c.bench_function("transfer, native twin, caches cold", |b| {
+        b.to_async(&runtime).iter_custom(|iters| {
+            let (evict, node, participant) = (&evict, &node, &participant);
+            async move {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    evict_caches(&mut evict.borrow_mut());
+                    let tx = open_transaction(node, participant, &["a", "b"], || {
+                        Box::new(NoIo { waits: true })
+                    });
+                    let started = Instant::now();
+                    let (_tx, result) = NativeTransfer.prepare(tx, input).await;
+                    timed += started.elapsed();
+                    result.expect("the transfer succeeds");
+                }
+                timed
+            }
         })
     });
 
