@@ -9,22 +9,23 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Statement texts longer than this are not memoized (they are rarely repeated).
 pub const MAX_MEMO_TEXT: usize = 2048;
 
 /// Remembers up to `capacity` results; when full it starts over, which bounds memory
-/// without bookkeeping on the hot path.
+/// without bookkeeping on the hot path. Lookups share a read lock, so concurrent
+/// transactions on different runtime threads do not wait for each other.
 pub struct Memo<K, V> {
-    entries: Mutex<HashMap<K, V>>,
+    entries: RwLock<HashMap<K, V>>,
     capacity: usize,
 }
 
 impl<K: Eq + Hash, V: Clone> Memo<K, V> {
     pub fn new(capacity: usize) -> Self {
         Memo {
-            entries: Mutex::new(HashMap::new()),
+            entries: RwLock::new(HashMap::new()),
             capacity,
         }
     }
@@ -36,7 +37,7 @@ impl<K: Eq + Hash, V: Clone> Memo<K, V> {
         F: FnOnce() -> V + Send + 'static,
         V: Send + 'static,
     {
-        if let Some(value) = self.lock().get(&key) {
+        if let Some(value) = self.read().get(&key) {
             return value.clone();
         }
         let value = run_blocking(compute).await;
@@ -45,15 +46,19 @@ impl<K: Eq + Hash, V: Clone> Memo<K, V> {
     }
 
     fn remember(&self, key: K, value: V) {
-        let mut entries = self.lock();
+        let mut entries = self.write();
         if entries.len() >= self.capacity {
             entries.clear();
         }
         entries.insert(key, value);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, V>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<K, V>> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<K, V>> {
+        self.entries.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -83,6 +88,6 @@ mod tests {
         }
         assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 2);
         assert_eq!(memo.get_or_compute_blocking(3, || 30).await, 30);
-        assert!(memo.lock().len() <= 2);
+        assert!(memo.read().len() <= 2);
     }
 }
