@@ -7,6 +7,7 @@
 #   flags) can be set in the environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+rustup target add wasm32-wasip2 >/dev/null
 bash scripts/setup-databases.sh >/dev/null
 concurrency=${CONCURRENCY:-16}
 transactions=${TRANSACTIONS:-20000}
