@@ -472,6 +472,58 @@ fn crash_then_recover(
 }
 
 #[test]
+fn bench_runs_every_variant_to_the_count_and_conserves_the_total() {
+    let (Some(pg), Some(my)) = (postgres_db("wtx_benchcmd"), mysql_db("wtx_benchcmd")) else {
+        return;
+    };
+    server_accounts(&pg, &[("alice", 1_000_000)]);
+    server_accounts(&my, &[("bob", 1_000_000)]);
+    let sb = Sandbox::new();
+    let mut command = wasmtx(&sb, "benchcmd");
+    command
+        .arg("bench")
+        .arg(guest("examples/transfer"))
+        .args(["--json", "--concurrency", "3", "--transactions", "40"])
+        .args(["--warmup", "2", "--compare", "native", "--compare", "plain"])
+        .args(["--input", &transfer_input(("a", "alice"), ("b", "bob"), 1)])
+        .args(["-p", &format!("a={pg}"), "-p", &format!("b={my}")]);
+    let (output, result) = run_json(command);
+    assert!(output.status.success(), "{result}");
+
+    let variants = result["variants"].as_array().unwrap();
+    let names: Vec<&str> = variants
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["wasm", "native", "plain"], "{result}");
+    for v in variants {
+        assert_eq!(v["transactions"], 40, "{v}");
+        assert_eq!(v["commits"], 40, "{v}");
+        assert_eq!(v["errors"], 0, "{v}");
+        assert!(v["tx_per_sec"].as_f64().unwrap() > 0.0, "{v}");
+        assert!(
+            v["p50_ms"].as_f64().unwrap() <= v["p99_ms"].as_f64().unwrap(),
+            "{v}"
+        );
+        assert!(v["host_cpu_us_per_tx"].as_f64().unwrap() > 0.0, "{v}");
+        let busy = v["machine_busy_percent"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&busy), "{v}");
+    }
+    for ratio in [
+        "wasm_vs_native",
+        "two_phase_vs_plain",
+        "two_phase_native_vs_plain",
+    ] {
+        assert!(result[ratio].as_f64().unwrap() > 0.0, "{ratio}: {result}");
+    }
+    // Every timed and warm-up transfer moved 1 and committed on both sides.
+    let moved = 3 * (40 + 2);
+    assert_eq!(server_balance(&pg, "alice"), 1_000_000 - moved);
+    assert_eq!(server_balance(&my, "bob"), 1_000_000 + moved);
+    assert!(prepared_branches("benchcmd").is_empty());
+}
+
+#[test]
 fn sigkill_during_a_stream_of_transfers_then_recover_conserves_the_total() {
     let (Some(pg), Some(my)) = (postgres_db("wtx_stream"), mysql_db("wtx_stream")) else {
         return;

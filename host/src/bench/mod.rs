@@ -4,6 +4,7 @@
 //! they see the same machine and the same database state.
 
 pub mod native;
+pub mod usage;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +16,7 @@ use serde::Serialize;
 use crate::coordinator::{Coordinator, PrepareLogic};
 use crate::report::{ErrorKind, Outcome};
 use native::TransferPart;
+use usage::CpuSample;
 
 /// Rounds the variants are interleaved in (each round rotates which variant goes first).
 pub const ROUNDS: u32 = 10;
@@ -120,6 +122,13 @@ pub struct VariantResult {
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
+    /// This process's CPU time per transaction while the variant ran (Linux).
+    pub host_cpu_us_per_tx: Option<f64>,
+    /// The whole machine's busy CPU time per transaction while the variant ran: the
+    /// databases' share included, since they run on the same machine (Linux).
+    pub machine_cpu_us_per_tx: Option<f64>,
+    /// How busy the machine's cores were while the variant ran, in percent (Linux).
+    pub machine_busy_percent: Option<f64>,
 }
 
 /// Runs every variant in [`ROUNDS`] interleaved rounds with `concurrency` workers each.
@@ -135,6 +144,8 @@ pub async fn run(
     let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
     let mut counts = vec![[0u64; 3]; variants.len()];
     let mut elapsed = vec![Duration::ZERO; variants.len()];
+    // None once any sample fails: a partial sum would be wrong.
+    let mut cpu = vec![Some(CpuSample::default()); variants.len()];
     let seq = Arc::new(AtomicU64::new(0));
     for round in 0..ROUNDS {
         // Each round starts with the next variant, so none always runs first.
@@ -149,9 +160,17 @@ pub async fn run(
                 }
                 Stop::Duration(d) => RoundStop::Until(d / ROUNDS),
             };
+            let cpu_before = CpuSample::now();
             let started = Instant::now();
             let (lat, cnt) = run_round(variant, concurrency, round_stop, input, &seq, done).await;
             elapsed[v] += started.elapsed();
+            cpu[v] = match (cpu[v], cpu_before, CpuSample::now()) {
+                (Some(mut sum), Some(before), Some(after)) => {
+                    sum.add(&after.since(&before));
+                    Some(sum)
+                }
+                _ => None,
+            };
             latencies[v].extend(lat);
             for (total, n) in counts[v].iter_mut().zip(cnt) {
                 *total += n;
@@ -166,6 +185,10 @@ pub async fn run(
             lat.sort_unstable();
             let transactions = lat.len() as u64;
             let seconds = elapsed[v].as_secs_f64();
+            let per_tx = |d: Duration| {
+                (transactions > 0).then(|| d.as_secs_f64() * 1e6 / transactions as f64)
+            };
+            let cpu = cpu[v];
             VariantResult {
                 name: variant.name.clone(),
                 transactions,
@@ -181,6 +204,11 @@ pub async fn run(
                 p50_ms: percentile(lat, 0.50),
                 p95_ms: percentile(lat, 0.95),
                 p99_ms: percentile(lat, 0.99),
+                host_cpu_us_per_tx: cpu.and_then(|c| per_tx(c.process)),
+                machine_cpu_us_per_tx: cpu.and_then(|c| per_tx(c.machine_busy)),
+                machine_busy_percent: cpu
+                    .filter(|c| !c.machine_total.is_zero())
+                    .map(|c| 100.0 * c.machine_busy.as_secs_f64() / c.machine_total.as_secs_f64()),
             }
         })
         .collect()
@@ -252,11 +280,4 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     }
     let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[index].as_secs_f64() * 1000.0
-}
-
-/// The resident set size of this process, in KiB (Linux), for memory-flatness checks.
-pub fn resident_kib() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4)
 }
