@@ -281,6 +281,7 @@ impl DecisionLog {
                 next_compaction_at: 0,
             }),
             failure: OnceLock::new(),
+            dones: Mutex::new(Vec::new()),
             stats: Counters::default(),
         });
         shared.load(&mut shared.lock_state())?;
@@ -336,8 +337,17 @@ impl DecisionLog {
     /// shares the next COMMIT batch's write, or is written within
     /// [`DecisionLogOptions::done_delay`]. [`DecisionLog::flush`] waits for it.
     pub async fn record_done(&self, gid: &Gid) -> Result<(), DecisionLogError> {
-        self.handle.shared.check_usable()?;
-        self.send(Request::Done(gid.clone()))
+        let shared = &self.handle.shared;
+        shared.check_usable()?;
+        let waiting = {
+            let mut dones = shared.lock_dones();
+            dones.push(gid.clone());
+            dones.len()
+        };
+        if waiting == 1 || waiting == MAX_BATCH {
+            self.send(Request::DonesWaiting)?;
+        }
+        Ok(())
     }
 
     /// Writes and syncs every DONE queued before this call.
@@ -434,7 +444,8 @@ impl Drop for Handle {
 
 enum Request {
     Commit(CommitRequest),
-    Done(Gid),
+    /// DONEs are waiting in [`Shared::dones`]: the first of them, or a full batch.
+    DonesWaiting,
     Flush(oneshot::Sender<Result<(), DecisionLogError>>),
 }
 
@@ -454,6 +465,9 @@ struct Shared {
     state: Mutex<State>,
     /// Set once a failure leaves the log's content unknown; no record is taken after it.
     failure: OnceLock<String>,
+    /// DONEs waiting for a write. Queued here rather than sent, so that a DONE wakes the
+    /// writer only when it is the first one waiting (to start the delay) or fills a batch.
+    dones: Mutex<Vec<Gid>>,
     stats: Counters,
 }
 
@@ -500,6 +514,10 @@ impl Drop for AppendLock<'_> {
 }
 
 impl Shared {
+    fn lock_dones(&self) -> MutexGuard<'_, Vec<Gid>> {
+        self.dones.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn lock_state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -917,42 +935,61 @@ impl Shared {
 /// The group-commit writer: takes every request queued while the previous batch was being
 /// written and synced, and writes them as one frame with one `fdatasync`.
 fn run_writer(shared: &Shared, requests: &mpsc::Receiver<Request>) {
-    let mut queue = Queue {
-        dones: Vec::new(),
-        dones_due: None,
-        delay: shared.options.done_delay,
-    };
+    // When the DONEs waiting now must be written if no COMMIT batch takes them first.
+    let mut dones_due: Option<Instant> = None;
     loop {
         let mut commits = Vec::new();
         let mut flushes = Vec::new();
         let mut closed = false;
-        let first = match queue.dones_due {
+        let first = match dones_due {
             None => requests
                 .recv()
                 .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
             Some(due) => requests.recv_timeout(due.saturating_duration_since(Instant::now())),
         };
+        let delay = shared.options.done_delay;
+        let mut take = |request, commits: &mut Vec<_>, flushes: &mut Vec<_>| match request {
+            Request::Commit(commit) => commits.push(commit),
+            Request::DonesWaiting => {
+                dones_due.get_or_insert_with(|| Instant::now() + delay);
+            }
+            Request::Flush(reply) => flushes.push(reply),
+        };
         match first {
-            Ok(request) => queue.take(request, &mut commits, &mut flushes),
+            Ok(request) => take(request, &mut commits, &mut flushes),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => closed = true,
         }
-        while !closed && commits.len() < MAX_BATCH && queue.dones.len() < MAX_BATCH {
+        while !closed && commits.len() < MAX_BATCH {
             match requests.try_recv() {
-                Ok(request) => queue.take(request, &mut commits, &mut flushes),
+                Ok(request) => take(request, &mut commits, &mut flushes),
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => closed = true,
             }
         }
-        let dones_overdue = queue.dones_due.is_some_and(|due| Instant::now() >= due)
-            || queue.dones.len() >= MAX_BATCH;
-        let write_dones = dones_overdue || closed || !flushes.is_empty() || !commits.is_empty();
-        if !write_dones {
+        let waiting = shared.lock_dones().len();
+        let dones_overdue =
+            waiting >= MAX_BATCH || dones_due.is_some_and(|due| Instant::now() >= due);
+        let write = dones_overdue || closed || !flushes.is_empty() || !commits.is_empty();
+        if !write {
             continue;
         }
-        let dones = std::mem::take(&mut queue.dones);
-        queue.dones_due = None;
-        let result = shared.write_batch(commits, &dones);
+        // A flush or the end takes every DONE queued so far; otherwise one batch's worth.
+        let dones: Vec<Gid> = {
+            let mut queued = shared.lock_dones();
+            let take = if closed || !flushes.is_empty() {
+                queued.len()
+            } else {
+                queued.len().min(MAX_BATCH)
+            };
+            dones_due = (queued.len() > take).then(Instant::now);
+            queued.drain(..take).collect()
+        };
+        let mut batches = dones.chunks(MAX_BATCH);
+        let mut result = shared.write_batch(commits, batches.next().unwrap_or_default());
+        for batch in batches {
+            result = result.and_then(|()| shared.write_batch(Vec::new(), batch));
+        }
         if let Err(error) = &result
             && !dones.is_empty()
         {
@@ -966,32 +1003,6 @@ fn run_writer(shared: &Shared, requests: &mpsc::Receiver<Request>) {
             return;
         }
         shared.maybe_compact();
-    }
-}
-
-/// DONEs waiting for a batch to ride along with.
-struct Queue {
-    dones: Vec<Gid>,
-    dones_due: Option<Instant>,
-    delay: Duration,
-}
-
-impl Queue {
-    fn take(
-        &mut self,
-        request: Request,
-        commits: &mut Vec<CommitRequest>,
-        flushes: &mut Vec<oneshot::Sender<Result<(), DecisionLogError>>>,
-    ) {
-        match request {
-            Request::Commit(commit) => commits.push(commit),
-            Request::Done(gid) => {
-                self.dones.push(gid);
-                let delay = self.delay;
-                self.dones_due.get_or_insert_with(|| Instant::now() + delay);
-            }
-            Request::Flush(reply) => flushes.push(reply),
-        }
     }
 }
 
@@ -1346,6 +1357,40 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    #[tokio::test]
+    async fn more_dones_than_a_batch_are_written_in_several_frames_by_a_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = DecisionLog::open_with(
+            &log_path(&dir),
+            DecisionLogOptions {
+                done_delay: Duration::from_secs(600),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let gids: Vec<Gid> = (0..MAX_BATCH + 5)
+            .map(|_| Gid::new(&node(), later()))
+            .collect();
+        for gid in &gids[..3] {
+            log.record_commit(gid, later()).await.unwrap();
+        }
+        let before = log.stats();
+        for gid in &gids {
+            log.record_done(gid).await.unwrap();
+        }
+        log.flush().await.unwrap();
+        let after = log.stats();
+        assert_eq!(
+            after.dones_written - before.dones_written,
+            gids.len() as u64
+        );
+        assert!(after.frames_written - before.frames_written >= 2);
+        assert!(log.pending_commits().unwrap().is_empty());
+        drop(log);
+        let log = DecisionLog::open(&log_path(&dir)).unwrap();
+        assert!(log.pending_commits().unwrap().is_empty());
     }
 
     #[tokio::test]
