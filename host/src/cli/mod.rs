@@ -35,8 +35,9 @@ enum Command {
     /// Show the world a script implements, its imports, whether this host can run it,
     /// and its size and compiled-cache state.
     Inspect(inspect::InspectArgs),
-    /// Measure throughput and latency of a script's transactions, optionally against its
-    /// native twin (--compare native) and plain single-phase commits (--compare plain).
+    /// Measure throughput, latency and CPU per transaction of a script's transactions,
+    /// optionally against its native twin (--compare native) and plain single-phase
+    /// commits (--compare plain).
     Bench(bench::BenchArgs),
     /// A guided tour on embedded SQLite: transfers that commit, abort, panic and fail,
     /// with balances after each step. Needs no set-up.
