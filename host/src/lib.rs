@@ -17,7 +17,8 @@
 //! - [`report`]: what a transaction ended as, for humans and `--json`;
 //! - [`gid`]: global transaction ids; [`value`]: SQL values; [`dialect`]: SQL dialects;
 //! - [`guest_build`]: builds a guest crate directory into a component;
-//! - [`bench`](mod@bench): the benchmark runner and the native twin of `examples/transfer`;
+//! - [`bench`](mod@bench): the benchmark runner, the native twin of `examples/transfer`, and
+//!   the CPU and memory readings it reports;
 //! - [`memo`]: a bounded memo for repeated statement parsing;
 //! - [`fault`]: test-only crash points.
 
