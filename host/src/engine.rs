@@ -36,7 +36,8 @@ impl ScriptEngine {
         // in place, up to `keep_resident`: nothing is unmapped (an `madvise` would also cost
         // a TLB shootdown across the runtime's threads) and nothing faults back in on the
         // next use. Without it the first `keep_resident` bytes are reset with `memset`
-        // whether used or not, so only a little is kept. Measured per transfer
+        // whether used or not, so only a little is kept. What stays resident is at most
+        // `keep_resident` per memory slot, of pages scripts touched. Measured per transfer
         // (benches/host_path.rs): 27.6 µs with 64 KiB and no scan, 16.9 µs with 4 MiB and
         // the scan; with no scan, 64 KiB beat 0, 128 KiB and 1 MiB (20.2 / 20.5 / 20.6 /
         // 27.9 µs for three statements).
