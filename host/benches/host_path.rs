@@ -10,6 +10,7 @@
 //! The participant here is a stand-in that answers every statement with "1 row": it
 //! measures wasmtx's own cost, never a database's.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -24,6 +25,7 @@ use wasmtx::limits::Limits;
 use wasmtx::participant::{
     ParticipantError, Resolution, StatementError, StatementTimeouts, XaBranch, XaParticipant,
 };
+use wasmtx::report::TxError;
 use wasmtx::script::Sandbox;
 use wasmtx::transaction::{Member, OpenBranch, OpenTransaction, Route};
 use wasmtx::value::{Column, ResultLimits, RowSet, Value};
@@ -115,6 +117,29 @@ fn evict_caches(buffer: &mut [u8]) {
         line[0] = line[0].wrapping_add(1);
     }
     std::hint::black_box(buffer);
+}
+
+/// Runs `transfer` on `iters` fresh transactions, each after evicting the caches, and
+/// returns the time the runs took (the evictions not counted).
+async fn timed_after_eviction<Fut>(
+    iters: u64,
+    evict: &RefCell<Vec<u8>>,
+    new_tx: impl Fn() -> OpenTransaction,
+    transfer: impl Fn(OpenTransaction) -> Fut,
+) -> Duration
+where
+    Fut: Future<Output = (OpenTransaction, Result<String, TxError>)>,
+{
+    let mut timed = Duration::ZERO;
+    for _ in 0..iters {
+        evict_caches(&mut evict.borrow_mut());
+        let tx = new_tx();
+        let started = Instant::now();
+        let (_tx, result) = transfer(tx).await;
+        timed += started.elapsed();
+        result.expect("the transfer succeeds");
+    }
+    timed
 }
 
 fn repo() -> PathBuf {
@@ -228,44 +253,24 @@ fn benchmarks(c: &mut Criterion) {
     // Between real transactions the databases run on the same cores and evict the host's
     // data and code from the caches: the same two, each started with cold caches (the
     // eviction itself is not timed).
-    let evict = std::cell::RefCell::new(vec![0u8; EVICT_BYTES]);
+    let evict = RefCell::new(vec![0u8; EVICT_BYTES]);
+    let new_tx = || {
+        open_transaction(&node, &participant, &["a", "b"], || {
+            Box::new(NoIo { waits: true })
+        })
+    };
     c.bench_function("transfer, caches cold", |b| {
         b.to_async(&runtime).iter_custom(|iters| {
-            let (evict, node, participant, sandbox, transfer) =
-                (&evict, &node, &participant, &sandbox, &transfer);
-            async move {
-                let mut timed = Duration::ZERO;
-                for _ in 0..iters {
-                    evict_caches(&mut evict.borrow_mut());
-                    let tx = open_transaction(node, participant, &["a", "b"], || {
-                        Box::new(NoIo { waits: true })
-                    });
-                    let started = Instant::now();
-                    let (_tx, result) = sandbox.run(transfer, tx, input).await;
-                    timed += started.elapsed();
-                    result.expect("the transfer succeeds");
-                }
-                timed
-            }
+            timed_after_eviction(iters, &evict, new_tx, |tx| {
+                sandbox.run(&transfer, tx, input)
+            })
         })
     });
     c.bench_function("transfer, native twin, caches cold", |b| {
         b.to_async(&runtime).iter_custom(|iters| {
-            let (evict, node, participant) = (&evict, &node, &participant);
-            async move {
-                let mut timed = Duration::ZERO;
-                for _ in 0..iters {
-                    evict_caches(&mut evict.borrow_mut());
-                    let tx = open_transaction(node, participant, &["a", "b"], || {
-                        Box::new(NoIo { waits: true })
-                    });
-                    let started = Instant::now();
-                    let (_tx, result) = NativeTransfer.prepare(tx, input).await;
-                    timed += started.elapsed();
-                    result.expect("the transfer succeeds");
-                }
-                timed
-            }
+            timed_after_eviction(iters, &evict, new_tx, |tx| {
+                NativeTransfer.prepare(tx, input)
+            })
         })
     });
 
