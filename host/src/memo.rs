@@ -7,6 +7,7 @@
 //! there it would map a fresh stack for every recursive call (measured: 220 µs instead of
 //! 30 µs per transaction), and without the guard deep nesting would overflow.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -30,17 +31,24 @@ impl<K: Eq + Hash, V: Clone> Memo<K, V> {
         }
     }
 
-    /// The remembered value for `key`, or `compute()` — run on tokio's blocking pool —
-    /// remembered.
-    pub async fn get_or_compute_blocking<F>(&self, key: K, compute: F) -> V
+    /// The remembered value for `key`, or `compute(key)` — run on tokio's blocking pool —
+    /// remembered. A hit borrows the key; only a miss copies it.
+    pub async fn get_or_compute_blocking<Q, F>(&self, key: &Q, compute: F) -> V
     where
-        F: FnOnce() -> V + Send + 'static,
+        K: Borrow<Q> + Send + 'static,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        F: FnOnce(&K) -> V + Send + 'static,
         V: Send + 'static,
     {
-        if let Some(value) = self.read().get(&key) {
+        if let Some(value) = self.read().get(key) {
             return value.clone();
         }
-        let value = run_blocking(compute).await;
+        let key = key.to_owned();
+        let (key, value) = run_blocking(move || {
+            let value = compute(&key);
+            (key, value)
+        })
+        .await;
         self.remember(key, value.clone());
         value
     }
@@ -80,14 +88,14 @@ mod tests {
         let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for key in [1, 1, 2, 1] {
             let calls = calls.clone();
-            memo.get_or_compute_blocking(key, move || {
+            memo.get_or_compute_blocking(&key, move |key| {
                 calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 key * 10
             })
             .await;
         }
         assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 2);
-        assert_eq!(memo.get_or_compute_blocking(3, || 30).await, 30);
+        assert_eq!(memo.get_or_compute_blocking(&3, |_| 30).await, 30);
         assert!(memo.read().len() <= 2);
     }
 }

@@ -88,13 +88,14 @@ pub async fn qualify_memoized(sql: &str, schema: &str) -> Result<String, Qualify
     static MEMO: std::sync::LazyLock<
         crate::memo::Memo<(String, String), Result<String, QualifyError>>,
     > = std::sync::LazyLock::new(|| crate::memo::Memo::new(4096));
-    let (owned_sql, owned_schema) = (sql.to_owned(), schema.to_owned());
-    let compute = move || qualify(&owned_sql, &owned_schema);
     if sql.len() > crate::memo::MAX_MEMO_TEXT {
-        return crate::memo::run_blocking(compute).await;
+        let (sql, schema) = (sql.to_owned(), schema.to_owned());
+        return crate::memo::run_blocking(move || qualify(&sql, &schema)).await;
     }
-    MEMO.get_or_compute_blocking((schema.to_owned(), sql.to_owned()), compute)
-        .await
+    MEMO.get_or_compute_blocking(&(schema.to_owned(), sql.to_owned()), |(schema, sql)| {
+        qualify(sql, schema)
+    })
+    .await
 }
 
 /// Rewrites `sql` so every table it names lives in `schema`. The text is spliced, not re-printed.

@@ -54,14 +54,20 @@ pub struct Refusal {
 /// [`check`] for a host call: remembered for repeated statement texts, and parsed off
 /// the script's fiber stack (see `crate::memo`).
 pub async fn check_memoized(dialect: Dialect, sql: &str) -> Result<Checked, Refusal> {
-    static MEMO: std::sync::LazyLock<
-        crate::memo::Memo<(Dialect, String), Result<Checked, Refusal>>,
-    > = std::sync::LazyLock::new(|| crate::memo::Memo::new(4096));
-    let owned = sql.to_owned();
+    type PolicyMemo = crate::memo::Memo<String, Result<Checked, Refusal>>;
+    // One memo per dialect, so a lookup borrows the statement text.
+    static MEMOS: std::sync::LazyLock<[PolicyMemo; 3]> =
+        std::sync::LazyLock::new(|| std::array::from_fn(|_| crate::memo::Memo::new(4096)));
     if sql.len() > crate::memo::MAX_MEMO_TEXT {
+        let owned = sql.to_owned();
         return crate::memo::run_blocking(move || check(dialect, &owned)).await;
     }
-    MEMO.get_or_compute_blocking((dialect, sql.to_owned()), move || check(dialect, &owned))
+    let memo = &MEMOS[match dialect {
+        Dialect::Postgres => 0,
+        Dialect::Mysql => 1,
+        Dialect::Sqlite => 2,
+    }];
+    memo.get_or_compute_blocking(sql, move |sql| check(dialect, sql))
         .await
 }
 
