@@ -508,6 +508,8 @@ fn bench_runs_every_variant_to_the_count_and_conserves_the_total() {
         assert!(v["host_cpu_us_per_tx"].as_f64().unwrap() > 0.0, "{v}");
         let busy = v["machine_busy_percent"].as_f64().unwrap();
         assert!((0.0..=100.0).contains(&busy), "{v}");
+        // Every statement is a round trip to a database process on this machine.
+        assert!(v["machine_switches_per_tx"].as_f64().unwrap() > 0.0, "{v}");
     }
     for ratio in [
         "wasm_vs_native",

@@ -129,6 +129,9 @@ pub struct VariantResult {
     pub machine_cpu_us_per_tx: Option<f64>,
     /// How busy the machine's cores were while the variant ran, in percent (Linux).
     pub machine_busy_percent: Option<f64>,
+    /// Context switches on the whole machine per transaction (this process and the
+    /// databases alike).
+    pub machine_switches_per_tx: Option<f64>,
 }
 
 /// Runs every variant in [`ROUNDS`] interleaved rounds with `concurrency` workers each.
@@ -209,6 +212,9 @@ pub async fn run(
                 machine_busy_percent: cpu
                     .filter(|c| !c.machine_total.is_zero())
                     .map(|c| 100.0 * c.machine_busy.as_secs_f64() / c.machine_total.as_secs_f64()),
+                machine_switches_per_tx: cpu
+                    .filter(|_| transactions > 0)
+                    .map(|c| c.machine_switches as f64 / transactions as f64),
             }
         })
         .collect()

@@ -13,16 +13,19 @@ pub struct CpuSample {
     pub machine_busy: Duration,
     /// Every core of the machine, idle or not.
     pub machine_total: Duration,
+    /// Context switches on the whole machine (`ctxt` in `/proc/stat`).
+    pub machine_switches: u64,
 }
 
 impl CpuSample {
     /// Now, or `None` where the kernel does not say (non-Linux).
     pub fn now() -> Option<Self> {
-        let (machine_busy, machine_total) = machine_times()?;
+        let machine = MachineStat::read()?;
         Some(CpuSample {
             process: process_time()?,
-            machine_busy,
-            machine_total,
+            machine_busy: machine.busy,
+            machine_total: machine.total,
+            machine_switches: machine.switches,
         })
     }
 
@@ -32,6 +35,9 @@ impl CpuSample {
             process: self.process.saturating_sub(earlier.process),
             machine_busy: self.machine_busy.saturating_sub(earlier.machine_busy),
             machine_total: self.machine_total.saturating_sub(earlier.machine_total),
+            machine_switches: self
+                .machine_switches
+                .saturating_sub(earlier.machine_switches),
         }
     }
 
@@ -39,6 +45,7 @@ impl CpuSample {
         self.process += other.process;
         self.machine_busy += other.machine_busy;
         self.machine_total += other.machine_total;
+        self.machine_switches += other.machine_switches;
     }
 }
 
@@ -60,29 +67,47 @@ fn process_time() -> Option<Duration> {
 
 /// (busy, total) CPU time of all cores since boot, from the `cpu` line of `/proc/stat`;
 /// idle and iowait count as not busy.
-fn machine_times() -> Option<(Duration, Duration)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    // user nice system idle iowait irq softirq steal (guest time is inside user/nice).
-    let ticks: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .take(8)
-        .map(|t| t.parse().ok())
-        .collect::<Option<_>>()?;
-    if ticks.len() < 8 {
-        return None;
-    }
-    let total: u64 = ticks.iter().sum();
-    let idle = ticks[3] + ticks[4];
-    // SAFETY: `sysconf` has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = u64::try_from(hz).ok().filter(|&hz| hz > 0)?;
-    let to_duration = |t: u64| Duration::from_micros(t * 1_000_000 / hz);
-    Some((to_duration(total - idle), to_duration(total)))
+/// The machine-wide counters of `/proc/stat`.
+struct MachineStat {
+    busy: Duration,
+    total: Duration,
+    switches: u64,
 }
 
-/// The resident set size of this process, in KiB (Linux), for memory-flatness checks.
+impl MachineStat {
+    fn read() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        // user nice system idle iowait irq softirq steal (guest time is inside user/nice).
+        let ticks: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(|t| t.parse().ok())
+            .collect::<Option<_>>()?;
+        if ticks.len() < 8 {
+            return None;
+        }
+        let switches = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("ctxt "))?
+            .trim()
+            .parse()
+            .ok()?;
+        let total: u64 = ticks.iter().sum();
+        let idle = ticks[3] + ticks[4];
+        // SAFETY: `sysconf` has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let hz = u64::try_from(hz).ok().filter(|&hz| hz > 0)?;
+        let to_duration = |t: u64| Duration::from_micros(t * 1_000_000 / hz);
+        Some(MachineStat {
+            busy: to_duration(total - idle),
+            total: to_duration(total),
+            switches,
+        })
+    }
+}
+
 pub fn resident_kib() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;

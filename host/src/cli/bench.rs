@@ -224,7 +224,7 @@ fn shown(value: Option<f64>, unit: &str) -> String {
 fn print_text(result: &serde_json::Value) {
     println!("concurrency {}", result["concurrency"]);
     println!(
-        "{:<8} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>12} {:>14} {:>6}",
+        "{:<8} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>12} {:>14} {:>6} {:>9}",
         "variant",
         "tx",
         "commits",
@@ -236,13 +236,14 @@ fn print_text(result: &serde_json::Value) {
         "p99 ms",
         "host µs/tx",
         "machine µs/tx",
-        "busy"
+        "busy",
+        "switches"
     );
     let variants: Vec<VariantResult> =
         serde_json::from_value(result["variants"].clone()).unwrap_or_default();
     for v in variants {
         println!(
-            "{:<8} {:>8} {:>8} {:>7} {:>7} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>12} {:>14} {:>6}",
+            "{:<8} {:>8} {:>8} {:>7} {:>7} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>12} {:>14} {:>6} {:>9}",
             v.name,
             v.transactions,
             v.commits,
@@ -254,7 +255,8 @@ fn print_text(result: &serde_json::Value) {
             v.p99_ms,
             shown(v.host_cpu_us_per_tx, ""),
             shown(v.machine_cpu_us_per_tx, ""),
-            shown(v.machine_busy_percent, "%")
+            shown(v.machine_busy_percent, "%"),
+            shown(v.machine_switches_per_tx, "")
         );
     }
     if let Some(r) = result["wasm_vs_native"].as_f64() {

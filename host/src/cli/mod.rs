@@ -38,6 +38,11 @@ enum Command {
     /// Measure throughput, latency and CPU per transaction of a script's transactions,
     /// optionally against its native twin (--compare native) and plain single-phase
     /// commits (--compare plain).
+    ///
+    /// Per variant: throughput, latency percentiles, and what each transaction cost:
+    /// `host µs/tx` is this process's CPU time, `machine µs/tx` the whole machine's (the
+    /// databases' too, when they run here), `busy` how busy the cores were, and
+    /// `switches` the machine's context switches per transaction.
     Bench(bench::BenchArgs),
     /// A guided tour on embedded SQLite: transfers that commit, abort, panic and fail,
     /// with balances after each step. Needs no set-up.
