@@ -4,7 +4,9 @@
 # between workers), the WASM script against its native twin and plain single-phase commits,
 # interleaved in one run.
 #   CONCURRENCY (16), TRANSACTIONS per variant (20000) and EXTRA (more `wasmtx bench`
-#   flags) can be set in the environment.
+#   flags) can be set in the environment. PIN=1 runs the diagnostic of BENCHMARKS.md: the
+#   database servers on the first core and wasmtx on the others, so that the host's CPU
+#   does not compete with theirs (restored when the run ends).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2 >/dev/null
@@ -23,7 +25,21 @@ mariadb -h 127.0.0.1 -u root -D mysql -e \
 
 cargo build --release --quiet
 export WASMTX_STATE_DIR=${WASMTX_STATE_DIR:-$(mktemp -d)}
-./target/release/wasmtx bench examples/transfer \
+pin=()
+if [ "${PIN:-0}" = 1 ]; then
+  last=$(($(nproc) - 1))
+  [ "$last" -ge 1 ] || { echo "PIN=1 needs two cores or more" >&2; exit 2; }
+  # Database processes, and through their parents the backends they start later.
+  pin_databases() {
+    for pid in $(pgrep -x postgres; pgrep -x mariadbd; pgrep -x mysqld); do
+      taskset -a -cp "$1" "$pid" >/dev/null || true  # it may have just exited
+    done
+  }
+  trap 'pin_databases 0-$last' EXIT
+  pin_databases 0
+  pin=(taskset -c "1-$last")
+fi
+"${pin[@]}" ./target/release/wasmtx bench examples/transfer \
   -p a=postgres://postgres@127.0.0.1:5432/wasmtx_bench \
   -p b=mysql://root@127.0.0.1:3306/wasmtx_bench \
   --concurrency "$concurrency" --transactions "$transactions" \
