@@ -65,12 +65,12 @@ fn process_time() -> Option<Duration> {
     ))
 }
 
-/// (busy, total) CPU time of all cores since boot, from the `cpu` line of `/proc/stat`;
-/// idle and iowait count as not busy.
-/// The machine-wide counters of `/proc/stat`.
+/// The machine-wide counters of `/proc/stat`, since boot.
 struct MachineStat {
+    /// CPU time of all cores from the `cpu` line; idle and iowait count as not busy.
     busy: Duration,
     total: Duration,
+    /// Context switches (`ctxt`).
     switches: u64,
 }
 
@@ -108,6 +108,7 @@ impl MachineStat {
     }
 }
 
+/// The resident set size of this process, in KiB (Linux), for memory-flatness checks.
 pub fn resident_kib() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
