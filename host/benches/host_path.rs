@@ -2,8 +2,11 @@
 //!
 //! - `transaction`: instantiate a script from its `InstancePre`, run it — three `execute`
 //!   calls against a participant that does no I/O — and drop the instance;
-//! - `transfer, every statement waits once`: the same, with each statement yielding to the
-//!   runtime first, as real I/O does — the cost of suspending and resuming the fiber;
+//! - `transfer`: the same for `examples/transfer`; `transfer, every statement waits once`
+//!   with each statement yielding to the runtime first, as real I/O does — the cost of
+//!   suspending and resuming the fiber;
+//! - `transfer, native twin, …`: the same statements from `wasmtx bench`'s native closure,
+//!   the baseline the sandbox's cost is read against; both again with cold caches;
 //! - `transfer x16 concurrent`: sixteen of those at once, cycling through the pool's slots;
 //! - `cache_load`: load a compiled component from the on-disk cache.
 //!
@@ -146,12 +149,13 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// An open transaction over `names`, each a no-I/O participant.
+/// An open transaction over `names`, each a no-I/O participant whose statements wait once
+/// if `waits`.
 fn open_transaction(
     node: &NodeId,
     participant: &Arc<dyn XaParticipant>,
     names: &[&str],
-    branch: fn() -> Box<dyn XaBranch>,
+    waits: bool,
 ) -> OpenTransaction {
     let limits = Limits::default();
     let gid = Gid::new(node, SystemTime::now() + limits.timeout());
@@ -175,7 +179,7 @@ fn open_transaction(
             member: i,
             id: gid.branch(i as u32),
             participant: participant.clone(),
-            branch: branch(),
+            branch: Box::new(NoIo { waits }),
         });
     }
     tx
@@ -201,9 +205,7 @@ fn benchmarks(c: &mut Criterion) {
 
     c.bench_function("transaction: instantiate + 3 execute + drop", |b| {
         b.to_async(&runtime).iter(|| async {
-            let tx = open_transaction(&node, &participant, &["noio"], || {
-                Box::new(NoIo { waits: false })
-            });
+            let tx = open_transaction(&node, &participant, &["noio"], false);
             let (_tx, result) = sandbox.run(&script, tx, "").await;
             result.expect("the benchmark script succeeds");
         })
@@ -221,18 +223,14 @@ fn benchmarks(c: &mut Criterion) {
     let input = r#"{"from":{"participant":"a","account":"alice"},"to":{"participant":"b","account":"bob"},"amount":1}"#;
     c.bench_function("transfer: instantiate + examples/transfer + drop", |b| {
         b.to_async(&runtime).iter(|| async {
-            let tx = open_transaction(&node, &participant, &["a", "b"], || {
-                Box::new(NoIo { waits: false })
-            });
+            let tx = open_transaction(&node, &participant, &["a", "b"], false);
             let (_tx, result) = sandbox.run(&transfer, tx, input).await;
             result.expect("the transfer succeeds");
         })
     });
     c.bench_function("transfer, every statement waits once", |b| {
         b.to_async(&runtime).iter(|| async {
-            let tx = open_transaction(&node, &participant, &["a", "b"], || {
-                Box::new(NoIo { waits: true })
-            });
+            let tx = open_transaction(&node, &participant, &["a", "b"], true);
             let (_tx, result) = sandbox.run(&transfer, tx, input).await;
             result.expect("the transfer succeeds");
         })
@@ -242,9 +240,7 @@ fn benchmarks(c: &mut Criterion) {
     // the difference to the line above is what the sandbox costs.
     c.bench_function("transfer, native twin, every statement waits once", |b| {
         b.to_async(&runtime).iter(|| async {
-            let tx = open_transaction(&node, &participant, &["a", "b"], || {
-                Box::new(NoIo { waits: true })
-            });
+            let tx = open_transaction(&node, &participant, &["a", "b"], true);
             let (_tx, result) = NativeTransfer.prepare(tx, input).await;
             result.expect("the transfer succeeds");
         })
@@ -254,11 +250,7 @@ fn benchmarks(c: &mut Criterion) {
     // data and code from the caches: the same two, each started with cold caches (the
     // eviction itself is not timed).
     let evict = RefCell::new(vec![0u8; EVICT_BYTES]);
-    let new_tx = || {
-        open_transaction(&node, &participant, &["a", "b"], || {
-            Box::new(NoIo { waits: true })
-        })
-    };
+    let new_tx = || open_transaction(&node, &participant, &["a", "b"], true);
     c.bench_function("transfer, caches cold", |b| {
         b.to_async(&runtime).iter_custom(|iters| {
             timed_after_eviction(iters, &evict, new_tx, |tx| {
@@ -283,9 +275,7 @@ fn benchmarks(c: &mut Criterion) {
     c.bench_function("transfer x16 concurrent (time per batch of 16)", |b| {
         b.to_async(&runtime).iter(|| async {
             let runs = (0..16).map(|_| {
-                let tx = open_transaction(&node, &participant, &["a", "b"], || {
-                    Box::new(NoIo { waits: true })
-                });
+                let tx = open_transaction(&node, &participant, &["a", "b"], true);
                 sandbox16.run(&transfer16, tx, input)
             });
             for (_tx, result) in futures::future::join_all(runs).await {
