@@ -968,6 +968,10 @@ fn run_writer(shared: &Shared, requests: &mpsc::Receiver<Request>) {
             }
         }
         let waiting = shared.lock_dones().len();
+        if waiting == 0 {
+            // The wake-up was for DONEs an earlier batch already took.
+            dones_due = None;
+        }
         let dones_overdue =
             waiting >= MAX_BATCH || dones_due.is_some_and(|due| Instant::now() >= due);
         let write = dones_overdue || closed || !flushes.is_empty() || !commits.is_empty();
