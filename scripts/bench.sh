@@ -4,9 +4,9 @@
 # between workers), the WASM script against its native twin and plain single-phase commits,
 # interleaved in one run.
 #   CONCURRENCY (16), TRANSACTIONS per variant (20000) and EXTRA (more `wasmtx bench`
-#   flags) can be set in the environment. PIN=1 runs the diagnostic of BENCHMARKS.md: the
-#   database servers on the first core and wasmtx on the others, so that the host's CPU
-#   does not compete with theirs (restored when the run ends).
+#   flags) can be set in the environment. PIN=1 runs the "separate cores" layout of
+#   BENCHMARKS.md: the database servers on the first core and wasmtx on the others, so
+#   that the host's CPU does not compete with theirs (restored when the run ends).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rustup target add wasm32-wasip2 >/dev/null
