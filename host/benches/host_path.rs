@@ -26,7 +26,7 @@ use wasmtx::dialect::Dialect;
 use wasmtx::gid::{BranchId, Gid, NodeId};
 use wasmtx::limits::Limits;
 use wasmtx::participant::{
-    ParticipantError, Resolution, StatementError, StatementTimeouts, XaBranch, XaParticipant,
+    ParticipantError, Resolution, StatementError, StatementTimeouts, ServerBranch, ServerParticipant,
 };
 use wasmtx::report::TxError;
 use wasmtx::script::Sandbox;
@@ -49,7 +49,7 @@ impl NoIo {
 }
 
 #[async_trait]
-impl XaBranch for NoIo {
+impl ServerBranch for NoIo {
     async fn execute(&mut self, _sql: &str, _params: &[Value]) -> Result<u64, StatementError> {
         self.maybe_wait().await;
         Ok(1)
@@ -85,7 +85,7 @@ impl XaBranch for NoIo {
 }
 
 #[async_trait]
-impl XaParticipant for NoIo {
+impl ServerParticipant for NoIo {
     fn name(&self) -> &str {
         "noio"
     }
@@ -96,7 +96,7 @@ impl XaParticipant for NoIo {
         &self,
         _b: &BranchId,
         _t: StatementTimeouts,
-    ) -> Result<Box<dyn XaBranch>, ParticipantError> {
+    ) -> Result<Box<dyn ServerBranch>, ParticipantError> {
         Ok(Box::new(NoIo { waits: false }))
     }
     async fn prepared_branches(&self, _prefix: &str) -> Result<Vec<BranchId>, ParticipantError> {
@@ -153,7 +153,7 @@ fn repo() -> PathBuf {
 /// if `waits`.
 fn open_transaction(
     node: &NodeId,
-    participant: &Arc<dyn XaParticipant>,
+    participant: &Arc<dyn ServerParticipant>,
     names: &[&str],
     waits: bool,
 ) -> OpenTransaction {
@@ -201,7 +201,7 @@ fn benchmarks(c: &mut Criterion) {
         .build()
         .unwrap();
     let node = NodeId::new("bench").unwrap();
-    let participant: Arc<dyn XaParticipant> = Arc::new(NoIo { waits: false });
+    let participant: Arc<dyn ServerParticipant> = Arc::new(NoIo { waits: false });
 
     c.bench_function("transaction: instantiate + 3 execute + drop", |b| {
         b.to_async(&runtime).iter(|| async {

@@ -24,7 +24,7 @@ use crate::decision_log::DecisionLog;
 use crate::gid::Gid;
 use crate::participant::sqlite::{SqliteGroup, SqliteMember};
 use crate::participant::{
-    Location, ParticipantError, Resolution, StatementTimeouts, XaParticipant,
+    Location, ParticipantError, Resolution, StatementTimeouts, ServerParticipant,
 };
 use crate::participant::{mysql::MysqlParticipant, postgres::PostgresParticipant};
 use crate::report::{BranchOutcome, ErrorKind, Outcome, ParticipantReport, TxError, TxReport};
@@ -69,7 +69,7 @@ impl PrepareLogic for ScriptLogic {
 pub struct Coordinator {
     config: Config,
     /// One entry per configured participant: the pool for PostgreSQL/MySQL, `None` for SQLite.
-    xa: Vec<Option<Arc<dyn XaParticipant>>>,
+    xa: Vec<Option<Arc<dyn ServerParticipant>>>,
     decision_log: Option<DecisionLog>,
 }
 
@@ -78,7 +78,7 @@ impl Coordinator {
     /// decision log is opened when a transaction can need it (two or more resources, at
     /// least one of them an XA participant without an SQLite group).
     pub async fn connect(config: Config, max_connections: u32) -> Result<Self, ParticipantError> {
-        let mut xa: Vec<Option<Arc<dyn XaParticipant>>> =
+        let mut xa: Vec<Option<Arc<dyn ServerParticipant>>> =
             Vec::with_capacity(config.participants.len());
         for spec in &config.participants {
             xa.push(match &spec.location {
@@ -133,7 +133,7 @@ impl Coordinator {
     }
 
     /// The server participants, by configuration index.
-    pub fn xa_participants(&self) -> impl Iterator<Item = &Arc<dyn XaParticipant>> {
+    pub fn xa_participants(&self) -> impl Iterator<Item = &Arc<dyn ServerParticipant>> {
         self.xa.iter().flatten()
     }
 

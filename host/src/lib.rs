@@ -27,6 +27,7 @@ pub mod cache;
 pub mod config;
 pub mod coordinator;
 pub mod decision_log;
+pub mod decision_store;
 pub mod dialect;
 pub mod engine;
 pub mod fault;

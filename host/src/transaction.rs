@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::dialect::Dialect;
 use crate::gid::{BranchId, Gid};
 use crate::participant::sqlite::SqliteGroup;
-use crate::participant::{StatementError, XaBranch, XaParticipant};
+use crate::participant::{StatementError, ServerBranch, ServerParticipant};
 use crate::report::{ErrorKind, TxError};
 use crate::value::{ResultLimits, RowSet, Value};
 
@@ -35,8 +35,8 @@ pub struct Member {
 pub struct OpenBranch {
     pub member: usize,
     pub id: BranchId,
-    pub participant: Arc<dyn XaParticipant>,
-    pub branch: Box<dyn XaBranch>,
+    pub participant: Arc<dyn ServerParticipant>,
+    pub branch: Box<dyn ServerBranch>,
 }
 
 /// An open global transaction.

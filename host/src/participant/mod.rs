@@ -1,7 +1,7 @@
 //! Participants: the databases a global transaction spans.
 //!
 //! A participant is named in configuration (`NAME=URL`). PostgreSQL and MySQL/MariaDB
-//! participants take part in two-phase commit through the [`XaParticipant`] / [`XaBranch`]
+//! participants take part in two-phase commit through the [`ServerParticipant`] / [`ServerBranch`]
 //! traits (one file per server: `postgres.rs`, `mysql.rs`). SQLite participants of one
 //! transaction share one connection with every file attached ([`sqlite::SqliteGroup`]), so
 //! one COMMIT is atomic across them. Database differences live in these files; the
@@ -116,7 +116,7 @@ pub struct StatementTimeouts {
 /// A PostgreSQL or MySQL/MariaDB participant: shared by every transaction of the host
 /// (it holds the connection pool), it opens branches and resolves prepared ones.
 #[async_trait]
-pub trait XaParticipant: Send + Sync {
+pub trait ServerParticipant: Send + Sync {
     fn name(&self) -> &str;
     fn dialect(&self) -> Dialect;
 
@@ -125,7 +125,7 @@ pub trait XaParticipant: Send + Sync {
         &self,
         branch: &BranchId,
         timeouts: StatementTimeouts,
-    ) -> Result<Box<dyn XaBranch>, ParticipantError>;
+    ) -> Result<Box<dyn ServerBranch>, ParticipantError>;
 
     /// Prepared branches whose id starts with `gid_prefix` (recovery's scan).
     async fn prepared_branches(&self, gid_prefix: &str) -> Result<Vec<BranchId>, ParticipantError>;
@@ -140,7 +140,7 @@ pub trait XaParticipant: Send + Sync {
 /// One open branch of a global transaction on a PostgreSQL or MySQL participant; owns its
 /// connection until the branch is resolved.
 #[async_trait]
-pub trait XaBranch: Send {
+pub trait ServerBranch: Send {
     /// Runs one statement and returns the rows it affected.
     async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StatementError>;
 

@@ -6,7 +6,7 @@
 //! - After `XA PREPARE` a MariaDB session keeps the xid: other sessions get `XAER_NOTA` for it
 //!   until that session ends. So a branch does phase 2 on its own connection; when that fails
 //!   it closes the connection (releasing the xid) and the coordinator retries through
-//!   [`XaParticipant::commit_prepared`], which opens a fresh connection outside the pool.
+//!   [`ServerParticipant::commit_prepared`], which opens a fresh connection outside the pool.
 //!   There, `XAER_NOTA` counts as "already resolved" only if `XA RECOVER` no longer lists the
 //!   xid; a listed one is still held by a live session and the request fails, to be retried.
 //! - A connection goes back to the pool only after a successful `XA COMMIT` / `XA ROLLBACK`;
@@ -52,8 +52,8 @@ use super::xa_common::{
     is_connection_error, millis_at_least_one, scrub, statement_error, unsupported_column,
 };
 use super::{
-    DbError, ParticipantError, Resolution, StatementError, StatementTimeouts, XaBranch,
-    XaParticipant,
+    DbError, ParticipantError, Resolution, StatementError, StatementTimeouts, ServerBranch,
+    ServerParticipant,
 };
 use crate::dialect::Dialect;
 use crate::gid::{BranchId, Gid};
@@ -276,7 +276,7 @@ async fn list_prepared(conn: &mut MySqlConnection) -> Result<Vec<(String, String
 }
 
 #[async_trait]
-impl XaParticipant for MysqlParticipant {
+impl ServerParticipant for MysqlParticipant {
     fn name(&self) -> &str {
         &self.resolver.name
     }
@@ -289,7 +289,7 @@ impl XaParticipant for MysqlParticipant {
         &self,
         branch: &BranchId,
         timeouts: StatementTimeouts,
-    ) -> Result<Box<dyn XaBranch>, ParticipantError> {
+    ) -> Result<Box<dyn ServerBranch>, ParticipantError> {
         let lock_seconds = millis_at_least_one(timeouts.lock).div_ceil(1000);
         let statement_ms = millis_at_least_one(timeouts.statement);
         let statement_limit = match self.flavour {
@@ -505,7 +505,7 @@ impl MysqlBranch {
     }
 
     /// `XA COMMIT` / `XA ROLLBACK` of the prepared branch on its own connection. On failure the
-    /// connection is closed, releasing the xid for [`XaParticipant::commit_prepared`]; once it
+    /// connection is closed, releasing the xid for [`ServerParticipant::commit_prepared`]; once it
     /// is closed, the branch too finishes through the [`Resolver`].
     async fn finish_prepared(
         &mut self,
@@ -541,7 +541,7 @@ impl MysqlBranch {
 }
 
 #[async_trait]
-impl XaBranch for MysqlBranch {
+impl ServerBranch for MysqlBranch {
     async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StatementError> {
         let args = bind_all(params)?;
         let statement = self.statement(sql, params).await?;

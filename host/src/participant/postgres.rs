@@ -44,7 +44,7 @@ use super::xa_common::{
     is_connection_error, millis_at_least_one, scrub, statement_error, unsupported_column,
 };
 use super::{
-    ParticipantError, Resolution, StatementError, StatementTimeouts, XaBranch, XaParticipant,
+    ParticipantError, Resolution, StatementError, StatementTimeouts, ServerBranch, ServerParticipant,
 };
 use crate::dialect::Dialect;
 use crate::gid::BranchId;
@@ -161,7 +161,7 @@ async fn finish_prepared_on(
 }
 
 #[async_trait]
-impl XaParticipant for PostgresParticipant {
+impl ServerParticipant for PostgresParticipant {
     fn name(&self) -> &str {
         &self.name
     }
@@ -174,7 +174,7 @@ impl XaParticipant for PostgresParticipant {
         &self,
         branch: &BranchId,
         timeouts: StatementTimeouts,
-    ) -> Result<Box<dyn XaBranch>, ParticipantError> {
+    ) -> Result<Box<dyn ServerBranch>, ParticipantError> {
         let begin = format!(
             "BEGIN; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}",
             millis_at_least_one(timeouts.statement),
@@ -363,7 +363,7 @@ impl PostgresBranch {
 }
 
 #[async_trait]
-impl XaBranch for PostgresBranch {
+impl ServerBranch for PostgresBranch {
     async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StatementError> {
         let (sql, args, _) = bind_all(sql, params)?;
         let conn = self.active_conn()?;
