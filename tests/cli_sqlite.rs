@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Sandbox, accounts_db, balance, create_sqlite, guest, sqlite, transfer_input};
+use common::{TestDir, accounts_db, balance, create_sqlite, guest, sqlite, transfer_input};
 
 const USER_TABLE: &str = "CREATE TABLE user (id INTEGER PRIMARY KEY AUTOINCREMENT, username VARCHAR(255) NOT NULL UNIQUE, \
      password VARCHAR(255) NOT NULL, created_at TIMESTAMP NULL, updated_at TIMESTAMP NULL);";
@@ -23,7 +23,7 @@ fn usernames(path: &Path) -> Vec<String> {
 
 #[test]
 fn insert_user_commits_to_every_file_and_a_clash_changes_nothing() {
-    let sb = Sandbox::new();
+    let sb = TestDir::new();
     let (a, b) = (sb.path("A.db"), sb.path("B.db"));
     create_sqlite(&a, USER_TABLE);
     create_sqlite(&b, USER_TABLE);
@@ -71,7 +71,7 @@ fn insert_user_commits_to_every_file_and_a_clash_changes_nothing() {
 
 #[test]
 fn transfer_commits_and_insufficient_funds_aborts_with_nothing_changed() {
-    let sb = Sandbox::new();
+    let sb = TestDir::new();
     let (a, b) = (sb.path("a.db"), sb.path("b.db"));
     accounts_db(&a, &[("alice", 100)]);
     accounts_db(&b, &[("bob", 50)]);
@@ -113,7 +113,7 @@ fn transfer_commits_and_insufficient_funds_aborts_with_nothing_changed() {
 
 #[test]
 fn a_panic_and_an_ignored_database_error_both_roll_back_everything() {
-    let sb = Sandbox::new();
+    let sb = TestDir::new();
     let (a, b) = (sb.path("a.db"), sb.path("b.db"));
     accounts_db(&a, &[("alice", 100)]);
     accounts_db(&b, &[("bob", 100)]);
@@ -153,7 +153,7 @@ fn a_panic_and_an_ignored_database_error_both_roll_back_everything() {
 
 #[test]
 fn a_guest_crate_directory_is_built_and_run() {
-    let sb = Sandbox::new();
+    let sb = TestDir::new();
     let (a, b) = (sb.path("a.db"), sb.path("b.db"));
     accounts_db(&a, &[("alice", 10)]);
     accounts_db(&b, &[("bob", 0)]);
@@ -185,7 +185,7 @@ fn a_guest_crate_directory_is_built_and_run() {
 /// Every kind of bad input: exit 2, a message saying what is wrong, no file changed.
 #[test]
 fn bad_input_is_refused_with_exit_2_and_nothing_written() {
-    let sb = Sandbox::new();
+    let sb = TestDir::new();
     let (a, b) = (sb.path("a.db"), sb.path("b.db"));
     accounts_db(&a, &[("alice", 100)]);
     accounts_db(&b, &[("bob", 100)]);
@@ -306,7 +306,7 @@ fn bad_input_is_refused_with_exit_2_and_nothing_written() {
 
 #[test]
 fn inspect_describes_a_script_and_its_cache_state() {
-    let sb = Sandbox::new();
+    let sb = TestDir::new();
     let script = guest("examples/transfer");
     let cache = sb.path("cache");
     let inspect = || {
@@ -360,7 +360,7 @@ fn inspect_describes_a_script_and_its_cache_state() {
 
 #[test]
 fn the_demo_runs_on_a_fresh_directory_and_conserves_the_total() {
-    let sb = Sandbox::new();
+    let sb = TestDir::new();
     guest("examples/transfer");
     guest("examples/faulty");
     let out = sb

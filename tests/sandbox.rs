@@ -3,7 +3,7 @@
 //! real `wasmtx` binary against two SQLite participants. Every attack must end aborted with
 //! exit status 1 and a typed, readable error, leave every byte of every database as it was,
 //! and a normal transfer right after it must commit. One more test runs attacks and
-//! transfers through one in-process host (one `Sandbox`, one `Coordinator`) to show that the
+//! transfers through one in-process host (one `Host`) to show that the
 //! host keeps serving.
 //!
 //! Cases run on a [`Bank`], so the PostgreSQL and MariaDB participants can run the shared
@@ -13,13 +13,11 @@ mod common;
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use wasmtx::config::Config;
-use wasmtx::coordinator::{Coordinator, ScriptLogic};
-use wasmtx::script::{Sandbox, Script};
+use wasmtx::{Host, HostOptions, ScriptLogic};
 
 use common::{
     RUN_LIMIT, accounts_db, balance, guest, server_accounts, server_balance, server_sql, sqlite,
@@ -48,7 +46,7 @@ const TRANSACTION_CONTROL: &str = "transaction control belongs to the host";
 /// Two participants, `a` and `b`, each with the transfer example's `accounts` table holding
 /// alice = 100 and bob = 100. Cases and the transfers after them run against it.
 struct Bank {
-    sb: common::Sandbox,
+    sb: common::TestDir,
     /// `-p` arguments for `wasmtx run`.
     participants: Vec<String>,
     databases: Databases,
@@ -63,7 +61,7 @@ enum Databases {
 
 impl Bank {
     fn sqlite() -> Bank {
-        let sb = common::Sandbox::new();
+        let sb = common::TestDir::new();
         let files = [sb.path("a.db"), sb.path("b.db")];
         for file in &files {
             accounts_db(file, &[("alice", 100), ("bob", 100)]);
@@ -86,7 +84,7 @@ impl Bank {
             server_accounts(url, &[("alice", 100), ("bob", 100)]);
         }
         Bank {
-            sb: common::Sandbox::new(),
+            sb: common::TestDir::new(),
             participants: vec![format!("a={a}"), format!("b={b}")],
             databases: Databases::Servers([a.to_owned(), b.to_owned()]),
         }
@@ -755,9 +753,9 @@ fn wasi_grants_no_authority() {
 
 // ── one host, many attacks ──────────────────────────────────────────────────────────────
 
-/// The library in-process, as a long-running host uses it: one `Sandbox` and one
-/// `Coordinator` (configured like `--timeout 2 --max-statements 100`) serve a series of
-/// attacks, each followed by a transfer that must commit.
+/// The library in-process, as a long-running host uses it: one `Host` (configured like
+/// `--timeout 2 --max-statements 100`) serves a series of attacks, each followed by a
+/// transfer that must commit.
 #[test]
 fn one_host_survives_every_attack_and_keeps_serving() {
     let bank = Bank::sqlite();
@@ -767,20 +765,15 @@ fn one_host_survives_every_attack_and_keeps_serving() {
     config.limits.timeout_secs = 2.0;
     config.limits.max_statements = 100;
     config.apply_participant_args(&bank.participants).unwrap();
-    let sandbox = Arc::new(Sandbox::new(&config.limits, 1, config.cache_dir.clone()).unwrap());
-    let hostile = Arc::new(sandbox.load(&guest(HOSTILE)).unwrap());
-    let transfer = Arc::new(sandbox.load(&guest("examples/transfer")).unwrap());
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let coordinator = runtime.block_on(Coordinator::connect(config, 1)).unwrap();
-    let run = |script: &Arc<Script>, input: &str| {
-        let logic = ScriptLogic {
-            sandbox: sandbox.clone(),
-            script: script.clone(),
-        };
+    let host = runtime
+        .block_on(Host::open(config, HostOptions::default()))
+        .unwrap();
+    let hostile = host.load_script(&guest(HOSTILE)).unwrap();
+    let transfer = host.load_script(&guest("examples/transfer")).unwrap();
+    let run = |script: &ScriptLogic, input: &str| {
         let report = runtime
-            .block_on(async {
-                tokio::time::timeout(RUN_LIMIT, coordinator.run(&logic, input)).await
-            })
+            .block_on(async { tokio::time::timeout(RUN_LIMIT, host.run(script, input)).await })
             .unwrap_or_else(|_| panic!("the host did not answer within {RUN_LIMIT:?}"));
         serde_json::to_value(&report).unwrap()
     };

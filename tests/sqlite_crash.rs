@@ -6,7 +6,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Sandbox, create_sqlite, guest, sqlite};
+use common::{TestDir, create_sqlite, guest, sqlite};
 
 const USER_TABLE: &str = "CREATE TABLE user (id INTEGER PRIMARY KEY AUTOINCREMENT, username VARCHAR(255) NOT NULL UNIQUE, \
      password VARCHAR(255) NOT NULL, created_at TIMESTAMP NULL, updated_at TIMESTAMP NULL);";
@@ -27,7 +27,7 @@ impl Random {
 
 #[test]
 fn sigkill_during_a_three_file_commit_never_tears_it() {
-    let sb = Sandbox::new();
+    let sb = TestDir::new();
     let files: Vec<_> = ["a", "b", "c"]
         .iter()
         .map(|n| sb.path(&format!("{n}.db")))

@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::{
-    Sandbox, create_sqlite, guest, mysql_db, postgres_db, prepared_branches, server_accounts,
+    TestDir, create_sqlite, guest, mysql_db, postgres_db, prepared_branches, server_accounts,
     server_balance, server_sql, sqlite, transfer_input,
 };
 
@@ -41,7 +41,7 @@ fn server_usernames(url: &str) -> Vec<String> {
 }
 
 /// `wasmtx` with a node id of its own, so parallel tests never see each other's branches.
-fn wasmtx(sb: &Sandbox, node: &str) -> Command {
+fn wasmtx(sb: &TestDir, node: &str) -> Command {
     let mut command = sb.wasmtx();
     command.env("WASMTX_NODE", node);
     command
@@ -60,7 +60,7 @@ fn run_json(mut command: Command) -> (Output, serde_json::Value) {
 }
 
 fn run_command(
-    sb: &Sandbox,
+    sb: &TestDir,
     node: &str,
     script: &Path,
     participants: &[&str],
@@ -78,7 +78,7 @@ fn run_command(
     command
 }
 
-fn recover(sb: &Sandbox, node: &str, participants: &[&str]) -> (Output, serde_json::Value) {
+fn recover(sb: &TestDir, node: &str, participants: &[&str]) -> (Output, serde_json::Value) {
     let mut command = wasmtx(sb, node);
     command.args(["recover", "--json"]);
     for p in participants {
@@ -102,7 +102,7 @@ fn insert_user_on_mariadb_test1_and_test2_is_all_or_nothing() {
         server_sql(url, "DROP TABLE IF EXISTS `user`");
         create_user_table(url);
     }
-    let sb = Sandbox::new();
+    let sb = TestDir::new();
     let script = guest("examples/insert-user");
     let participants = [&format!("a={t1}")[..], &format!("b={t2}")[..]];
 
@@ -151,7 +151,7 @@ fn one_transaction_spans_postgres_mariadb_and_sqlite() {
     };
     create_user_table(&pg);
     create_user_table(&my);
-    let sb = Sandbox::new();
+    let sb = TestDir::new();
     let lite = sb.path("c.db");
     create_sqlite(
         &lite,
@@ -201,7 +201,7 @@ fn transfer_between_postgres_and_mariadb_commits_or_changes_nothing() {
     };
     server_accounts(&pg, &[("alice", 100)]);
     server_accounts(&my, &[("bob", 100)]);
-    let sb = Sandbox::new();
+    let sb = TestDir::new();
     let script = guest("examples/transfer");
     let participants = [&format!("a={pg}")[..], &format!("b={my}")[..]];
 
@@ -240,7 +240,7 @@ fn an_unreachable_participant_at_begin_prepares_nothing_and_is_named() {
         return;
     };
     server_accounts(&pg, &[("alice", 100)]);
-    let sb = Sandbox::new();
+    let sb = TestDir::new();
     let script = guest("examples/transfer");
     let participants = [&format!("a={pg}")[..], "b=mysql://root@127.0.0.1:1/nowhere"];
     let (out, json) = run_json(run_command(
@@ -280,7 +280,7 @@ fn a_connection_killed_between_prepare_and_commit_still_commits() {
     };
     server_accounts(&pg, &[("alice", 100)]);
     server_accounts(&my, &[("bob", 100)]);
-    let sb = Sandbox::new();
+    let sb = TestDir::new();
     let script = guest("examples/transfer");
     let participants = [&format!("a={pg}")[..], &format!("b={my}")[..]];
     let mut command = run_command(
@@ -356,7 +356,7 @@ fn a_crash_at_every_protocol_step_is_resolved_by_recover() {
         server_accounts(my, &[("bob", 100)]);
     };
     for_each_crash_point("crash", setup, |node, point, applied, pg, my| {
-        let sb = Sandbox::new();
+        let sb = TestDir::new();
         let participants = [&format!("a={pg}")[..], &format!("b={my}")[..]];
         let input = transfer_input(("a", "alice"), ("b", "bob"), 30);
         let report = crash_then_recover(&sb, node, point, &script, &participants, &input);
@@ -377,7 +377,7 @@ fn a_crash_with_sqlite_as_the_last_resource_is_resolved_by_recover() {
         create_user_table(my);
     };
     for_each_crash_point("lr", setup, |node, point, applied, pg, my| {
-        let sb = Sandbox::new();
+        let sb = TestDir::new();
         let lite = sb.path("c.db");
         create_sqlite(
             &lite,
@@ -442,7 +442,7 @@ fn for_each_crash_point(
 /// deadline has passed, runs `wasmtx recover`, and checks that it succeeded and left no
 /// prepared branch of `node`. Returns recovery's report.
 fn crash_then_recover(
-    sb: &Sandbox,
+    sb: &TestDir,
     node: &str,
     point: &str,
     script: &Path,
@@ -478,7 +478,7 @@ fn bench_runs_every_variant_to_the_count_and_conserves_the_total() {
     };
     server_accounts(&pg, &[("alice", 1_000_000)]);
     server_accounts(&my, &[("bob", 1_000_000)]);
-    let sb = Sandbox::new();
+    let sb = TestDir::new();
     let mut command = wasmtx(&sb, "benchcmd");
     command
         .arg("bench")
@@ -532,7 +532,7 @@ fn sigkill_during_a_stream_of_transfers_then_recover_conserves_the_total() {
     };
     server_accounts(&pg, &[("alice", 1_000_000)]);
     server_accounts(&my, &[("bob", 1_000_000)]);
-    let sb = Sandbox::new();
+    let sb = TestDir::new();
     let script = guest("examples/transfer");
     let participants = [&format!("a={pg}")[..], &format!("b={my}")[..]];
 

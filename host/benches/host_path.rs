@@ -20,18 +20,23 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
-use wasmtx::bench::native::NativeTransfer;
 use wasmtx::coordinator::PrepareLogic;
 use wasmtx::dialect::Dialect;
 use wasmtx::gid::{BranchId, Gid, NodeId};
 use wasmtx::limits::Limits;
 use wasmtx::participant::{
-    ParticipantError, Resolution, StatementError, StatementTimeouts, ServerBranch, ServerParticipant,
+    ParticipantError, Resolution, ServerBranch, ServerParticipant, StatementError,
+    StatementTimeouts,
 };
 use wasmtx::report::TxError;
 use wasmtx::script::Sandbox;
-use wasmtx::transaction::{Member, OpenBranch, OpenTransaction, Route};
+use wasmtx::transaction::OpenTransaction;
 use wasmtx::value::{Column, ResultLimits, RowSet, Value};
+
+#[path = "../src/cli/bench/native.rs"]
+#[allow(dead_code)]
+mod native;
+use native::NativeTransfer;
 
 /// A participant that does no I/O. With `waits`, every statement first yields to the
 /// runtime once, as a statement waiting on a real database would, so the script's fiber is
@@ -84,10 +89,15 @@ impl ServerBranch for NoIo {
     }
 }
 
+/// The participant whose branches are [`NoIo`]s.
+struct NoIoParticipant {
+    name: &'static str,
+}
+
 #[async_trait]
-impl ServerParticipant for NoIo {
+impl ServerParticipant for NoIoParticipant {
     fn name(&self) -> &str {
-        "noio"
+        self.name
     }
     fn dialect(&self) -> Dialect {
         Dialect::Mysql
@@ -149,38 +159,34 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// An open transaction over `names`, each a no-I/O participant whose statements wait once
-/// if `waits`.
+/// No-I/O participants with these names.
+fn no_io_participants(names: &[&'static str]) -> Vec<Arc<dyn ServerParticipant>> {
+    names
+        .iter()
+        .map(|&name| Arc::new(NoIoParticipant { name }) as Arc<dyn ServerParticipant>)
+        .collect()
+}
+
+/// An open transaction over `participants`, each with a no-I/O branch whose statements
+/// wait once if `waits`.
 fn open_transaction(
     node: &NodeId,
-    participant: &Arc<dyn ServerParticipant>,
-    names: &[&str],
+    participants: &[Arc<dyn ServerParticipant>],
     waits: bool,
 ) -> OpenTransaction {
     let limits = Limits::default();
     let gid = Gid::new(node, SystemTime::now() + limits.timeout());
-    let members = names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| Member {
-            name: (*name).into(),
-            dialect: Dialect::Mysql,
-            route: Route::Xa(i),
-        })
-        .collect();
     let mut tx = OpenTransaction::new(
         gid.clone(),
         Instant::now() + limits.timeout(),
-        members,
         limits.result_limits(),
     );
-    for i in 0..names.len() {
-        tx.branches.push(OpenBranch {
-            member: i,
-            id: gid.branch(i as u32),
-            participant: participant.clone(),
-            branch: Box::new(NoIo { waits }),
-        });
+    for (i, participant) in participants.iter().enumerate() {
+        tx.push_server_branch(
+            participant.clone(),
+            gid.branch(i as u32),
+            Box::new(NoIo { waits }),
+        );
     }
     tx
 }
@@ -201,11 +207,12 @@ fn benchmarks(c: &mut Criterion) {
         .build()
         .unwrap();
     let node = NodeId::new("bench").unwrap();
-    let participant: Arc<dyn ServerParticipant> = Arc::new(NoIo { waits: false });
+    let noio = no_io_participants(&["noio"]);
+    let a_b = no_io_participants(&["a", "b"]);
 
     c.bench_function("transaction: instantiate + 3 execute + drop", |b| {
         b.to_async(&runtime).iter(|| async {
-            let tx = open_transaction(&node, &participant, &["noio"], false);
+            let tx = open_transaction(&node, &noio, false);
             let (_tx, result) = sandbox.run(&script, tx, "").await;
             result.expect("the benchmark script succeeds");
         })
@@ -223,14 +230,14 @@ fn benchmarks(c: &mut Criterion) {
     let input = r#"{"from":{"participant":"a","account":"alice"},"to":{"participant":"b","account":"bob"},"amount":1}"#;
     c.bench_function("transfer: instantiate + examples/transfer + drop", |b| {
         b.to_async(&runtime).iter(|| async {
-            let tx = open_transaction(&node, &participant, &["a", "b"], false);
+            let tx = open_transaction(&node, &a_b, false);
             let (_tx, result) = sandbox.run(&transfer, tx, input).await;
             result.expect("the transfer succeeds");
         })
     });
     c.bench_function("transfer, every statement waits once", |b| {
         b.to_async(&runtime).iter(|| async {
-            let tx = open_transaction(&node, &participant, &["a", "b"], true);
+            let tx = open_transaction(&node, &a_b, true);
             let (_tx, result) = sandbox.run(&transfer, tx, input).await;
             result.expect("the transfer succeeds");
         })
@@ -240,7 +247,7 @@ fn benchmarks(c: &mut Criterion) {
     // the difference to the line above is what the sandbox costs.
     c.bench_function("transfer, native twin, every statement waits once", |b| {
         b.to_async(&runtime).iter(|| async {
-            let tx = open_transaction(&node, &participant, &["a", "b"], true);
+            let tx = open_transaction(&node, &a_b, true);
             let (_tx, result) = NativeTransfer.prepare(tx, input).await;
             result.expect("the transfer succeeds");
         })
@@ -250,7 +257,7 @@ fn benchmarks(c: &mut Criterion) {
     // data and code from the caches: the same two, each started with cold caches (the
     // eviction itself is not timed).
     let evict = RefCell::new(vec![0u8; EVICT_BYTES]);
-    let new_tx = || open_transaction(&node, &participant, &["a", "b"], true);
+    let new_tx = || open_transaction(&node, &a_b, true);
     c.bench_function("transfer, caches cold", |b| {
         b.to_async(&runtime).iter_custom(|iters| {
             timed_after_eviction(iters, &evict, new_tx, |tx| {
@@ -275,7 +282,7 @@ fn benchmarks(c: &mut Criterion) {
     c.bench_function("transfer x16 concurrent (time per batch of 16)", |b| {
         b.to_async(&runtime).iter(|| async {
             let runs = (0..16).map(|_| {
-                let tx = open_transaction(&node, &participant, &["a", "b"], true);
+                let tx = open_transaction(&node, &a_b, true);
                 sandbox16.run(&transfer16, tx, input)
             });
             for (_tx, result) in futures::future::join_all(runs).await {

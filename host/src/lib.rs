@@ -1,43 +1,106 @@
 //! wasmtx runs distributed transactions whose prepare logic is a sandboxed WebAssembly
 //! component, and commits them with real two-phase commit.
 //!
-//! Data flows one way: CLI → coordinator → script host / participants → decision log.
+//! Data flows one way: CLI or embedder → [`Host`] → coordinator → script sandbox /
+//! participants → decision store.
 //!
+//! - [`host`]: the front door — a [`Host`] built from a [`Config`] owns the sandbox, the
+//!   participants, the coordinator and the decision store;
 //! - [`config`]: node id, directories, participants and [`limits`], from TOML and flags;
-//! - [`engine`] and [`cache`]: the one wasmtime engine and the on-disk cache of compiled
-//!   components;
-//! - [`script`]: the sandbox — loads components, runs one fresh instance per transaction,
-//!   implements the WIT imports, converts values, enforces the statement policy;
-//! - [`participant`]: the databases — PostgreSQL and MySQL/MariaDB branches with XA-style
-//!   prepare, SQLite files attached to one connection;
-//! - [`transaction`]: one open global transaction, as the script and coordinator share it;
-//! - [`coordinator`]: the two-phase commit state machine;
-//! - [`decision_log`]: durable COMMIT decisions with group commit;
-//! - [`recovery`]: resolves branches left prepared by a crash;
+//! - [`script`]: the sandbox — loads components (through the on-disk cache of compiled
+//!   components), runs one fresh instance per transaction, implements the WIT imports,
+//!   converts values, enforces the statement policy;
+//! - [`participant`]: the databases — one factory ([`ParticipantSlot`]) from a spec to a
+//!   PostgreSQL or MySQL/MariaDB server participant or an SQLite file, one state machine
+//!   for server branches, SQLite files attached to one connection;
+//! - [`transaction`]: one open global transaction, as prepare logic and the coordinator
+//!   share it;
+//! - [`coordinator`]: the two-phase commit state machine over injected participants and
+//!   an injected decision store;
+//! - [`decision_store`]: the interfaces of decision stores and sources; [`decision_log`]:
+//!   the file log, durable COMMIT decisions with group commit;
+//! - [`recovery`]: resolves branches left prepared by a crash, consulting every decision
+//!   source;
 //! - [`report`]: what a transaction ended as, for humans and `--json`;
 //! - [`gid`]: global transaction ids; [`value`]: SQL values; [`dialect`]: SQL dialects;
-//! - [`guest_build`]: builds a guest crate directory into a component;
-//! - [`bench`](mod@bench): the benchmark runner, the native twin of `examples/transfer`, and
-//!   the CPU and memory readings it reports;
-//! - [`memo`]: a bounded memo for repeated statement parsing;
-//! - [`fault`]: test-only crash points.
+//! - [`guest_build`]: builds a guest crate directory into a component.
+//!
+//! Internal: `engine` (the one wasmtime engine), `cache` (compiled components), `memo`
+//! (bounded memo of statement parsing), `fault` (test-only crash points).
+//!
+//! # Embedding
+//!
+//! Prepare logic is a WASM script ([`Host::load_script`]) or any [`PrepareLogic`] written in
+//! Rust. Here a user row goes into two SQLite files atomically — both get it or neither:
+//!
+//! ```
+//! use wasmtx::{Config, Host, HostOptions, OpenTransaction, ParticipantSpec, PrepareLogic, TxError};
+//!
+//! struct InsertUser;
+//!
+//! #[async_trait::async_trait]
+//! impl PrepareLogic for InsertUser {
+//!     async fn prepare(&self, mut tx: OpenTransaction, name: &str) -> (OpenTransaction, Result<String, TxError>) {
+//!         for db in tx.members().collect::<Vec<_>>() {
+//!             if let Err(e) = tx.execute(db, "INSERT INTO user (name) VALUES (?)", &[name.into()]).await {
+//!                 return (tx, Err(TxError::new(wasmtx::ErrorKind::Database, e.to_string())));
+//!             }
+//!         }
+//!         (tx, Ok("inserted".into()))
+//!     }
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # for db in ["a", "b"] {
+//! #     let url = format!("sqlite://{}/{db}.db?mode=rwc", dir.path().display());
+//! #     let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url).await.unwrap();
+//! #     sqlx::raw_sql("CREATE TABLE user (name TEXT PRIMARY KEY)").execute(&mut conn).await.unwrap();
+//! # }
+//! # let (a, b) = (dir.path().join("a.db"), dir.path().join("b.db"));
+//! let mut config = Config::defaults();
+//! # config.state_dir = dir.path().join("state");
+//! config.add_participant(ParticipantSpec::new("a", &format!("sqlite://{}", a.display()))?, false)?;
+//! config.add_participant(ParticipantSpec::new("b", &format!("sqlite://{}", b.display()))?, false)?;
+//! let host = Host::open(config, HostOptions::default()).await?;
+//!
+//! let report = host.coordinator().run(&InsertUser, "ada").await;
+//! assert_eq!(report.outcome, wasmtx::Outcome::Committed);
+//! let again = host.coordinator().run(&InsertUser, "ada").await; // a unique clash: neither file changes
+//! assert_eq!(again.outcome, wasmtx::Outcome::Aborted);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
 
-pub mod bench;
-pub mod cache;
+mod cache;
 pub mod config;
 pub mod coordinator;
 pub mod decision_log;
+mod decision_log_shim;
 pub mod decision_store;
 pub mod dialect;
-pub mod engine;
-pub mod fault;
+mod engine;
+mod fault;
 pub mod gid;
 pub mod guest_build;
+pub mod host;
 pub mod limits;
-pub mod memo;
+mod memo;
 pub mod participant;
 pub mod recovery;
 pub mod report;
 pub mod script;
 pub mod transaction;
 pub mod value;
+
+pub use config::Config;
+pub use coordinator::{Coordinator, CoordinatorSettings, PrepareLogic};
+pub use decision_log::DecisionLog;
+pub use decision_store::{DecisionError, DecisionSource, DecisionStore};
+pub use host::{Host, HostBuilder, HostError, HostOptions};
+pub use participant::{ParticipantSlot, ParticipantSpec};
+pub use recovery::{Recovery, RecoveryReport};
+pub use report::{ErrorKind, Outcome, TxError, TxReport};
+pub use script::{Sandbox, ScriptLogic};
+pub use transaction::{MemberId, OpenTransaction};
+pub use value::Value;

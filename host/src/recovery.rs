@@ -13,15 +13,14 @@
 //! decision), which is why it scans the databases rather than the log.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::coordinator::Coordinator;
-use crate::decision_log::DecisionLog;
-use crate::gid::{BranchId, Gid};
-use crate::participant::Resolution;
-use crate::participant::sqlite::decision_recorded;
+use crate::decision_store::{DecisionSource, DecisionStore};
+use crate::gid::{BranchId, Gid, NodeId};
+use crate::participant::{ParticipantError, Resolution, ServerParticipant};
 
 /// Extra time past a transaction's deadline (carried in its gid) before recovery presumes
 /// it aborted, covering clock skew between hosts and a decision write that began just
@@ -86,118 +85,129 @@ impl RecoveryReport {
     }
 }
 
-/// Scans every server participant of `coordinator` and resolves (or with `dry_run`, only
-/// reports) this node's prepared branches.
-pub async fn recover(coordinator: &Coordinator, dry_run: bool) -> RecoveryReport {
-    let config = coordinator.config();
-    let prefix = config.node.gid_prefix();
-    let log_path = config.decision_log_path();
-    let log = if log_path.exists() {
-        match DecisionLog::open(&log_path) {
-            Ok(log) => Some(log),
-            Err(err) => {
-                return RecoveryReport {
-                    branches: Vec::new(),
-                    failures: vec![ScanFailure {
-                        participant: "decision log".into(),
-                        message: err.to_string(),
-                    }],
-                };
-            }
-        }
-    } else {
-        None
-    };
-    let sqlite_main = config.sqlite_coordinator_path();
+/// What recovery scans, what it consults, and where it records what it finished.
+#[derive(Clone)]
+pub struct Recovery {
+    gid_prefix: String,
+    participants: Vec<Arc<dyn ServerParticipant>>,
+    /// A COMMIT in any of them means commit.
+    sources: Vec<Arc<dyn DecisionSource>>,
+    /// Where DONE goes once every branch of a committed transaction is committed.
+    store: Option<Arc<dyn DecisionStore>>,
+}
 
-    let mut report = RecoveryReport::default();
-    let mut committed_gids = BTreeSet::new();
-    for participant in coordinator.xa_participants() {
-        let branches = match participant.prepared_branches(&prefix).await {
-            Ok(branches) => branches,
-            Err(err) => {
-                report.failures.push(ScanFailure {
-                    participant: participant.name().into(),
-                    message: err.to_string(),
-                });
-                continue;
-            }
-        };
-        for branch in branches {
-            // The clock is read before the decision: a COMMIT is only recorded before the
-            // deadline, so if it is absent now and the deadline had passed already, it can
-            // never appear.
-            let now = SystemTime::now();
-            let decision = match decided_commit(log.as_ref(), &sqlite_main, &branch.gid).await {
-                Ok(true) => Decision::Commit,
-                Ok(false) => Decision::None,
-                Err(message) => {
-                    report.branches.push(line(
-                        &branch,
-                        participant.name(),
-                        Decision::None,
-                        Action::Failed(message),
-                    ));
+impl Recovery {
+    /// Recovery of `node`'s branches on `participants`. `store` (the decision store, if
+    /// there is one) is consulted and receives DONEs; `other_sources` are consulted too
+    /// (e.g. the SQLite coordinator file's last-resource decisions).
+    pub fn new(
+        node: &NodeId,
+        participants: Vec<Arc<dyn ServerParticipant>>,
+        store: Option<Arc<dyn DecisionStore>>,
+        other_sources: Vec<Arc<dyn DecisionSource>>,
+    ) -> Self {
+        let mut sources: Vec<Arc<dyn DecisionSource>> = Vec::new();
+        if let Some(store) = &store {
+            sources.push(store.clone());
+        }
+        sources.extend(other_sources);
+        Recovery {
+            gid_prefix: node.gid_prefix(),
+            participants,
+            sources,
+            store,
+        }
+    }
+
+    /// Scans every participant and resolves (or with `dry_run`, only reports) this node's
+    /// prepared branches.
+    pub async fn run(&self, dry_run: bool) -> RecoveryReport {
+        let mut report = RecoveryReport::default();
+        let mut committed_gids = BTreeSet::new();
+        for participant in &self.participants {
+            let branches = match participant.prepared_branches(&self.gid_prefix).await {
+                Ok(branches) => branches,
+                Err(err) => {
+                    report.failures.push(ScanFailure {
+                        participant: participant.name().into(),
+                        message: err.to_string(),
+                    });
                     continue;
                 }
             };
-            let expired = branch.gid.expired(PRESUMED_ABORT_MARGIN, now);
-            let action = match (decision, expired, dry_run) {
-                (Decision::Commit, _, true) => Action::WouldCommit,
-                (Decision::None, true, true) => Action::WouldRollBack,
-                (Decision::None, false, _) => Action::LeftInDoubt,
-                (Decision::Commit, _, false) => {
-                    committed_gids.insert(branch.gid.clone());
-                    resolved(
-                        participant.commit_prepared(&branch).await,
-                        Action::Committed,
-                    )
-                }
-                (Decision::None, true, false) => resolved(
-                    participant.rollback_prepared(&branch).await,
-                    Action::RolledBack,
-                ),
-            };
-            report
-                .branches
-                .push(line(&branch, participant.name(), decision, action));
-        }
-    }
-    // DONE only once every participant was scanned: a branch on a participant that could
-    // not be scanned may still be prepared, and without its COMMIT record it would later
-    // look undecided and be rolled back.
-    if let Some(log) = log.as_ref().filter(|_| report.failures.is_empty()) {
-        for gid in committed_gids {
-            let failed = report
-                .branches
-                .iter()
-                .any(|b| b.gid == gid.as_str() && matches!(b.action, Action::Failed(_)));
-            if !failed && let Err(err) = log.record_done(&gid).await {
-                tracing::warn!(%gid, "cannot record DONE: {err}");
+            for branch in branches {
+                // The clock is read before the decision: a COMMIT is only recorded before the
+                // deadline, so if it is absent now and the deadline had passed already, it
+                // can never appear.
+                let now = SystemTime::now();
+                let decision = match self.decided_commit(&branch.gid).await {
+                    Ok(true) => Decision::Commit,
+                    Ok(false) => Decision::None,
+                    Err(message) => {
+                        report.branches.push(line(
+                            &branch,
+                            participant.name(),
+                            Decision::None,
+                            Action::Failed(message),
+                        ));
+                        continue;
+                    }
+                };
+                let expired = branch.gid.expired(PRESUMED_ABORT_MARGIN, now);
+                let action = match (decision, expired, dry_run) {
+                    (Decision::Commit, _, true) => Action::WouldCommit,
+                    (Decision::None, true, true) => Action::WouldRollBack,
+                    (Decision::None, false, _) => Action::LeftInDoubt,
+                    (Decision::Commit, _, false) => {
+                        committed_gids.insert(branch.gid.clone());
+                        resolved(
+                            participant.commit_prepared(&branch).await,
+                            Action::Committed,
+                        )
+                    }
+                    (Decision::None, true, false) => resolved(
+                        participant.rollback_prepared(&branch).await,
+                        Action::RolledBack,
+                    ),
+                };
+                report
+                    .branches
+                    .push(line(&branch, participant.name(), decision, action));
             }
         }
+        // DONE only once every participant was scanned: a branch on a participant that could
+        // not be scanned may still be prepared, and without its COMMIT record it would later
+        // look undecided and be rolled back.
+        if let Some(store) = self.store.as_ref().filter(|_| report.failures.is_empty()) {
+            for gid in committed_gids {
+                let failed = report
+                    .branches
+                    .iter()
+                    .any(|b| b.gid == gid.as_str() && matches!(b.action, Action::Failed(_)));
+                if !failed && let Err(err) = store.record_done(&gid).await {
+                    tracing::warn!(%gid, "cannot record DONE: {err}");
+                }
+            }
+        }
+        report
     }
-    report
+
+    /// Whether any source has COMMIT recorded for `gid`.
+    async fn decided_commit(&self, gid: &Gid) -> Result<bool, String> {
+        for source in &self.sources {
+            if source
+                .is_committed(gid)
+                .await
+                .map_err(|e| format!("{}: {e}", source.describe()))?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
 }
 
-/// Whether COMMIT is recorded for `gid` in the decision log or the SQLite coordinator file.
-async fn decided_commit(
-    log: Option<&DecisionLog>,
-    sqlite_main: &std::path::Path,
-    gid: &Gid,
-) -> Result<bool, String> {
-    if let Some(log) = log
-        && log.is_committed(gid).map_err(|e| e.to_string())?
-    {
-        return Ok(true);
-    }
-    decision_recorded(sqlite_main, gid).await
-}
-
-fn resolved(
-    result: Result<Resolution, crate::participant::ParticipantError>,
-    done: Action,
-) -> Action {
+fn resolved(result: Result<Resolution, ParticipantError>, done: Action) -> Action {
     match result {
         Ok(Resolution::Done) => done,
         Ok(Resolution::AlreadyResolved) => Action::AlreadyResolved,

@@ -40,13 +40,13 @@ pub fn guest(crate_dir: &str) -> PathBuf {
 }
 
 /// An isolated place for one test: databases, state and the compiled cache.
-pub struct Sandbox {
+pub struct TestDir {
     pub dir: tempfile::TempDir,
 }
 
-impl Sandbox {
+impl TestDir {
     pub fn new() -> Self {
-        Sandbox {
+        TestDir {
             dir: tempfile::tempdir().expect("temp dir"),
         }
     }
@@ -55,7 +55,7 @@ impl Sandbox {
         self.dir.path().join(name)
     }
 
-    /// A `wasmtx` command with this sandbox's state dir and the shared compiled cache.
+    /// A `wasmtx` command with this test directory's state dir and the shared compiled cache.
     pub fn wasmtx(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_wasmtx"));
         command
@@ -76,7 +76,7 @@ impl Sandbox {
         self.run_json_with(script, participants, &[], input, RUN_LIMIT)
     }
 
-    /// [`Sandbox::run_json`] with extra flags (`--timeout 2`, `--max-statements 100`),
+    /// [`TestDir::run_json`] with extra flags (`--timeout 2`, `--max-statements 100`),
     /// failing if `wasmtx` has not exited within `limit` (it is killed then).
     pub fn run_json_with(
         &self,

@@ -6,10 +6,9 @@ use std::process::ExitCode;
 use clap::Args;
 use sqlx::{Connection, Row, SqliteConnection};
 use wasmtx::config::Config;
-use wasmtx::coordinator::{Coordinator, ScriptLogic};
 use wasmtx::participant::ParticipantSpec;
 use wasmtx::report::Outcome;
-use wasmtx::script::Sandbox;
+use wasmtx::{Host, HostOptions};
 
 use super::output;
 
@@ -95,10 +94,7 @@ async fn tour(args: DemoArgs) -> anyhow::Result<bool> {
             false,
         )?;
     }
-    let sandbox = std::sync::Arc::new(
-        Sandbox::new(&config.limits, 1, config.cache_dir.clone())
-            .map_err(|e| anyhow::anyhow!("{e:#}"))?,
-    );
+    let host = Host::open(config, HostOptions::default()).await?;
     let mut scripts = std::collections::HashMap::new();
     for name in ["transfer", "faulty"] {
         println!("building examples/{name} …");
@@ -111,19 +107,14 @@ async fn tour(args: DemoArgs) -> anyhow::Result<bool> {
             false,
             Some(&target_dir),
         )?;
-        scripts.insert(name, std::sync::Arc::new(sandbox.load(&wasm)?));
+        scripts.insert(name, host.load_script(&wasm)?);
     }
-    let coordinator = Coordinator::connect(config, 1).await?;
 
     let initial_total = print_balances(&dir, &banks).await?;
     let mut all_as_expected = true;
     for (number, step) in STEPS.iter().enumerate() {
         println!("\n── step {}: {}", number + 1, step.title);
-        let logic = ScriptLogic {
-            sandbox: sandbox.clone(),
-            script: scripts[step.script].clone(),
-        };
-        let report = coordinator.run(&logic, step.input).await;
+        let report = host.run(&scripts[step.script], step.input).await;
         output::print_report(&report, false);
         let total = print_balances(&dir, &banks).await?;
         let conserved = total == initial_total;

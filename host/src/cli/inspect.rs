@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use serde_json::json;
 use wasmtx::config::Config;
 use wasmtx::report::{ErrorKind, TxError};
-use wasmtx::script::{Sandbox, WORLD};
+use wasmtx::script::{CompiledCache, Inspection};
+use wasmtx::{Host, HostOptions};
 
 use super::{output, resolve_script};
 
@@ -24,15 +24,18 @@ pub struct InspectArgs {
     json: bool,
 }
 
-pub fn inspect(args: InspectArgs) -> ExitCode {
-    match describe(&args) {
-        Ok((description, runnable)) => {
+pub async fn inspect(args: InspectArgs) -> ExitCode {
+    match describe(&args).await {
+        Ok(inspection) => {
             if args.json {
-                println!("{description}");
+                println!(
+                    "{}",
+                    serde_json::to_string(&inspection).expect("reports serialize")
+                );
             } else {
-                print_text(&description);
+                print_text(&inspection);
             }
-            if runnable {
+            if inspection.implements_world {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -42,73 +45,38 @@ pub fn inspect(args: InspectArgs) -> ExitCode {
     }
 }
 
-fn describe(args: &InspectArgs) -> Result<(serde_json::Value, bool), TxError> {
-    let input_error = |e: &dyn std::fmt::Display| TxError::new(ErrorKind::Input, e.to_string());
+async fn describe(args: &InspectArgs) -> Result<Inspection, TxError> {
     let path = resolve_script(&args.script, args.json)?;
     let mut config = Config::defaults();
     if let Some(dir) = &args.cache_dir {
         config.cache_dir = dir.clone();
     }
-    let sandbox = Sandbox::new(&config.limits, 1, config.cache_dir)
-        .map_err(|e| input_error(&format!("{e:#}")))?;
-    let bytes = std::fs::read(&path)
-        .map_err(|e| input_error(&format!("cannot read {}: {e}", path.display())))?;
-    let cached_before = sandbox.cache().contains(sandbox.engine(), &bytes);
-    let (component, _) = sandbox
-        .compile(&path, &bytes)
-        .map_err(|e| input_error(&e))?;
-    let ty = component.component_type();
-    let engine = sandbox.engine();
-    let imports: Vec<String> = ty
-        .imports(engine)
-        .map(|(name, _)| name.to_owned())
-        .collect();
-    let exports: Vec<String> = ty
-        .exports(engine)
-        .map(|(name, _)| name.to_owned())
-        .collect();
-    let check = sandbox.load(&path);
-    let runnable = check.is_ok();
-    let description = json!({
-        "path": path.display().to_string(),
-        "size_bytes": bytes.len(),
-        "world": WORLD,
-        "implements_world": runnable,
-        "problem": check.err().map(|e| e.to_string()),
-        "imports": imports,
-        "exports": exports,
-        "compiled_cache": if cached_before { "cached" } else { "compiled now, cached for next time" },
-        "cache_file": sandbox.cache().entry_path(engine, &bytes).display().to_string(),
-    });
-    Ok((description, runnable))
+    let host = Host::open(config, HostOptions::default()).await?;
+    host.inspect(&path)
+        .map_err(|e| TxError::new(ErrorKind::Input, e.to_string()))
 }
 
-fn print_text(d: &serde_json::Value) {
-    println!("script:   {}", d["path"].as_str().unwrap_or_default());
-    println!("size:     {} bytes", d["size_bytes"]);
-    if d["implements_world"] == true {
-        println!(
-            "world:    {} — this host can run it",
-            d["world"].as_str().unwrap_or_default()
-        );
-    } else {
-        println!(
-            "world:    does NOT implement {}",
-            d["world"].as_str().unwrap_or_default()
-        );
-        println!("problem:  {}", d["problem"].as_str().unwrap_or_default());
+fn print_text(d: &Inspection) {
+    println!("script:   {}", d.path);
+    println!("size:     {} bytes", d.size_bytes);
+    match &d.problem {
+        None => println!("world:    {} — this host can run it", d.world),
+        Some(problem) => {
+            println!("world:    does NOT implement {}", d.world);
+            println!("problem:  {problem}");
+        }
     }
     println!("imports:");
-    for import in d["imports"].as_array().into_iter().flatten() {
-        println!("  {}", import.as_str().unwrap_or_default());
+    for import in &d.imports {
+        println!("  {import}");
     }
     println!("exports:");
-    for export in d["exports"].as_array().into_iter().flatten() {
-        println!("  {}", export.as_str().unwrap_or_default());
+    for export in &d.exports {
+        println!("  {export}");
     }
-    println!(
-        "compiled: {} ({})",
-        d["compiled_cache"].as_str().unwrap_or_default(),
-        d["cache_file"].as_str().unwrap_or_default()
-    );
+    let cache = match d.compiled_cache {
+        CompiledCache::Cached => "cached",
+        CompiledCache::CompiledNow => "compiled now, cached for next time",
+    };
+    println!("compiled: {cache} ({})", d.cache_file);
 }

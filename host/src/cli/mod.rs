@@ -142,7 +142,7 @@ pub fn main() -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run::run(args).await,
-            Command::Inspect(args) => inspect::inspect(args),
+            Command::Inspect(args) => inspect::inspect(args).await,
             Command::Demo(args) => demo::demo(args).await,
             Command::Bench(args) => bench::bench(args).await,
             Command::Recover(args) => recover::run(args, false).await,

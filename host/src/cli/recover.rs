@@ -4,9 +4,8 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use wasmtx::coordinator::Coordinator;
-use wasmtx::recovery::{Action, RecoveryReport, recover};
-use wasmtx::report::{ErrorKind, TxError};
+use wasmtx::recovery::{Action, Decision, RecoveryReport};
+use wasmtx::{Host, HostOptions};
 
 use super::{HostArgs, output};
 
@@ -30,16 +29,15 @@ pub async fn run(args: RecoverArgs, dry_run: bool) -> ExitCode {
         Ok(config) => config,
         Err(error) => return output::print_failure(&error, args.json),
     };
-    let coordinator = match Coordinator::connect(config, 1).await {
-        Ok(coordinator) => coordinator,
-        Err(err) => {
-            return output::print_failure(
-                &TxError::new(ErrorKind::Participant, err.to_string()),
-                args.json,
-            );
-        }
+    let options = HostOptions {
+        concurrency: 1,
+        max_connections: 1,
     };
-    let report = recover(&coordinator, dry_run).await;
+    let host = match Host::open(config, options).await {
+        Ok(host) => host,
+        Err(err) => return output::print_failure(&err.into(), args.json),
+    };
+    let report = host.recover(dry_run).await;
     print(&report, args.json, dry_run);
     if report.all_resolved() || (dry_run && report.failures.is_empty()) {
         ExitCode::SUCCESS
@@ -61,8 +59,8 @@ fn print(report: &RecoveryReport, json: bool, dry_run: bool) {
     }
     for b in &report.branches {
         let decision = match b.decision {
-            wasmtx::recovery::Decision::Commit => "decision COMMIT",
-            wasmtx::recovery::Decision::None => "no decision",
+            Decision::Commit => "decision COMMIT",
+            Decision::None => "no decision",
         };
         let action = match &b.action {
             Action::Committed => "committed".to_owned(),

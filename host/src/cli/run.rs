@@ -1,13 +1,11 @@
 //! `wasmtx run`: one global transaction from the command line.
 
+use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-
-use clap::Args;
-use wasmtx::coordinator::{Coordinator, ScriptLogic};
 use wasmtx::report::{ErrorKind, TxError};
-use wasmtx::script::Sandbox;
+use wasmtx::script::ScriptLogic;
+use wasmtx::{Host, HostOptions};
 
 use super::{HostArgs, output, resolve_script};
 
@@ -32,12 +30,8 @@ pub struct RunArgs {
 
 pub async fn run(args: RunArgs) -> ExitCode {
     match prepare(&args).await {
-        Ok((coordinator, sandbox, script, input)) => {
-            let logic = ScriptLogic {
-                sandbox: Arc::new(sandbox),
-                script: Arc::new(script),
-            };
-            let report = coordinator.run(&logic, &input).await;
+        Ok((host, script, input)) => {
+            let report = host.run(&script, &input).await;
             output::print_report(&report, args.json);
             output::exit_code(&report)
         }
@@ -47,10 +41,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
 
 /// Everything before the transaction: configuration, input, script, connections. Bad
 /// input fails here, before any participant is touched.
-async fn prepare(
-    args: &RunArgs,
-) -> Result<(Coordinator, Sandbox, wasmtx::script::Script, String), TxError> {
-    let input_error = |e: &dyn std::fmt::Display| TxError::new(ErrorKind::Input, e.to_string());
+async fn prepare(args: &RunArgs) -> Result<(Host, ScriptLogic, String), TxError> {
     let config = args.host.config()?;
     if config.participants.is_empty() {
         return Err(TxError::new(
@@ -58,18 +49,20 @@ async fn prepare(
             "no participants: give -p NAME=URL (e.g. -p a=sqlite://a.db) or [participants] in --config",
         ));
     }
-    for spec in &config.participants {
-        spec.check_local().map_err(|e| input_error(&e))?;
-    }
     let input = read_input(&args.input)?;
     let script_path = resolve_script(&args.script, args.json)?;
-    let sandbox = Sandbox::new(&config.limits, 1, config.cache_dir.clone())
-        .map_err(|e| input_error(&format!("{e:#}")))?;
-    let script = sandbox.load(&script_path).map_err(|e| input_error(&e))?;
-    let coordinator = Coordinator::connect(config, RUN_POOL_SIZE)
-        .await
-        .map_err(|e| TxError::new(ErrorKind::Participant, format!("{e}; nothing was started")))?;
-    Ok((coordinator, sandbox, script, input))
+    let host = Host::builder(
+        config,
+        HostOptions {
+            concurrency: 1,
+            max_connections: RUN_POOL_SIZE,
+        },
+    )?;
+    let script = host
+        .load_script(&script_path)
+        .map_err(|e| TxError::new(ErrorKind::Input, e.to_string()))?;
+    let host = host.connect().await?;
+    Ok((host, script, input))
 }
 
 /// `--input`: JSON text or `@FILE`; must be valid JSON.

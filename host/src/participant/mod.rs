@@ -9,6 +9,7 @@
 
 pub mod mysql;
 pub mod postgres;
+mod slot;
 mod spec;
 pub mod sqlite;
 mod sqlite_guard;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use thiserror::Error;
 
+pub use self::slot::ParticipantSlot;
 pub use self::spec::{Location, ParticipantSpec, SpecError};
 use crate::dialect::Dialect;
 use crate::gid::BranchId;

@@ -13,14 +13,14 @@ use super::policy;
 use crate::gid::Gid;
 use crate::limits::Limits;
 use crate::participant::StatementError;
-use crate::transaction::statement_error_to_tx;
+use crate::transaction::{MemberId, statement_error_to_tx};
 
 /// What a `participant` resource refers to: a participant of the running transaction, by
 /// index. A view, not an owner: the transaction stays with the host, and any number of
 /// handles may name the same participant.
 #[derive(Debug, Clone, Copy)]
 pub struct ParticipantHandle {
-    member: usize,
+    member: MemberId,
 }
 
 /// Counters and budgets of one run.
@@ -64,7 +64,7 @@ impl HostState {
 
 impl StoreState {
     /// Wraps a new handle, turning a full table into a limit error the run reports.
-    fn new_handle(&mut self, member: usize) -> wasmtime::Result<Resource<ParticipantHandle>> {
+    fn new_handle(&mut self, member: MemberId) -> wasmtime::Result<Resource<ParticipantHandle>> {
         match self.table.push(ParticipantHandle { member }) {
             Ok(handle) => Ok(handle),
             Err(err) => {
@@ -79,7 +79,7 @@ impl StoreState {
     /// The budget, policy and conversion checks shared by `execute` and `query`.
     async fn admit(
         &mut self,
-        member: usize,
+        member: MemberId,
         statement: &str,
         params: Vec<types::Value>,
     ) -> Result<Vec<crate::value::Value>, StatementError> {
@@ -90,7 +90,7 @@ impl StoreState {
                 self.host.max_statements
             )));
         }
-        let dialect = self.tx.members[member].dialect;
+        let dialect = self.tx.dialect_of(member);
         policy::check_memoized(dialect, statement)
             .await
             .map_err(|refusal| StatementError::Forbidden(refusal.to_string()))?;
@@ -98,13 +98,13 @@ impl StoreState {
     }
 
     /// Dooms the transaction for a refusal the transaction itself did not see.
-    fn refuse<T>(&mut self, member: usize, err: StatementError) -> Result<T, types::Error> {
-        let name = self.tx.members[member].name.clone();
+    fn refuse<T>(&mut self, member: MemberId, err: StatementError) -> Result<T, types::Error> {
+        let name = self.tx.name_of(member).to_owned();
         self.tx.doom(statement_error_to_tx(&name, &err));
         Err(convert::error_to_wit(err))
     }
 
-    fn member_of(&self, handle: &Resource<ParticipantHandle>) -> wasmtime::Result<usize> {
+    fn member_of(&self, handle: &Resource<ParticipantHandle>) -> wasmtime::Result<MemberId> {
         Ok(self.table.get(handle)?.member)
     }
 }
@@ -113,7 +113,8 @@ impl types::Host for StoreState {}
 
 impl sql::Host for StoreState {
     async fn participants(&mut self) -> wasmtime::Result<Vec<Resource<ParticipantHandle>>> {
-        (0..self.tx.members.len())
+        self.tx
+            .members()
             .map(|member| self.new_handle(member))
             .collect()
     }
@@ -122,7 +123,7 @@ impl sql::Host for StoreState {
 impl sql::HostParticipant for StoreState {
     async fn name(&mut self, handle: Resource<ParticipantHandle>) -> wasmtime::Result<String> {
         let member = self.member_of(&handle)?;
-        Ok(self.tx.members[member].name.clone())
+        Ok(self.tx.name_of(member).to_owned())
     }
 
     async fn dialect(
@@ -130,7 +131,7 @@ impl sql::HostParticipant for StoreState {
         handle: Resource<ParticipantHandle>,
     ) -> wasmtime::Result<types::Dialect> {
         let member = self.member_of(&handle)?;
-        Ok(convert::dialect_to_wit(self.tx.members[member].dialect))
+        Ok(convert::dialect_to_wit(self.tx.dialect_of(member)))
     }
 
     async fn execute(
@@ -174,10 +175,10 @@ impl sql::HostParticipant for StoreState {
         &mut self,
         name: String,
     ) -> wasmtime::Result<Result<Resource<ParticipantHandle>, types::Error>> {
-        match self.tx.member_index(&name) {
+        match self.tx.member(&name) {
             Some(member) => Ok(Ok(self.new_handle(member)?)),
             None => {
-                let known: Vec<&str> = self.tx.members.iter().map(|m| m.name.as_str()).collect();
+                let known: Vec<&str> = self.tx.members().map(|m| self.tx.name_of(m)).collect();
                 let shown: String = name.chars().take(64).collect();
                 Ok(Err(types::Error::NoSuchParticipant(format!(
                     "no participant named `{shown}` (participants: {})",

@@ -14,6 +14,8 @@
 mod capture;
 mod convert;
 mod host;
+mod inspect;
+mod logic;
 pub mod policy;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +33,8 @@ use crate::report::{ErrorKind, TxError};
 use crate::transaction::OpenTransaction;
 use capture::CappedPipe;
 pub use host::ParticipantHandle;
+pub use inspect::{CompiledCache, Inspection};
+pub use logic::ScriptLogic;
 
 /// Bindings generated from `wit/` for the `script` world.
 mod bindings {

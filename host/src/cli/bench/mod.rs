@@ -9,15 +9,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use serde_json::json;
-use wasmtx::bench::native::NativeTransfer;
-use wasmtx::bench::{self, CoordinatedUnit, PlainTransferUnit, Stop, Variant, VariantResult};
-use wasmtx::coordinator::{Coordinator, ScriptLogic};
+use serde::Serialize;
 use wasmtx::report::{ErrorKind, TxError};
-use wasmtx::script::Sandbox;
+use wasmtx::{Host, HostOptions};
 
 use super::run::{check_json, input_text};
 use super::{HostArgs, output, resolve_script};
+use native::NativeTransfer;
+use runner::{CoordinatedUnit, PlainTransferUnit, Stop, Variant, VariantResult};
+
+mod native;
+mod runner;
+mod usage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Compare {
@@ -64,7 +67,10 @@ pub async fn bench(args: BenchArgs) -> ExitCode {
     match measure(&args).await {
         Ok(result) => {
             if args.json {
-                println!("{result}");
+                println!(
+                    "{}",
+                    serde_json::to_string(&result).expect("reports serialize")
+                );
             } else {
                 print_text(&result);
             }
@@ -74,7 +80,7 @@ pub async fn bench(args: BenchArgs) -> ExitCode {
     }
 }
 
-async fn measure(args: &BenchArgs) -> Result<serde_json::Value, TxError> {
+async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
     let input_error = |e: &dyn std::fmt::Display| TxError::new(ErrorKind::Input, e.to_string());
     if args.concurrency == 0 || args.concurrency > 1024 {
         return Err(input_error(&"--concurrency must be between 1 and 1024"));
@@ -96,26 +102,25 @@ async fn measure(args: &BenchArgs) -> Result<serde_json::Value, TxError> {
             &"no participants: give -p NAME=URL or [participants] in --config",
         ));
     }
-    for spec in &config.participants {
-        spec.check_local().map_err(|e| input_error(&e))?;
-    }
     // The input is a template: it must be JSON once its placeholders are filled in.
     let input = input_text(&args.input)?;
     let first_input = input.replace("{worker}", "0").replace("{seq}", "0");
     check_json(&first_input)?;
     let script_path = resolve_script(&args.script, args.json)?;
     let concurrency = args.concurrency as u32;
-    let sandbox = Sandbox::new(&config.limits, concurrency, config.cache_dir.clone())
-        .map_err(|e| input_error(&format!("{e:#}")))?;
-    let script = sandbox.load(&script_path).map_err(|e| input_error(&e))?;
-    let coordinator = Coordinator::connect(config, concurrency + 2)
-        .await
-        .map_err(|e| TxError::new(ErrorKind::Participant, e.to_string()))?;
+    let host = Host::builder(
+        config,
+        HostOptions {
+            concurrency,
+            max_connections: concurrency + 2,
+        },
+    )?;
+    let logic = host
+        .load_script(&script_path)
+        .map_err(|e| input_error(&e))?;
+    let host = host.connect().await?;
+    let coordinator = host.coordinator();
 
-    let logic = ScriptLogic {
-        sandbox: Arc::new(sandbox),
-        script: Arc::new(script),
-    };
     let mut variants = vec![Variant {
         name: "wasm".into(),
         unit: Arc::new(CoordinatedUnit {
@@ -133,7 +138,7 @@ async fn measure(args: &BenchArgs) -> Result<serde_json::Value, TxError> {
                 }),
             },
             Compare::Plain => {
-                let unit = PlainTransferUnit::new(&coordinator, &first_input)
+                let unit = PlainTransferUnit::new(coordinator, &first_input)
                     .map_err(|e| input_error(&e))?;
                 Variant {
                     name: "plain".into(),
@@ -145,7 +150,7 @@ async fn measure(args: &BenchArgs) -> Result<serde_json::Value, TxError> {
 
     // Warm-up: pools, caches, first-touch allocations. Not timed.
     let warm = Arc::new(AtomicU64::new(0));
-    bench::run(
+    runner::run(
         &variants,
         args.concurrency,
         Stop::Transactions(args.warmup.max(1)),
@@ -154,7 +159,7 @@ async fn measure(args: &BenchArgs) -> Result<serde_json::Value, TxError> {
     )
     .await;
 
-    let rss_before = bench::usage::resident_kib();
+    let rss_before = usage::resident_kib();
     let done = Arc::new(AtomicU64::new(0));
     let bar = progress_bar(stop, variants.len(), args.json);
     let ticker = bar.clone().map(|bar| {
@@ -166,14 +171,14 @@ async fn measure(args: &BenchArgs) -> Result<serde_json::Value, TxError> {
             }
         })
     });
-    let results = bench::run(&variants, args.concurrency, stop, &input, &done).await;
+    let results = runner::run(&variants, args.concurrency, stop, &input, &done).await;
     if let Some(ticker) = ticker {
         ticker.abort();
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let rss_after = bench::usage::resident_kib();
+    let rss_after = usage::resident_kib();
 
     let rate = |name: &str| {
         results
@@ -185,18 +190,31 @@ async fn measure(args: &BenchArgs) -> Result<serde_json::Value, TxError> {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
         _ => None,
     };
-    Ok(json!({
-        "concurrency": args.concurrency,
-        "variants": results,
-        "wasm_vs_native": ratio("wasm", "native"),
-        // Two-phase commit against plain commits of the same statements: with the script,
-        // and with the native closure (the same logic as `plain`, so only the protocol
-        // differs: the cost of two-phase commit itself).
-        "two_phase_vs_plain": ratio("wasm", "plain"),
-        "two_phase_native_vs_plain": ratio("native", "plain"),
-        "rss_kib_before": rss_before,
-        "rss_kib_after": rss_after,
-    }))
+    Ok(BenchReport {
+        concurrency: args.concurrency,
+        wasm_vs_native: ratio("wasm", "native"),
+        two_phase_vs_plain: ratio("wasm", "plain"),
+        two_phase_native_vs_plain: ratio("native", "plain"),
+        variants: results,
+        rss_kib_before: rss_before,
+        rss_kib_after: rss_after,
+    })
+}
+
+/// What `wasmtx bench` measured; `--json` prints it as is.
+#[derive(Debug, Serialize)]
+struct BenchReport {
+    concurrency: usize,
+    variants: Vec<VariantResult>,
+    /// Throughput of the script against its native twin.
+    wasm_vs_native: Option<f64>,
+    /// Two-phase commit against plain commits of the same statements, with the script.
+    two_phase_vs_plain: Option<f64>,
+    /// The same with the native closure (the same logic as `plain`, so only the protocol
+    /// differs: the cost of two-phase commit itself).
+    two_phase_native_vs_plain: Option<f64>,
+    rss_kib_before: Option<u64>,
+    rss_kib_after: Option<u64>,
 }
 
 fn progress_bar(stop: Stop, variants: usize, json: bool) -> Option<indicatif::ProgressBar> {
@@ -221,8 +239,8 @@ fn shown(value: Option<f64>, unit: &str) -> String {
     value.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}{unit}"))
 }
 
-fn print_text(result: &serde_json::Value) {
-    println!("concurrency {}", result["concurrency"]);
+fn print_text(result: &BenchReport) {
+    println!("concurrency {}", result.concurrency);
     println!(
         "{:<8} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>12} {:>14} {:>6} {:>9}",
         "variant",
@@ -239,9 +257,7 @@ fn print_text(result: &serde_json::Value) {
         "busy",
         "switches"
     );
-    let variants: Vec<VariantResult> =
-        serde_json::from_value(result["variants"].clone()).unwrap_or_default();
-    for v in variants {
+    for v in &result.variants {
         println!(
             "{:<8} {:>8} {:>8} {:>7} {:>7} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>12} {:>14} {:>6} {:>9}",
             v.name,
@@ -259,19 +275,16 @@ fn print_text(result: &serde_json::Value) {
             shown(v.machine_switches_per_tx, "")
         );
     }
-    if let Some(r) = result["wasm_vs_native"].as_f64() {
+    if let Some(r) = result.wasm_vs_native {
         println!("wasm / native throughput: {r:.3}");
     }
-    if let Some(r) = result["two_phase_vs_plain"].as_f64() {
+    if let Some(r) = result.two_phase_vs_plain {
         println!("two-phase (wasm) / plain single-phase throughput: {r:.3}");
     }
-    if let Some(r) = result["two_phase_native_vs_plain"].as_f64() {
+    if let Some(r) = result.two_phase_native_vs_plain {
         println!("two-phase (native) / plain single-phase throughput: {r:.3}");
     }
-    if let (Some(before), Some(after)) = (
-        result["rss_kib_before"].as_u64(),
-        result["rss_kib_after"].as_u64(),
-    ) {
+    if let (Some(before), Some(after)) = (result.rss_kib_before, result.rss_kib_after) {
         println!("resident memory: {before} KiB before timing, {after} KiB after");
     }
 }

@@ -1,10 +1,7 @@
-//! Benchmarks: many transactions through the coordinator from concurrent workers, timed,
+//! The benchmark runner: many transactions through the coordinator from concurrent workers, timed,
 //! with latency percentiles. Several variants of the same work (the WASM script, its
 //! native twin, plain single-phase commits) run interleaved in rounds within one run, so
 //! they see the same machine and the same database state.
-
-pub mod native;
-pub mod usage;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,10 +10,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::coordinator::{Coordinator, PrepareLogic};
-use crate::report::{ErrorKind, Outcome};
-use native::TransferPart;
-use usage::CpuSample;
+use wasmtx::coordinator::{Coordinator, PrepareLogic};
+use wasmtx::report::{ErrorKind, Outcome};
+
+use super::native::{self, TransferPart};
+use super::usage::CpuSample;
 
 /// Rounds the variants are interleaved in (each round rotates which variant goes first).
 pub const ROUNDS: u32 = 10;
@@ -69,8 +67,8 @@ impl PlainTransferUnit {
         let transfer = native::TransferInput::parse(input).map_err(|e| e.message)?;
         let side = |name: &str, part: TransferPart| {
             let coordinator = coordinator
-                .only(name)
-                .ok_or_else(|| format!("no participant named `{name}`"))?;
+                .subset(&[name])
+                .map_err(|name| format!("no participant named `{name}`"))?;
             Ok::<_, String>(CoordinatedUnit {
                 coordinator,
                 logic: Arc::new(part),
@@ -109,7 +107,7 @@ pub enum Stop {
 }
 
 /// What one variant measured.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct VariantResult {
     pub name: String,
     pub transactions: u64,

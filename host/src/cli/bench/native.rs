@@ -8,11 +8,11 @@
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::coordinator::PrepareLogic;
-use crate::dialect::Dialect;
-use crate::report::{ErrorKind, TxError};
-use crate::transaction::OpenTransaction;
-use crate::value::Value;
+use wasmtx::coordinator::PrepareLogic;
+use wasmtx::dialect::Dialect;
+use wasmtx::report::{ErrorKind, TxError};
+use wasmtx::transaction::{MemberId, OpenTransaction};
+use wasmtx::value::Value;
 
 /// One side of a transfer, as in the example's input.
 #[derive(Debug, Clone, Deserialize)]
@@ -104,7 +104,7 @@ impl PrepareLogic for TransferPart {
 }
 
 struct Account {
-    member: usize,
+    member: MemberId,
     dialect: Dialect,
     id: String,
 }
@@ -112,11 +112,11 @@ struct Account {
 impl Account {
     fn open(tx: &OpenTransaction, at: &AccountRef) -> Result<Self, TxError> {
         let member = tx
-            .member_index(&at.participant)
+            .member(&at.participant)
             .ok_or_else(|| script_error(format!("no such participant: {}", at.participant)))?;
         Ok(Account {
             member,
-            dialect: tx.members[member].dialect,
+            dialect: tx.dialect_of(member),
             id: at.account.clone(),
         })
     }

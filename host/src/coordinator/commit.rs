@@ -1,0 +1,235 @@
+//! Steps 3–6 of the protocol, once the prepare logic voted commit: one-phase commit for a
+//! single resource; otherwise phase 1, the decision, and phase 2.
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+
+use super::report_builder::ReportBuilder;
+use super::{Coordinator, PHASE2_RETRY_FOR};
+use crate::decision_store::DecisionError;
+use crate::participant::{ParticipantError, Resolution};
+use crate::report::{BranchOutcome, ErrorKind, Outcome, TxError, TxReport};
+use crate::transaction::{OpenBranch, OpenTransaction};
+
+/// What the decision step ended with.
+enum Decided {
+    /// COMMIT is durable: go on to phase 2.
+    Commit,
+    /// Nothing was decided: roll everything back.
+    Abort(TxError),
+    /// COMMIT may or may not be durable: every branch stays prepared for recovery.
+    InDoubt(TxError),
+}
+
+impl Coordinator {
+    /// Commits a transaction whose prepare logic voted commit with `output`.
+    pub(super) async fn commit(
+        &self,
+        mut tx: OpenTransaction,
+        output: String,
+        mut report: ReportBuilder,
+    ) -> TxReport {
+        let resources = tx.branches.len() + usize::from(tx.sqlite.is_some());
+        if resources == 1 {
+            return self.commit_one_phase(tx, output, report).await;
+        }
+        if let Err(error) = self.phase_one(&mut tx).await {
+            self.rollback_all(tx, &mut report).await;
+            return report.finish(Outcome::Aborted, None, Some(error));
+        }
+        match self.decide(&mut tx, &mut report).await {
+            Decided::Commit => {}
+            Decided::Abort(error) => {
+                self.rollback_all(tx, &mut report).await;
+                return report.finish(Outcome::Aborted, None, Some(error));
+            }
+            Decided::InDoubt(error) => {
+                for open in &tx.branches {
+                    report.set(open.member, BranchOutcome::Pending);
+                }
+                return report.finish(Outcome::InDoubt, None, Some(error));
+            }
+        }
+        crate::fault::point("after-decision");
+        self.phase_two(tx, output, report).await
+    }
+
+    /// One resource: a plain commit, no decision to record.
+    async fn commit_one_phase(
+        &self,
+        mut tx: OpenTransaction,
+        output: String,
+        mut report: ReportBuilder,
+    ) -> TxReport {
+        let (members, result) = match (tx.branches.pop(), tx.sqlite.take()) {
+            (Some(mut open), None) => (vec![open.member], open.branch.commit_one_phase().await),
+            (None, Some(group)) => (tx.sqlite_members(), group.commit(None).await),
+            _ => unreachable!("exactly one resource"),
+        };
+        match result {
+            Ok(()) => {
+                report.set_all(&members, BranchOutcome::Committed);
+                report.finish(Outcome::Committed, Some(output), None)
+            }
+            Err(err) => {
+                for &member in &members {
+                    report.note(member, err.to_string());
+                }
+                let error = TxError::new(ErrorKind::Participant, err.to_string());
+                report.finish(Outcome::Aborted, None, Some(error))
+            }
+        }
+    }
+
+    /// Phase 1: prepares every server branch concurrently, before the deadline.
+    async fn phase_one(&self, tx: &mut OpenTransaction) -> Result<(), TxError> {
+        if Instant::now() >= tx.deadline {
+            return Err(self.deadline_error());
+        }
+        let prepared = join_all(
+            tx.branches
+                .iter_mut()
+                .enumerate()
+                .map(|(k, open)| async move {
+                    let result = open.branch.prepare().await;
+                    if result.is_ok() {
+                        crate::fault::point(&format!("after-prepare-{k}"));
+                    }
+                    result
+                }),
+        )
+        .await;
+        match prepared.into_iter().find_map(Result::err) {
+            None => Ok(()),
+            Some(err) => Err(TxError::new(
+                ErrorKind::Participant,
+                format!("{err}; nothing was committed"),
+            )),
+        }
+    }
+
+    /// The decision: the SQLite group's commit with the decision row inside it, or a
+    /// durable COMMIT in the decision store — either only before the deadline.
+    async fn decide(&self, tx: &mut OpenTransaction, report: &mut ReportBuilder) -> Decided {
+        if tx.sqlite.is_some() && Instant::now() >= tx.deadline {
+            return Decided::Abort(self.deadline_error());
+        }
+        if let Some(group) = tx.sqlite.take() {
+            return match group.commit(Some(&tx.gid)).await {
+                Ok(()) => {
+                    report.set_all(&tx.sqlite_members(), BranchOutcome::Committed);
+                    Decided::Commit
+                }
+                Err(err) => Decided::Abort(TxError::new(
+                    ErrorKind::Participant,
+                    format!("{err}; nothing was committed"),
+                )),
+            };
+        }
+        let Some(store) = &self.decisions else {
+            return Decided::Abort(TxError::new(
+                ErrorKind::Participant,
+                "no decision store is open; nothing was committed",
+            ));
+        };
+        match store.record_commit(&tx.gid, tx.gid.deadline()).await {
+            Ok(()) => Decided::Commit,
+            Err(DecisionError::NotRecorded(cause)) => Decided::Abort(TxError::new(
+                ErrorKind::Participant,
+                format!("cannot record the COMMIT decision: {cause}; nothing was committed"),
+            )),
+            // Anything else may have left the COMMIT durable: rolling back could tear the
+            // transaction.
+            Err(err) => Decided::InDoubt(TxError::new(
+                ErrorKind::Participant,
+                format!(
+                    "the COMMIT decision may or may not be recorded ({err}); every branch stays prepared until `wasmtx recover` resolves it"
+                ),
+            )),
+        }
+    }
+
+    /// Phase 2: commits every prepared branch concurrently, each retried with backoff.
+    async fn phase_two(
+        &self,
+        mut tx: OpenTransaction,
+        output: String,
+        mut report: ReportBuilder,
+    ) -> TxReport {
+        let results = join_all(
+            tx.branches
+                .iter_mut()
+                .enumerate()
+                .map(|(k, open)| async move {
+                    let result = commit_with_retry(open).await;
+                    if result.is_ok() {
+                        crate::fault::point(&format!("after-commit-{k}"));
+                    }
+                    (open.member, result)
+                }),
+        )
+        .await;
+        let mut pending = false;
+        for (member, result) in results {
+            match result {
+                Ok(note) => {
+                    report.set(member, BranchOutcome::Committed);
+                    if let Some(note) = note {
+                        report.note(member, note);
+                    }
+                }
+                Err(err) => {
+                    pending = true;
+                    report.set(member, BranchOutcome::Pending);
+                    report.note(member, format!("{err}; `wasmtx recover` will commit it"));
+                }
+            }
+        }
+        if pending {
+            let error = TxError::new(
+                ErrorKind::Participant,
+                "the transaction is decided COMMIT but some branches are not yet committed; run `wasmtx recover`",
+            );
+            return report.finish(Outcome::InDoubt, Some(output), Some(error));
+        }
+        if let Some(store) = &self.decisions
+            && let Err(err) = store.record_done(&tx.gid).await
+        {
+            let gid = &tx.gid;
+            tracing::warn!(%gid, "cannot record DONE (recovery will find nothing to do): {err}");
+        }
+        report.finish(Outcome::Committed, Some(output), None)
+    }
+}
+
+/// Phase 2 for one branch: its own connection first, then any connection, with backoff.
+/// `Ok(Some(note))` says how a branch that needed more than one try was resolved.
+async fn commit_with_retry(open: &mut OpenBranch) -> Result<Option<String>, ParticipantError> {
+    let first = match open.branch.commit_prepared().await {
+        Ok(_) => return Ok(None),
+        Err(err) => err,
+    };
+    let give_up = Instant::now() + PHASE2_RETRY_FOR;
+    let mut delay = Duration::from_millis(50);
+    let mut last = first.clone();
+    let mut tries = 1;
+    while Instant::now() < give_up {
+        tokio::time::sleep(delay).await;
+        tries += 1;
+        match open.participant.commit_prepared(&open.id).await {
+            Ok(resolution) => {
+                let how = match resolution {
+                    Resolution::Done => "committed",
+                    Resolution::AlreadyResolved => "found already committed",
+                };
+                return Ok(Some(format!(
+                    "branch was pending ({first}); {how} on a new connection after {tries} tries"
+                )));
+            }
+            Err(err) => last = err,
+        }
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+    Err(last)
+}

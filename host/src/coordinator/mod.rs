@@ -1,0 +1,348 @@
+//! The coordinator: one global transaction from begin to the last commit, readable top to
+//! bottom.
+//!
+//! 1. **begin** a branch on every server participant and one SQLite group for all SQLite
+//!    participants, concurrently; any failure rolls back what began;
+//! 2. **run** the prepare logic (a WASM script, or native code) with every participant
+//!    bound; an `Err`, trap, timeout, limit or any failed statement aborts;
+//! 3. one resource → **one-phase commit**, no decision written;
+//! 4. otherwise **phase 1**: prepare every server branch concurrently;
+//! 5. **decide**: with an SQLite group, the group commits last with the decision row
+//!    inside it (its commit is the decision); without one, COMMIT goes to the decision
+//!    store and is durable before anything else happens — and only before the deadline. A
+//!    decision whose outcome is unknown leaves the transaction in doubt, never rolled back;
+//! 6. **phase 2**: commit every prepared branch concurrently, retried with backoff; a
+//!    branch still unconfirmed at the end is reported pending, for recovery.
+//!
+//! Steps 3–6 are in `commit.rs`; `report_builder.rs` fills in each participant's part of
+//! the report as the protocol advances.
+
+mod commit;
+mod report_builder;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use futures::future::join_all;
+
+use crate::config::Config;
+use crate::decision_log::DecisionLog;
+use crate::decision_store::DecisionStore;
+use crate::gid::{Gid, NodeId};
+use crate::limits::Limits;
+use crate::participant::sqlite::{SqliteGroup, SqliteMember};
+use crate::participant::{ParticipantError, ParticipantSlot, ServerParticipant, StatementTimeouts};
+use crate::report::{BranchOutcome, ErrorKind, Outcome, TxError, TxReport};
+use crate::transaction::{OpenBranch, OpenTransaction};
+use report_builder::ReportBuilder;
+
+/// How long phase 2 keeps retrying a branch before reporting it pending for recovery.
+pub const PHASE2_RETRY_FOR: Duration = Duration::from_secs(15);
+
+/// The prepare phase of a global transaction: given the open transaction and the input,
+/// return the transaction and a vote (`Ok(output)` to commit).
+#[async_trait]
+pub trait PrepareLogic: Send + Sync {
+    async fn prepare(
+        &self,
+        tx: OpenTransaction,
+        input: &str,
+    ) -> (OpenTransaction, Result<String, TxError>);
+}
+
+/// What a coordinator needs of the configuration besides its participants.
+#[derive(Debug, Clone)]
+pub struct CoordinatorSettings {
+    /// Names this host's transactions.
+    pub node: NodeId,
+    /// The transaction deadline and the statement limits.
+    pub limits: Limits,
+    /// The host-owned main file of SQLite groups, where their last-resource decision rows go.
+    pub sqlite_coordinator: PathBuf,
+}
+
+impl CoordinatorSettings {
+    pub fn from_config(config: &Config) -> Self {
+        CoordinatorSettings {
+            node: config.node.clone(),
+            limits: config.limits.clone(),
+            sqlite_coordinator: config.sqlite_coordinator_path(),
+        }
+    }
+}
+
+/// Runs global transactions over a fixed list of participants. Shared by all transactions
+/// of a host: it holds the participants (their connection pools) and the decision store.
+/// Cloning is shallow.
+#[derive(Clone)]
+pub struct Coordinator {
+    settings: Arc<CoordinatorSettings>,
+    /// In transaction (configuration) order.
+    participants: Arc<[ParticipantSlot]>,
+    decisions: Option<Arc<dyn DecisionStore>>,
+}
+
+impl Coordinator {
+    /// A coordinator over `participants`, recording COMMIT decisions in `decisions`. A
+    /// transaction over two or more resources with no SQLite group needs a store: without
+    /// one it aborts before phase 1 ends.
+    pub fn new(
+        settings: CoordinatorSettings,
+        participants: Vec<ParticipantSlot>,
+        decisions: Option<Arc<dyn DecisionStore>>,
+    ) -> Self {
+        Coordinator {
+            settings: Arc::new(settings),
+            participants: participants.into(),
+            decisions,
+        }
+    }
+
+    /// Connects the configured participants (pools of up to `max_connections` each) and,
+    /// when two or more are servers, opens the decision log of the state directory.
+    pub async fn connect(config: &Config, max_connections: u32) -> Result<Self, ParticipantError> {
+        let participants =
+            ParticipantSlot::connect_all(&config.participants, max_connections).await?;
+        let servers = participants
+            .iter()
+            .filter_map(ParticipantSlot::server)
+            .count();
+        let decisions = if servers >= 2 {
+            let log = DecisionLog::open_async(&config.decision_log_path())
+                .await
+                .map_err(|e| ParticipantError::new("decision log", "open", e))?;
+            Some(Arc::new(log) as Arc<dyn DecisionStore>)
+        } else {
+            None
+        };
+        Ok(Self::new(
+            CoordinatorSettings::from_config(config),
+            participants,
+            decisions,
+        ))
+    }
+
+    pub fn settings(&self) -> &CoordinatorSettings {
+        &self.settings
+    }
+
+    /// The participants, in transaction order.
+    pub fn participants(&self) -> &[ParticipantSlot] {
+        &self.participants
+    }
+
+    /// The server participants, in transaction order.
+    pub fn server_participants(&self) -> impl Iterator<Item = &Arc<dyn ServerParticipant>> {
+        self.participants.iter().filter_map(ParticipantSlot::server)
+    }
+
+    pub fn decision_store(&self) -> Option<&Arc<dyn DecisionStore>> {
+        self.decisions.as_ref()
+    }
+
+    /// A coordinator for some of this one's participants, in this one's order, sharing its
+    /// pools and decision store. Names are case-insensitive; an unknown one is returned as
+    /// the error.
+    pub fn subset<'a>(&self, names: &[&'a str]) -> Result<Coordinator, &'a str> {
+        if let Some(unknown) = names.iter().find(|name| {
+            !self
+                .participants
+                .iter()
+                .any(|p| p.name().eq_ignore_ascii_case(name))
+        }) {
+            return Err(unknown);
+        }
+        let chosen: Vec<ParticipantSlot> = self
+            .participants
+            .iter()
+            .filter(|p| names.iter().any(|name| p.name().eq_ignore_ascii_case(name)))
+            .cloned()
+            .collect();
+        Ok(Coordinator {
+            settings: self.settings.clone(),
+            participants: chosen.into(),
+            decisions: self.decisions.clone(),
+        })
+    }
+
+    /// Runs one global transaction with `logic` as its prepare phase.
+    pub async fn run(&self, logic: &dyn PrepareLogic, input: &str) -> TxReport {
+        let started = Instant::now();
+        let timeout = self.settings.limits.timeout();
+        let gid = Gid::new(&self.settings.node, SystemTime::now() + timeout);
+        let mut report = ReportBuilder::new(&self.participants, gid.clone(), started);
+
+        let tx = match self.begin(gid, started + timeout, &mut report).await {
+            Ok(tx) => tx,
+            Err(error) => return report.finish(Outcome::Aborted, None, Some(error)),
+        };
+        crate::fault::point("after-begin");
+
+        let (tx, vote) = logic.prepare(tx, input).await;
+        crate::fault::point("after-script");
+        let failure = match (vote, tx.doomed().cloned()) {
+            (Ok(output), None) => return self.commit(tx, output, report).await,
+            (Ok(_), Some(doom)) => doom,
+            (Err(error), None) => error,
+            (Err(error), Some(doom)) if error.kind == ErrorKind::Script => TxError::new(
+                doom.kind,
+                format!("{} (the script said: {})", doom.message, error.message),
+            ),
+            (Err(error), Some(_)) => error,
+        };
+        self.rollback_all(tx, &mut report).await;
+        report.finish(Outcome::Aborted, None, Some(failure))
+    }
+
+    /// Opens every branch concurrently; on any failure rolls back those that opened.
+    async fn begin(
+        &self,
+        gid: Gid,
+        deadline: Instant,
+        report: &mut ReportBuilder,
+    ) -> Result<OpenTransaction, TxError> {
+        let timeouts = StatementTimeouts {
+            statement: self.settings.limits.timeout(),
+            lock: self.settings.limits.timeout(),
+        };
+        let sqlite_members: Vec<SqliteMember> = self
+            .participants
+            .iter()
+            .filter_map(|slot| match slot {
+                ParticipantSlot::Sqlite(member) => Some(member.clone()),
+                ParticipantSlot::Server(_) => None,
+            })
+            .collect();
+        let server_begins = self
+            .participants
+            .iter()
+            .enumerate()
+            .filter_map(|(index, slot)| Some((index, slot.server()?.clone())))
+            .map(|(index, participant)| {
+                let id = gid.branch(index as u32);
+                async move {
+                    let result = participant.begin(&id, timeouts).await;
+                    (index, id, participant, result)
+                }
+            });
+        let sqlite_begin = async {
+            if sqlite_members.is_empty() {
+                None
+            } else {
+                let main = &self.settings.sqlite_coordinator;
+                Some(SqliteGroup::begin(main, &sqlite_members, timeouts.lock, deadline).await)
+            }
+        };
+        let (server_results, sqlite_result) = futures::join!(join_all(server_begins), sqlite_begin);
+
+        let mut opened = Vec::with_capacity(server_results.len());
+        let mut first_error: Option<ParticipantError> = None;
+        for (index, id, participant, result) in server_results {
+            match result {
+                Ok(branch) => opened.push((index, id, participant, branch)),
+                Err(err) => {
+                    report.note_at(index, err.to_string());
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        let group = match sqlite_result {
+            Some(Ok(group)) => Some(group),
+            Some(Err(err)) => {
+                if let Some(index) = self
+                    .participants
+                    .iter()
+                    .position(|p| p.name() == err.participant)
+                {
+                    report.note_at(index, err.to_string());
+                }
+                first_error.get_or_insert(err);
+                None
+            }
+            None => None,
+        };
+
+        // Every member in configuration order, so a member's id is its position.
+        let mut tx = OpenTransaction::new(gid, deadline, self.settings.limits.result_limits());
+        let mut opened = opened.into_iter().peekable();
+        let mut group_index = 0;
+        for (index, slot) in self.participants.iter().enumerate() {
+            match slot {
+                ParticipantSlot::Sqlite(member) => {
+                    tx.push_sqlite_member(&member.name, group_index);
+                    group_index += 1;
+                }
+                ParticipantSlot::Server(_) => {
+                    if let Some((_, id, participant, branch)) =
+                        opened.next_if(|(i, ..)| *i == index)
+                    {
+                        tx.push_server_branch(participant, id, branch);
+                    }
+                }
+            }
+        }
+        if let Some(group) = group {
+            tx.set_sqlite_group(group);
+        }
+        report.began(&tx);
+        match first_error {
+            None => Ok(tx),
+            Some(err) => {
+                self.rollback_all(tx, report).await;
+                Err(TxError::new(
+                    ErrorKind::Participant,
+                    format!("{err}; nothing was committed"),
+                ))
+            }
+        }
+    }
+
+    /// Rolls back every open branch and the SQLite group. A branch whose rollback fails is
+    /// left to the database (an unprepared branch dies with its connection) or to recovery
+    /// (a prepared one with no COMMIT record is rolled back after its deadline).
+    async fn rollback_all(&self, mut tx: OpenTransaction, report: &mut ReportBuilder) {
+        let members = tx.sqlite_members();
+        let branches = join_all(
+            tx.branches
+                .iter_mut()
+                .map(|open: &mut OpenBranch| async move {
+                    let result = open.branch.rollback().await;
+                    (open.member, result)
+                }),
+        );
+        let group = async {
+            match tx.sqlite.take() {
+                Some(group) => Some(group.rollback().await),
+                None => None,
+            }
+        };
+        let (branch_results, group_result) = futures::join!(branches, group);
+        for (member, result) in branch_results {
+            report.set(member, BranchOutcome::RolledBack);
+            if let Err(err) = result {
+                report.note(
+                    member,
+                    format!("{err}; the database or `wasmtx recover` will roll it back"),
+                );
+            }
+        }
+        if let Some(result) = group_result {
+            report.set_all(&members, BranchOutcome::RolledBack);
+            if let Err(err) = result {
+                tracing::warn!(gid = %tx.gid, "SQLite rollback failed (the open transaction dies with its connection): {err}");
+            }
+        }
+    }
+
+    fn deadline_error(&self) -> TxError {
+        TxError::new(
+            ErrorKind::Timeout,
+            format!(
+                "the transaction's deadline of {} s passed before it could be decided (limits.timeout_secs)",
+                self.settings.limits.timeout_secs
+            ),
+        )
+    }
+}

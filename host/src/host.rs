@@ -1,0 +1,200 @@
+//! The library's front door: a [`Host`] built from a [`Config`] owns what every command
+//! and a long-running server need — the sandbox (engine, linker, compiled-component
+//! cache), the participants and their pools, the coordinator and the decision store — and
+//! runs transactions, recovery and inspections on them.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::config::Config;
+use crate::coordinator::Coordinator;
+use crate::decision_log::DecisionLog;
+use crate::decision_log_shim::SqliteDecisionTable;
+use crate::decision_store::{DecisionSource, DecisionStore};
+use crate::participant::{ParticipantError, SpecError};
+use crate::recovery::{Recovery, RecoveryReport, ScanFailure};
+use crate::report::{ErrorKind, TxError, TxReport};
+use crate::script::{Inspection, LoadError, Sandbox, ScriptLogic};
+
+/// How big a host is.
+#[derive(Debug, Clone, Copy)]
+pub struct HostOptions {
+    /// Scripts running at once (sizes the sandbox's instance pool).
+    pub concurrency: u32,
+    /// Connections per server participant.
+    pub max_connections: u32,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        HostOptions {
+            concurrency: 1,
+            max_connections: 2,
+        }
+    }
+}
+
+/// Why a host could not be opened. Nothing was touched in any case.
+#[derive(Debug, Error)]
+pub enum HostError {
+    /// A participant specification that cannot work here (e.g. an SQLite file's folder
+    /// missing).
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The script engine could not be set up with these limits.
+    #[error("cannot set up the script engine: {0}")]
+    Engine(String),
+    /// A participant could not be connected, or the decision store opened.
+    #[error("{0}; nothing was started")]
+    Participant(#[from] ParticipantError),
+}
+
+impl From<HostError> for TxError {
+    fn from(err: HostError) -> Self {
+        let kind = match err {
+            HostError::Spec(_) | HostError::Engine(_) => ErrorKind::Input,
+            HostError::Participant(_) => ErrorKind::Participant,
+        };
+        TxError::new(kind, err.to_string())
+    }
+}
+
+/// A configured host: load scripts, run transactions, recover. Cheap to share behind an
+/// `Arc`; every method takes `&self`.
+pub struct Host {
+    config: Config,
+    sandbox: Arc<Sandbox>,
+    coordinator: Coordinator,
+}
+
+/// A host whose configuration is checked and whose sandbox is ready, before anything is
+/// connected: load scripts here so a bad script is refused before any database is touched.
+pub struct HostBuilder {
+    config: Config,
+    sandbox: Arc<Sandbox>,
+    options: HostOptions,
+}
+
+impl HostBuilder {
+    /// Reads, checks and compiles a script component (see [`Host::load_script`]).
+    pub fn load_script(&self, path: &Path) -> Result<ScriptLogic, LoadError> {
+        load_script(&self.sandbox, path)
+    }
+
+    /// Connects the participants (and, when two or more are servers, opens the decision
+    /// log).
+    pub async fn connect(self) -> Result<Host, HostError> {
+        let coordinator = Coordinator::connect(&self.config, self.options.max_connections).await?;
+        Ok(Host {
+            config: self.config,
+            sandbox: self.sandbox,
+            coordinator,
+        })
+    }
+}
+
+impl Host {
+    /// Checks the configuration and sets up the sandbox; nothing is connected yet.
+    pub fn builder(config: Config, options: HostOptions) -> Result<HostBuilder, HostError> {
+        for spec in &config.participants {
+            spec.check_local()?;
+        }
+        let sandbox = Sandbox::new(
+            &config.limits,
+            options.concurrency,
+            config.cache_dir.clone(),
+        )
+        .map_err(|e| HostError::Engine(format!("{e:#}")))?;
+        Ok(HostBuilder {
+            config,
+            sandbox: Arc::new(sandbox),
+            options,
+        })
+    }
+
+    /// [`Host::builder`], then [`HostBuilder::connect`].
+    pub async fn open(config: Config, options: HostOptions) -> Result<Self, HostError> {
+        Self::builder(config, options)?.connect().await
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+
+    pub fn coordinator(&self) -> &Coordinator {
+        &self.coordinator
+    }
+
+    /// Reads, checks and compiles (or loads from the cache) a script component.
+    pub fn load_script(&self, path: &Path) -> Result<ScriptLogic, LoadError> {
+        load_script(&self.sandbox, path)
+    }
+
+    /// Runs one global transaction with `script` as its prepare logic.
+    pub async fn run(&self, script: &ScriptLogic, input: &str) -> TxReport {
+        self.coordinator.run(script, input).await
+    }
+
+    /// What a component is and whether this host can run it.
+    pub fn inspect(&self, path: &Path) -> Result<Inspection, LoadError> {
+        self.sandbox.inspect(path)
+    }
+
+    /// Resolves (or with `dry_run`, only lists) this node's branches left prepared, using
+    /// every decision source of this host: the decision store (or the state directory's
+    /// log, if one exists) and the SQLite coordinator file.
+    pub async fn recover(&self, dry_run: bool) -> RecoveryReport {
+        let store = match self.coordinator.decision_store() {
+            Some(store) => Some(store.clone()),
+            None => match self.existing_decision_log().await {
+                Ok(log) => log,
+                Err(failure) => {
+                    return RecoveryReport {
+                        branches: Vec::new(),
+                        failures: vec![failure],
+                    };
+                }
+            },
+        };
+        let sqlite_decisions: Arc<dyn DecisionSource> = Arc::new(SqliteDecisionTable::new(
+            self.config.sqlite_coordinator_path(),
+        ));
+        Recovery::new(
+            &self.config.node,
+            self.coordinator.server_participants().cloned().collect(),
+            store,
+            vec![sqlite_decisions],
+        )
+        .run(dry_run)
+        .await
+    }
+
+    /// The state directory's decision log if the file exists (a host whose participants
+    /// need no log still recovers what an earlier configuration decided).
+    async fn existing_decision_log(&self) -> Result<Option<Arc<dyn DecisionStore>>, ScanFailure> {
+        let path = self.config.decision_log_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        match DecisionLog::open_async(&path).await {
+            Ok(log) => Ok(Some(Arc::new(log))),
+            Err(err) => Err(ScanFailure {
+                participant: "decision log".into(),
+                message: err.to_string(),
+            }),
+        }
+    }
+}
+
+fn load_script(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ScriptLogic, LoadError> {
+    Ok(ScriptLogic {
+        sandbox: sandbox.clone(),
+        script: Arc::new(sandbox.load(path)?),
+    })
+}

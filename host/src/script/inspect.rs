@@ -1,0 +1,78 @@
+//! What a component is and whether this host can run it: the report of `wasmtx inspect`.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{LoadError, Sandbox, WORLD};
+
+/// A component as this host sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    pub path: String,
+    pub size_bytes: usize,
+    /// The world a script must implement.
+    pub world: &'static str,
+    /// Whether it implements that world, so this host can run it.
+    pub implements_world: bool,
+    /// Why it cannot run here, when it cannot.
+    pub problem: Option<String>,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    /// Whether the compiled form was already cached, or compiled now.
+    pub compiled_cache: CompiledCache,
+    pub cache_file: String,
+}
+
+/// The compiled-component cache's state for an inspected component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CompiledCache {
+    #[serde(rename = "cached")]
+    Cached,
+    #[serde(rename = "compiled now, cached for next time")]
+    CompiledNow,
+}
+
+impl Sandbox {
+    /// Reads and compiles `path` (through the cache) and checks it against [`WORLD`]. An
+    /// error means it is not a component at all; a component of another world is an
+    /// [`Inspection`] with `implements_world: false` and the problem.
+    pub fn inspect(&self, path: &Path) -> Result<Inspection, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let engine = self.engine();
+        let cached_before = self.cache().contains(engine, &bytes);
+        let (component, _) = self.compile(path, &bytes)?;
+        let ty = component.component_type();
+        let imports = ty
+            .imports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let exports = ty
+            .exports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let problem = self.load(path).err().map(|e| e.to_string());
+        Ok(Inspection {
+            path: path.display().to_string(),
+            size_bytes: bytes.len(),
+            world: WORLD,
+            implements_world: problem.is_none(),
+            problem,
+            imports,
+            exports,
+            compiled_cache: if cached_before {
+                CompiledCache::Cached
+            } else {
+                CompiledCache::CompiledNow
+            },
+            cache_file: self
+                .cache()
+                .entry_path(engine, &bytes)
+                .display()
+                .to_string(),
+        })
+    }
+}
