@@ -34,7 +34,7 @@
 //! Rust. Here a user row goes into two SQLite files atomically — both get it or neither:
 //!
 //! ```
-//! use wasmtx::{Config, Host, HostOptions, OpenTransaction, ParticipantSpec, PrepareLogic, TxError};
+//! use wasmtx::{Config, Host, HostOptions, OpenTransaction, ParticipantSpec, PrepareLogic, TxError, Value};
 //!
 //! struct InsertUser;
 //!
@@ -42,7 +42,7 @@
 //! impl PrepareLogic for InsertUser {
 //!     async fn prepare(&self, mut tx: OpenTransaction, name: &str) -> (OpenTransaction, Result<String, TxError>) {
 //!         for db in tx.members().collect::<Vec<_>>() {
-//!             if let Err(e) = tx.execute(db, "INSERT INTO user (name) VALUES (?)", &[name.into()]).await {
+//!             if let Err(e) = tx.execute(db, "INSERT INTO user (name) VALUES (?)", &[Value::Text(name.into())]).await {
 //!                 return (tx, Err(TxError::new(wasmtx::ErrorKind::Database, e.to_string())));
 //!             }
 //!         }

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
+use super::Coordinator;
 use super::report_builder::ReportBuilder;
-use super::{Coordinator, PHASE2_RETRY_FOR};
 use crate::decision_store::DecisionError;
 use crate::participant::{ParticipantError, Resolution};
 use crate::report::{BranchOutcome, ErrorKind, Outcome, TxError, TxReport};
@@ -157,12 +157,13 @@ impl Coordinator {
         output: String,
         mut report: ReportBuilder,
     ) -> TxReport {
+        let retry_for = self.settings.phase2_retry_for;
         let results = join_all(
             tx.branches
                 .iter_mut()
                 .enumerate()
                 .map(|(k, open)| async move {
-                    let result = commit_with_retry(open).await;
+                    let result = commit_with_retry(open, retry_for).await;
                     if result.is_ok() {
                         crate::fault::point(&format!("after-commit-{k}"));
                     }
@@ -205,12 +206,15 @@ impl Coordinator {
 
 /// Phase 2 for one branch: its own connection first, then any connection, with backoff.
 /// `Ok(Some(note))` says how a branch that needed more than one try was resolved.
-async fn commit_with_retry(open: &mut OpenBranch) -> Result<Option<String>, ParticipantError> {
+async fn commit_with_retry(
+    open: &mut OpenBranch,
+    retry_for: Duration,
+) -> Result<Option<String>, ParticipantError> {
     let first = match open.branch.commit_prepared().await {
         Ok(_) => return Ok(None),
         Err(err) => err,
     };
-    let give_up = Instant::now() + PHASE2_RETRY_FOR;
+    let give_up = Instant::now() + retry_for;
     let mut delay = Duration::from_millis(50);
     let mut last = first.clone();
     let mut tries = 1;

@@ -38,7 +38,8 @@ use crate::report::{BranchOutcome, ErrorKind, Outcome, TxError, TxReport};
 use crate::transaction::{OpenBranch, OpenTransaction};
 use report_builder::ReportBuilder;
 
-/// How long phase 2 keeps retrying a branch before reporting it pending for recovery.
+/// How long phase 2 keeps retrying a branch by default before reporting it pending for
+/// recovery.
 pub const PHASE2_RETRY_FOR: Duration = Duration::from_secs(15);
 
 /// The prepare phase of a global transaction: given the open transaction and the input,
@@ -61,6 +62,8 @@ pub struct CoordinatorSettings {
     pub limits: Limits,
     /// The host-owned main file of SQLite groups, where their last-resource decision rows go.
     pub sqlite_coordinator: PathBuf,
+    /// How long phase 2 keeps retrying a branch before reporting it pending for recovery.
+    pub phase2_retry_for: Duration,
 }
 
 impl CoordinatorSettings {
@@ -69,6 +72,7 @@ impl CoordinatorSettings {
             node: config.node.clone(),
             limits: config.limits.clone(),
             sqlite_coordinator: config.sqlite_coordinator_path(),
+            phase2_retry_for: PHASE2_RETRY_FOR,
         }
     }
 }

@@ -1,0 +1,743 @@
+//! The commit protocol in-process, with fake participants and a fake decision store: every
+//! edge of the coordinator and of recovery, each test naming the step it breaks. (The
+//! end-to-end tests in `xa.rs` run the same protocol on real servers.)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use wasmtx::coordinator::CoordinatorSettings;
+use wasmtx::decision_store::{DecisionCause, DecisionStats, Snapshot};
+use wasmtx::dialect::Dialect;
+use wasmtx::gid::{BranchId, Gid, NodeId};
+use wasmtx::limits::Limits;
+use wasmtx::participant::{
+    ParticipantError, Resolution, ServerBranch, ServerParticipant, StatementError,
+    StatementTimeouts,
+};
+use wasmtx::recovery::{Action, Decision};
+use wasmtx::report::BranchOutcome;
+use wasmtx::value::{ResultLimits, RowSet, Value};
+use wasmtx::{
+    Coordinator, DecisionError, DecisionSource, DecisionStore, ErrorKind, OpenTransaction, Outcome,
+    ParticipantSlot, PrepareLogic, Recovery, TxError, TxReport,
+};
+
+// ── fakes ───────────────────────────────────────────────────────────────────────────────
+
+/// Where a fake participant's branch is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BranchState {
+    Active,
+    Prepared,
+    Committed,
+    RolledBack,
+}
+
+/// What a fake participant is told to do wrong.
+#[derive(Debug, Default)]
+struct Faults {
+    begin: bool,
+    prepare: bool,
+    /// Phase-2 commits (own connection or any) that fail before one succeeds.
+    commit_failures: u32,
+}
+
+/// A database that keeps its branches in memory. Cloning is shallow: the participant, its
+/// branches and the test share one state.
+#[derive(Clone)]
+struct FakeDb(Arc<DbState>);
+
+struct DbState {
+    name: &'static str,
+    faults: Mutex<Faults>,
+    branches: Mutex<BTreeMap<String, BranchState>>,
+    statements: Mutex<u32>,
+}
+
+impl std::ops::Deref for FakeDb {
+    type Target = DbState;
+    fn deref(&self) -> &DbState {
+        &self.0
+    }
+}
+
+impl FakeDb {
+    fn new(name: &'static str) -> Self {
+        FakeDb(Arc::new(DbState {
+            name,
+            faults: Mutex::new(Faults::default()),
+            branches: Mutex::new(BTreeMap::new()),
+            statements: Mutex::new(0),
+        }))
+    }
+
+    /// The participant the coordinator and recovery are given.
+    fn participant(&self) -> Arc<dyn ServerParticipant> {
+        Arc::new(self.clone())
+    }
+
+    fn failing(name: &'static str, faults: Faults) -> Self {
+        let db = Self::new(name);
+        *db.faults.lock().unwrap() = faults;
+        db
+    }
+
+    fn error(&self, action: &'static str) -> ParticipantError {
+        ParticipantError::new(self.name, action, "the fake was told to fail")
+    }
+
+    fn set(&self, id: &BranchId, state: BranchState) {
+        self.branches.lock().unwrap().insert(id.joined(), state);
+    }
+
+    /// Every branch's state, in gid order.
+    fn states(&self) -> Vec<BranchState> {
+        self.branches.lock().unwrap().values().copied().collect()
+    }
+
+    fn state_of(&self, id: &BranchId) -> Option<BranchState> {
+        self.branches.lock().unwrap().get(&id.joined()).copied()
+    }
+
+    fn take_commit_failure(&self) -> bool {
+        let mut faults = self.faults.lock().unwrap();
+        if faults.commit_failures > 0 {
+            faults.commit_failures -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Phase 2 or recovery on a prepared branch, from any connection.
+    fn finish(&self, id: &BranchId, to: BranchState) -> Result<Resolution, ParticipantError> {
+        let mut branches = self.branches.lock().unwrap();
+        match branches.get(&id.joined()) {
+            Some(BranchState::Prepared) => {
+                branches.insert(id.joined(), to);
+                Ok(Resolution::Done)
+            }
+            Some(state) if *state == to => Ok(Resolution::AlreadyResolved),
+            None => Ok(Resolution::AlreadyResolved),
+            Some(state) => panic!("{}: {id:?} is {state:?}, asked to become {to:?}", self.name),
+        }
+    }
+}
+
+struct FakeBranch {
+    db: FakeDb,
+    id: BranchId,
+}
+
+#[async_trait]
+impl ServerBranch for FakeBranch {
+    async fn execute(&mut self, _sql: &str, _params: &[Value]) -> Result<u64, StatementError> {
+        *self.db.statements.lock().unwrap() += 1;
+        Ok(1)
+    }
+
+    async fn query(
+        &mut self,
+        _sql: &str,
+        _params: &[Value],
+        _limits: ResultLimits,
+    ) -> Result<RowSet, StatementError> {
+        Ok(RowSet {
+            columns: Vec::new(),
+            rows: Vec::new(),
+        })
+    }
+
+    async fn prepare(&mut self) -> Result<(), ParticipantError> {
+        if self.db.faults.lock().unwrap().prepare {
+            self.db.set(&self.id, BranchState::RolledBack);
+            return Err(self.db.error("prepare"));
+        }
+        assert_eq!(self.db.state_of(&self.id), Some(BranchState::Active));
+        self.db.set(&self.id, BranchState::Prepared);
+        Ok(())
+    }
+
+    async fn commit_one_phase(&mut self) -> Result<(), ParticipantError> {
+        assert_eq!(self.db.state_of(&self.id), Some(BranchState::Active));
+        self.db.set(&self.id, BranchState::Committed);
+        Ok(())
+    }
+
+    async fn commit_prepared(&mut self) -> Result<Resolution, ParticipantError> {
+        if self.db.take_commit_failure() {
+            return Err(self.db.error("commit"));
+        }
+        self.db.finish(&self.id, BranchState::Committed)
+    }
+
+    async fn rollback(&mut self) -> Result<Resolution, ParticipantError> {
+        let mut branches = self.db.branches.lock().unwrap();
+        let state = branches.get_mut(&self.id.joined()).expect("a begun branch");
+        assert_ne!(
+            *state,
+            BranchState::Committed,
+            "rolled back a committed branch"
+        );
+        *state = BranchState::RolledBack;
+        Ok(Resolution::Done)
+    }
+}
+
+#[async_trait]
+impl ServerParticipant for FakeDb {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn begin(
+        &self,
+        branch: &BranchId,
+        _timeouts: StatementTimeouts,
+    ) -> Result<Box<dyn ServerBranch>, ParticipantError> {
+        if self.faults.lock().unwrap().begin {
+            return Err(self.error("begin"));
+        }
+        self.set(branch, BranchState::Active);
+        Ok(Box::new(FakeBranch {
+            db: self.clone(),
+            id: branch.clone(),
+        }))
+    }
+
+    async fn prepared_branches(&self, gid_prefix: &str) -> Result<Vec<BranchId>, ParticipantError> {
+        Ok(self
+            .branches
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(id, state)| id.starts_with(gid_prefix) && **state == BranchState::Prepared)
+            .map(|(id, _)| BranchId::parse_joined(id).unwrap())
+            .collect())
+    }
+
+    async fn commit_prepared(&self, branch: &BranchId) -> Result<Resolution, ParticipantError> {
+        if self.take_commit_failure() {
+            return Err(self.error("commit"));
+        }
+        self.finish(branch, BranchState::Committed)
+    }
+
+    async fn rollback_prepared(&self, branch: &BranchId) -> Result<Resolution, ParticipantError> {
+        self.finish(branch, BranchState::RolledBack)
+    }
+}
+
+/// How the fake store answers `record_commit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoreAnswer {
+    Durable,
+    /// Refused: nothing written.
+    NotRecorded,
+    /// An error after the write may have reached the disk (it did, here).
+    MaybeRecorded,
+}
+
+struct FakeStore {
+    answer: StoreAnswer,
+    commits: Mutex<BTreeSet<Gid>>,
+    done: Mutex<BTreeSet<Gid>>,
+}
+
+impl FakeStore {
+    fn new(answer: StoreAnswer) -> Arc<Self> {
+        Arc::new(FakeStore {
+            answer,
+            commits: Mutex::new(BTreeSet::new()),
+            done: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    fn with_commit(gid: &Gid) -> Arc<Self> {
+        let store = Self::new(StoreAnswer::Durable);
+        store.commits.lock().unwrap().insert(gid.clone());
+        store
+    }
+
+    fn commits(&self) -> usize {
+        self.commits.lock().unwrap().len()
+    }
+
+    fn dones(&self) -> usize {
+        self.done.lock().unwrap().len()
+    }
+}
+
+fn cause(text: &str) -> DecisionCause {
+    Arc::new(std::io::Error::other(text.to_owned()))
+}
+
+#[async_trait]
+impl DecisionSource for FakeStore {
+    fn describe(&self) -> String {
+        "fake store".into()
+    }
+
+    async fn is_committed(&self, gid: &Gid) -> Result<bool, DecisionError> {
+        Ok(self.commits.lock().unwrap().contains(gid) && !self.done.lock().unwrap().contains(gid))
+    }
+}
+
+#[async_trait]
+impl DecisionStore for FakeStore {
+    async fn record_commit(&self, gid: &Gid, deadline: SystemTime) -> Result<(), DecisionError> {
+        if SystemTime::now() >= deadline {
+            return Err(DecisionError::NotRecorded(cause("deadline passed")));
+        }
+        match self.answer {
+            StoreAnswer::Durable => {
+                self.commits.lock().unwrap().insert(gid.clone());
+                Ok(())
+            }
+            StoreAnswer::NotRecorded => Err(DecisionError::NotRecorded(cause("disk full"))),
+            StoreAnswer::MaybeRecorded => {
+                self.commits.lock().unwrap().insert(gid.clone());
+                Err(DecisionError::MaybeRecorded(cause("fsync failed")))
+            }
+        }
+    }
+
+    async fn record_done(&self, gid: &Gid) -> Result<(), DecisionError> {
+        self.done.lock().unwrap().insert(gid.clone());
+        Ok(())
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot, DecisionError> {
+        let done = self.done.lock().unwrap().clone();
+        Ok(Snapshot {
+            pending: self
+                .commits
+                .lock()
+                .unwrap()
+                .difference(&done)
+                .cloned()
+                .collect(),
+            as_of: SystemTime::now(),
+        })
+    }
+
+    async fn flush(&self) -> Result<(), DecisionError> {
+        Ok(())
+    }
+
+    fn stats(&self) -> DecisionStats {
+        DecisionStats::default()
+    }
+}
+
+/// Prepare logic that sends one statement to every participant, waits, then votes.
+struct Logic {
+    wait: Duration,
+    vote: Result<String, TxError>,
+}
+
+impl Logic {
+    fn commit() -> Self {
+        Logic {
+            wait: Duration::ZERO,
+            vote: Ok("done".into()),
+        }
+    }
+}
+
+#[async_trait]
+impl PrepareLogic for Logic {
+    async fn prepare(
+        &self,
+        mut tx: OpenTransaction,
+        _input: &str,
+    ) -> (OpenTransaction, Result<String, TxError>) {
+        for member in tx.members().collect::<Vec<_>>() {
+            if let Err(err) = tx.execute(member, "UPDATE t SET x = 1", &[]).await {
+                return (tx, Err(TxError::new(ErrorKind::Database, err.to_string())));
+            }
+        }
+        tokio::time::sleep(self.wait).await;
+        (tx, self.vote.clone())
+    }
+}
+
+// ── helpers ─────────────────────────────────────────────────────────────────────────────
+
+fn node() -> NodeId {
+    NodeId::new("fake").unwrap()
+}
+
+fn coordinator(dbs: &[&FakeDb], store: Option<&Arc<FakeStore>>, timeout_secs: f64) -> Coordinator {
+    let limits = Limits {
+        timeout_secs,
+        ..Limits::default()
+    };
+    let settings = CoordinatorSettings {
+        node: node(),
+        limits,
+        sqlite_coordinator: std::env::temp_dir().join("wasmtx-protocol-never-used.db"),
+        phase2_retry_for: Duration::from_millis(300),
+    };
+    let slots = dbs
+        .iter()
+        .map(|db| ParticipantSlot::Server(db.participant()))
+        .collect();
+    Coordinator::new(
+        settings,
+        slots,
+        store.map(|s| s.clone() as Arc<dyn DecisionStore>),
+    )
+}
+
+fn run(coordinator: &Coordinator, logic: &Logic) -> TxReport {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(coordinator.run(logic, "{}"))
+}
+
+fn outcomes(report: &TxReport) -> Vec<BranchOutcome> {
+    report.participants.iter().map(|p| p.outcome).collect()
+}
+
+use BranchOutcome::{Committed as C, NotStarted, Pending, RolledBack as R};
+
+// ── the coordinator ─────────────────────────────────────────────────────────────────────
+
+#[test]
+fn two_participants_commit_with_a_durable_decision_then_done() {
+    let (a, b) = (FakeDb::new("a"), FakeDb::new("b"));
+    let store = FakeStore::new(StoreAnswer::Durable);
+    let report = run(
+        &coordinator(&[&a, &b], Some(&store), 30.0),
+        &Logic::commit(),
+    );
+    assert_eq!(report.outcome, Outcome::Committed, "{report:?}");
+    assert_eq!(outcomes(&report), [C, C]);
+    assert_eq!(a.states(), [BranchState::Committed]);
+    assert_eq!(b.states(), [BranchState::Committed]);
+    assert_eq!((store.commits(), store.dones()), (1, 1));
+}
+
+#[test]
+fn one_participant_commits_in_one_phase_without_a_decision() {
+    let a = FakeDb::new("a");
+    let store = FakeStore::new(StoreAnswer::Durable);
+    let report = run(&coordinator(&[&a], Some(&store), 30.0), &Logic::commit());
+    assert_eq!(report.outcome, Outcome::Committed, "{report:?}");
+    // FakeBranch::commit_one_phase asserts the branch was never prepared.
+    assert_eq!(a.states(), [BranchState::Committed]);
+    assert_eq!(store.commits(), 0, "a one-phase commit writes no decision");
+}
+
+#[test]
+fn a_failed_begin_rolls_back_what_began_and_runs_nothing() {
+    let a = FakeDb::new("a");
+    let b = FakeDb::failing(
+        "b",
+        Faults {
+            begin: true,
+            ..Faults::default()
+        },
+    );
+    let store = FakeStore::new(StoreAnswer::Durable);
+    let report = run(
+        &coordinator(&[&a, &b], Some(&store), 30.0),
+        &Logic::commit(),
+    );
+    assert_eq!(report.outcome, Outcome::Aborted);
+    assert_eq!(report.error.as_ref().unwrap().kind, ErrorKind::Participant);
+    assert_eq!(outcomes(&report), [R, NotStarted]);
+    assert!(report.participants[1].note.is_some(), "b says why");
+    assert_eq!(a.states(), [BranchState::RolledBack]);
+    assert_eq!(*a.statements.lock().unwrap(), 0, "the logic never ran");
+    assert_eq!(store.commits(), 0);
+}
+
+#[test]
+fn a_failed_prepare_rolls_back_every_branch_and_records_nothing() {
+    let a = FakeDb::new("a");
+    let b = FakeDb::failing(
+        "b",
+        Faults {
+            prepare: true,
+            ..Faults::default()
+        },
+    );
+    let store = FakeStore::new(StoreAnswer::Durable);
+    let report = run(
+        &coordinator(&[&a, &b], Some(&store), 30.0),
+        &Logic::commit(),
+    );
+    assert_eq!(report.outcome, Outcome::Aborted);
+    assert!(
+        report
+            .error
+            .as_ref()
+            .unwrap()
+            .message
+            .contains("nothing was committed"),
+        "{report:?}"
+    );
+    assert_eq!(outcomes(&report), [R, R]);
+    assert_eq!(a.states(), [BranchState::RolledBack]);
+    assert_eq!(store.commits(), 0);
+}
+
+#[test]
+fn a_script_abort_rolls_back_without_preparing() {
+    let (a, b) = (FakeDb::new("a"), FakeDb::new("b"));
+    let store = FakeStore::new(StoreAnswer::Durable);
+    let logic = Logic {
+        wait: Duration::ZERO,
+        vote: Err(TxError::new(ErrorKind::Script, "insufficient funds")),
+    };
+    let report = run(&coordinator(&[&a, &b], Some(&store), 30.0), &logic);
+    assert_eq!(report.outcome, Outcome::Aborted);
+    assert_eq!(report.error.as_ref().unwrap().message, "insufficient funds");
+    assert_eq!(a.states(), [BranchState::RolledBack]);
+    assert_eq!(b.states(), [BranchState::RolledBack]);
+    assert_eq!(store.commits(), 0);
+}
+
+#[test]
+fn a_refused_decision_rolls_back() {
+    let (a, b) = (FakeDb::new("a"), FakeDb::new("b"));
+    let store = FakeStore::new(StoreAnswer::NotRecorded);
+    let report = run(
+        &coordinator(&[&a, &b], Some(&store), 30.0),
+        &Logic::commit(),
+    );
+    assert_eq!(report.outcome, Outcome::Aborted, "{report:?}");
+    assert_eq!(outcomes(&report), [R, R]);
+    assert_eq!(a.states(), [BranchState::RolledBack]);
+    assert_eq!(b.states(), [BranchState::RolledBack]);
+}
+
+#[test]
+fn a_decision_that_may_be_recorded_is_in_doubt_and_never_rolled_back() {
+    let (a, b) = (FakeDb::new("a"), FakeDb::new("b"));
+    let store = FakeStore::new(StoreAnswer::MaybeRecorded);
+    let report = run(
+        &coordinator(&[&a, &b], Some(&store), 30.0),
+        &Logic::commit(),
+    );
+    assert_eq!(report.outcome, Outcome::InDoubt, "{report:?}");
+    assert_eq!(outcomes(&report), [Pending, Pending]);
+    assert_eq!(a.states(), [BranchState::Prepared], "left for recovery");
+    assert_eq!(b.states(), [BranchState::Prepared], "left for recovery");
+
+    // Recovery reads the COMMIT that did reach the store and finishes the transaction.
+    let recovery = Recovery::new(
+        &node(),
+        vec![a.participant(), b.participant()],
+        Some(store.clone()),
+        Vec::new(),
+    );
+    let recovered = block_on(recovery.run(false));
+    assert!(recovered.all_resolved(), "{recovered:?}");
+    assert_eq!(a.states(), [BranchState::Committed]);
+    assert_eq!(b.states(), [BranchState::Committed]);
+    assert_eq!(store.dones(), 1);
+}
+
+#[test]
+fn no_decision_store_means_no_commit() {
+    let (a, b) = (FakeDb::new("a"), FakeDb::new("b"));
+    let report = run(&coordinator(&[&a, &b], None, 30.0), &Logic::commit());
+    assert_eq!(report.outcome, Outcome::Aborted);
+    assert_eq!(a.states(), [BranchState::RolledBack]);
+    assert_eq!(b.states(), [BranchState::RolledBack]);
+}
+
+#[test]
+fn a_deadline_passed_before_the_decision_aborts() {
+    let (a, b) = (FakeDb::new("a"), FakeDb::new("b"));
+    let store = FakeStore::new(StoreAnswer::Durable);
+    let slow = Logic {
+        wait: Duration::from_millis(300),
+        vote: Ok("late".into()),
+    };
+    let report = run(&coordinator(&[&a, &b], Some(&store), 0.2), &slow);
+    assert_eq!(report.outcome, Outcome::Aborted, "{report:?}");
+    assert_eq!(report.error.as_ref().unwrap().kind, ErrorKind::Timeout);
+    assert_eq!(a.states(), [BranchState::RolledBack]);
+    assert_eq!(store.commits(), 0, "no COMMIT after the deadline");
+}
+
+#[test]
+fn phase_two_retries_a_failed_commit_until_it_succeeds() {
+    let a = FakeDb::new("a");
+    let b = FakeDb::failing(
+        "b",
+        Faults {
+            commit_failures: 2,
+            ..Faults::default()
+        },
+    );
+    let store = FakeStore::new(StoreAnswer::Durable);
+    let report = run(
+        &coordinator(&[&a, &b], Some(&store), 30.0),
+        &Logic::commit(),
+    );
+    assert_eq!(report.outcome, Outcome::Committed, "{report:?}");
+    assert_eq!(outcomes(&report), [C, C]);
+    let note = report.participants[1].note.as_deref().unwrap();
+    assert!(note.contains("after 3 tries"), "{note}");
+    assert_eq!(b.states(), [BranchState::Committed]);
+    assert_eq!(store.dones(), 1);
+}
+
+#[test]
+fn phase_two_gives_up_into_pending_and_recovery_commits_it() {
+    let a = FakeDb::new("a");
+    let b = FakeDb::failing(
+        "b",
+        Faults {
+            commit_failures: 1_000,
+            ..Faults::default()
+        },
+    );
+    let store = FakeStore::new(StoreAnswer::Durable);
+    let report = run(
+        &coordinator(&[&a, &b], Some(&store), 30.0),
+        &Logic::commit(),
+    );
+    assert_eq!(report.outcome, Outcome::InDoubt, "{report:?}");
+    assert_eq!(outcomes(&report), [C, Pending]);
+    assert_eq!(store.dones(), 0, "no DONE while a branch is pending");
+    assert_eq!(b.states(), [BranchState::Prepared]);
+
+    b.faults.lock().unwrap().commit_failures = 0;
+    let recovery = Recovery::new(
+        &node(),
+        vec![a.participant(), b.participant()],
+        Some(store.clone()),
+        Vec::new(),
+    );
+    let recovered = block_on(recovery.run(false));
+    assert_eq!(recovered.branches.len(), 1, "{recovered:?}");
+    assert_eq!(recovered.branches[0].action, Action::Committed);
+    assert_eq!(b.states(), [BranchState::Committed]);
+    assert_eq!(store.dones(), 1);
+}
+
+// ── recovery ────────────────────────────────────────────────────────────────────────────
+
+/// A branch of `db` prepared by a transaction whose deadline is `deadline_from_now` away
+/// (negative: passed).
+fn prepared_branch(db: &FakeDb, deadline_from_now: i64) -> BranchId {
+    let now = SystemTime::now();
+    let deadline = if deadline_from_now >= 0 {
+        now + Duration::from_secs(deadline_from_now as u64)
+    } else {
+        now - Duration::from_secs(deadline_from_now.unsigned_abs())
+    };
+    let id = Gid::new(&node(), deadline).branch(0);
+    db.set(&id, BranchState::Prepared);
+    id
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+#[test]
+fn recovery_commits_what_a_source_says_commit_and_records_done() {
+    let a = FakeDb::new("a");
+    let branch = prepared_branch(&a, -60);
+    let store = FakeStore::with_commit(&branch.gid);
+    let report = block_on(
+        Recovery::new(
+            &node(),
+            vec![a.participant()],
+            Some(store.clone()),
+            Vec::new(),
+        )
+        .run(false),
+    );
+    assert_eq!(report.branches.len(), 1);
+    assert_eq!(report.branches[0].decision, Decision::Commit);
+    assert_eq!(report.branches[0].action, Action::Committed);
+    assert_eq!(a.state_of(&branch), Some(BranchState::Committed));
+    assert_eq!(store.dones(), 1);
+}
+
+#[test]
+fn recovery_consults_every_source_not_only_the_store() {
+    let a = FakeDb::new("a");
+    let branch = prepared_branch(&a, -60);
+    let store = FakeStore::new(StoreAnswer::Durable);
+    let last_resource = FakeStore::with_commit(&branch.gid);
+    let report = block_on(
+        Recovery::new(
+            &node(),
+            vec![a.participant()],
+            Some(store),
+            vec![last_resource],
+        )
+        .run(false),
+    );
+    assert_eq!(report.branches[0].action, Action::Committed, "{report:?}");
+    assert_eq!(a.state_of(&branch), Some(BranchState::Committed));
+}
+
+#[test]
+fn recovery_rolls_back_an_expired_branch_with_no_decision() {
+    let a = FakeDb::new("a");
+    let branch = prepared_branch(&a, -60);
+    let store = FakeStore::new(StoreAnswer::Durable);
+    let dry = block_on(
+        Recovery::new(
+            &node(),
+            vec![a.participant()],
+            Some(store.clone()),
+            Vec::new(),
+        )
+        .run(true),
+    );
+    assert_eq!(dry.branches[0].action, Action::WouldRollBack);
+    assert_eq!(
+        a.state_of(&branch),
+        Some(BranchState::Prepared),
+        "a dry run touches nothing"
+    );
+
+    let report = block_on(
+        Recovery::new(
+            &node(),
+            vec![a.participant()],
+            Some(store.clone()),
+            Vec::new(),
+        )
+        .run(false),
+    );
+    assert_eq!(report.branches[0].decision, Decision::None);
+    assert_eq!(report.branches[0].action, Action::RolledBack);
+    assert_eq!(a.state_of(&branch), Some(BranchState::RolledBack));
+    assert_eq!(store.dones(), 0);
+}
+
+#[test]
+fn recovery_leaves_an_undecided_branch_whose_deadline_has_not_passed() {
+    let a = FakeDb::new("a");
+    let branch = prepared_branch(&a, 60);
+    let store = FakeStore::new(StoreAnswer::Durable);
+    let report =
+        block_on(Recovery::new(&node(), vec![a.participant()], Some(store), Vec::new()).run(false));
+    assert_eq!(report.branches[0].action, Action::LeftInDoubt);
+    assert!(!report.all_resolved());
+    assert_eq!(a.state_of(&branch), Some(BranchState::Prepared));
+}
