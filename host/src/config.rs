@@ -118,7 +118,10 @@ impl Config {
             config.add_participant(ParticipantSpec::new(name, url)?, true)?;
         }
         config.limits = file.limits;
-        config.limits.validate().map_err(parse_error)?;
+        config
+            .limits
+            .validate()
+            .map_err(|e| parse_error(e.to_string()))?;
         Ok(config)
     }
 

@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::value::ResultLimits;
 
+/// A limit set to a value the host cannot work with; the message names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidLimit(String);
+
 /// Every bound the host enforces on a transaction. Field names are the configuration keys.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -57,27 +62,27 @@ impl Default for Limits {
 
 impl Limits {
     /// Checks that every bound is usable; the message names the key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidLimit> {
         if !(self.timeout_secs.is_finite()
             && self.timeout_secs > 0.0
             && self.timeout_secs <= 86_400.0)
         {
-            return Err(format!(
+            return Err(InvalidLimit(format!(
                 "limits.timeout_secs must be between 0 and 86400, not {}",
                 self.timeout_secs
-            ));
+            )));
         }
         if !(1..=4096).contains(&self.memory_mib) {
-            return Err(format!(
+            return Err(InvalidLimit(format!(
                 "limits.memory_mib must be between 1 and 4096, not {}",
                 self.memory_mib
-            ));
+            )));
         }
         if !(64..=65_536).contains(&self.stack_kib) {
-            return Err(format!(
+            return Err(InvalidLimit(format!(
                 "limits.stack_kib must be between 64 and 65536, not {}",
                 self.stack_kib
-            ));
+            )));
         }
         let positive = [
             ("max_statements", self.max_statements as usize),
@@ -88,7 +93,7 @@ impl Limits {
         ];
         for (key, value) in positive {
             if value == 0 {
-                return Err(format!("limits.{key} must be at least 1"));
+                return Err(InvalidLimit(format!("limits.{key} must be at least 1")));
             }
         }
         Ok(())

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::decision_store::{DecisionSource, DecisionStore};
+use crate::decision_store::{DecisionError, DecisionSource, DecisionStore};
 use crate::gid::{BranchId, Gid, NodeId};
 use crate::participant::{ParticipantError, Resolution, ServerParticipant};
 
@@ -143,12 +143,12 @@ impl Recovery {
                 let decision = match self.decided_commit(&branch.gid).await {
                     Ok(true) => Decision::Commit,
                     Ok(false) => Decision::None,
-                    Err(message) => {
+                    Err(err) => {
                         report.branches.push(line(
                             &branch,
                             participant.name(),
                             Decision::None,
-                            Action::Failed(message),
+                            Action::Failed(err.to_string()),
                         ));
                         continue;
                     }
@@ -193,18 +193,30 @@ impl Recovery {
     }
 
     /// Whether any source has COMMIT recorded for `gid`.
-    async fn decided_commit(&self, gid: &Gid) -> Result<bool, String> {
+    async fn decided_commit(&self, gid: &Gid) -> Result<bool, SourceFailed> {
         for source in &self.sources {
-            if source
+            let committed = source
                 .is_committed(gid)
                 .await
-                .map_err(|e| format!("{}: {e}", source.describe()))?
-            {
+                .map_err(|error| SourceFailed {
+                    source_name: source.describe(),
+                    error,
+                })?;
+            if committed {
                 return Ok(true);
             }
         }
         Ok(false)
     }
+}
+
+/// A decision source that could not answer; the branch is left alone.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}: {error}")]
+struct SourceFailed {
+    source_name: String,
+    #[source]
+    error: DecisionError,
 }
 
 fn resolved(result: Result<Resolution, ParticipantError>, done: Action) -> Action {

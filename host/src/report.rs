@@ -58,11 +58,14 @@ impl ErrorKind {
     }
 }
 
-/// A typed failure with a readable message.
+/// A typed failure: what happened, and apart from it, what the user can do about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TxError {
     pub kind: ErrorKind,
     pub message: String,
+    /// What to do about it, when there is something to do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 impl TxError {
@@ -70,7 +73,14 @@ impl TxError {
         TxError {
             kind,
             message: message.into(),
+            hint: None,
         }
+    }
+
+    /// The same error with advice for the user.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
     }
 }
 

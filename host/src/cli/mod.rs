@@ -90,16 +90,15 @@ struct HostArgs {
 impl HostArgs {
     /// The configuration: defaults, then the file, then the flags.
     fn config(&self) -> Result<Config, TxError> {
-        let input_error = |e: &dyn std::fmt::Display| TxError::new(ErrorKind::Input, e.to_string());
         let mut config = match &self.config {
-            Some(path) => Config::load(path).map_err(|e| input_error(&e))?,
+            Some(path) => Config::load(path).map_err(input_error)?,
             None => Config::defaults(),
         };
         config
             .apply_participant_args(&self.participants)
-            .map_err(|e| input_error(&e))?;
+            .map_err(input_error)?;
         if let Some(node) = &self.node {
-            config.node = wasmtx::gid::NodeId::new(node).map_err(|e| input_error(&e))?;
+            config.node = wasmtx::gid::NodeId::new(node).map_err(input_error)?;
         }
         if let Some(dir) = &self.state_dir {
             config.state_dir = dir.clone();
@@ -116,9 +115,27 @@ impl HostArgs {
         if let Some(n) = self.max_statements {
             config.limits.max_statements = n;
         }
-        config.limits.validate().map_err(|e| input_error(&e))?;
+        config.limits.validate().map_err(input_error)?;
         Ok(config)
     }
+}
+
+impl HostArgs {
+    /// [`Self::config`] for a command that runs transactions: at least one participant.
+    fn config_with_participants(&self) -> Result<Config, TxError> {
+        let config = self.config()?;
+        if config.participants.is_empty() {
+            return Err(input_error(
+                "no participants: give -p NAME=URL (e.g. -p a=sqlite://a.db) or [participants] in --config",
+            ));
+        }
+        Ok(config)
+    }
+}
+
+/// A usage, configuration or input error (exit status 2).
+fn input_error(message: impl std::fmt::Display) -> TxError {
+    TxError::new(ErrorKind::Input, message.to_string())
 }
 
 pub fn main() -> ExitCode {

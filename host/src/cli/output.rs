@@ -26,6 +26,9 @@ pub fn print_report(report: &TxReport, json: bool) {
     }
     if let Some(error) = &report.error {
         println!("  error ({}): {}", error.kind.as_str(), error.message);
+        if let Some(hint) = &error.hint {
+            println!("  hint: {hint}");
+        }
     }
     for p in &report.participants {
         let outcome = match p.outcome {
@@ -51,6 +54,9 @@ pub fn print_failure(error: &TxError, json: bool) -> ExitCode {
         println!("{object}");
     }
     eprintln!("wasmtx: {}", error.message);
+    if let Some(hint) = &error.hint {
+        eprintln!("hint: {hint}");
+    }
     match error.kind {
         ErrorKind::Input => ExitCode::from(2),
         _ => ExitCode::from(1),

@@ -7,7 +7,7 @@ use wasmtx::report::{ErrorKind, TxError};
 use wasmtx::script::ScriptLogic;
 use wasmtx::{Host, HostOptions};
 
-use super::{HostArgs, output, resolve_script};
+use super::{HostArgs, input_error, output, resolve_script};
 
 /// Connections per server participant for a single run.
 const RUN_POOL_SIZE: u32 = 2;
@@ -42,13 +42,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
 /// Everything before the transaction: configuration, input, script, connections. Bad
 /// input fails here, before any participant is touched.
 async fn prepare(args: &RunArgs) -> Result<(Host, ScriptLogic, String), TxError> {
-    let config = args.host.config()?;
-    if config.participants.is_empty() {
-        return Err(TxError::new(
-            ErrorKind::Input,
-            "no participants: give -p NAME=URL (e.g. -p a=sqlite://a.db) or [participants] in --config",
-        ));
-    }
+    let config = args.host.config_with_participants()?;
     let input = read_input(&args.input)?;
     let script_path = resolve_script(&args.script, args.json)?;
     let host = Host::builder(
@@ -58,9 +52,7 @@ async fn prepare(args: &RunArgs) -> Result<(Host, ScriptLogic, String), TxError>
             max_connections: RUN_POOL_SIZE,
         },
     )?;
-    let script = host
-        .load_script(&script_path)
-        .map_err(|e| TxError::new(ErrorKind::Input, e.to_string()))?;
+    let script = host.load_script(&script_path).map_err(input_error)?;
     let host = host.connect().await?;
     Ok((host, script, input))
 }

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use wasmtx::report::{ErrorKind, TxError};
+use wasmtx::report::TxError;
 use wasmtx::{Host, HostOptions};
 
 use super::run::{check_json, input_text};
-use super::{HostArgs, output, resolve_script};
+use super::{HostArgs, input_error, output, resolve_script};
 use native::NativeTransfer;
 use runner::{CoordinatedUnit, PlainTransferUnit, Stop, Variant, VariantResult};
 
@@ -81,27 +81,21 @@ pub async fn bench(args: BenchArgs) -> ExitCode {
 }
 
 async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
-    let input_error = |e: &dyn std::fmt::Display| TxError::new(ErrorKind::Input, e.to_string());
     if args.concurrency == 0 || args.concurrency > 1024 {
-        return Err(input_error(&"--concurrency must be between 1 and 1024"));
+        return Err(input_error("--concurrency must be between 1 and 1024"));
     }
     let stop = match (args.transactions, args.duration) {
         (_, Some(s)) if s.is_finite() && s > 0.0 => Stop::Duration(Duration::from_secs_f64(s)),
         (_, Some(_)) => {
             return Err(input_error(
-                &"--duration must be a positive number of seconds",
+                "--duration must be a positive number of seconds",
             ));
         }
-        (Some(0), _) => return Err(input_error(&"--transactions must be at least 1")),
+        (Some(0), _) => return Err(input_error("--transactions must be at least 1")),
         (Some(m), None) => Stop::Transactions(m),
         (None, None) => Stop::Transactions(2000),
     };
-    let config = args.host.config()?;
-    if config.participants.is_empty() {
-        return Err(input_error(
-            &"no participants: give -p NAME=URL or [participants] in --config",
-        ));
-    }
+    let config = args.host.config_with_participants()?;
     // The input is a template: it must be JSON once its placeholders are filled in.
     let input = input_text(&args.input)?;
     let first_input = input.replace("{worker}", "0").replace("{seq}", "0");
@@ -115,9 +109,7 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
             max_connections: concurrency + 2,
         },
     )?;
-    let logic = host
-        .load_script(&script_path)
-        .map_err(|e| input_error(&e))?;
+    let logic = host.load_script(&script_path).map_err(input_error)?;
     let host = host.connect().await?;
     let coordinator = host.coordinator();
 
@@ -138,8 +130,7 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
                 }),
             },
             Compare::Plain => {
-                let unit = PlainTransferUnit::new(coordinator, &first_input)
-                    .map_err(|e| input_error(&e))?;
+                let unit = PlainTransferUnit::new(coordinator, &first_input)?;
                 Variant {
                     name: "plain".into(),
                     unit: Arc::new(unit),

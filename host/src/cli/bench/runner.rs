@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use wasmtx::coordinator::{Coordinator, PrepareLogic};
-use wasmtx::report::{ErrorKind, Outcome};
+use wasmtx::report::{ErrorKind, Outcome, TxError};
 
 use super::native::{self, TransferPart};
 use super::usage::CpuSample;
@@ -63,13 +63,15 @@ pub struct PlainTransferUnit {
 
 impl PlainTransferUnit {
     /// Single-participant coordinators for the transfer's two sides, from `input`.
-    pub fn new(coordinator: &Coordinator, input: &str) -> Result<Self, String> {
-        let transfer = native::TransferInput::parse(input).map_err(|e| e.message)?;
+    pub fn new(coordinator: &Coordinator, input: &str) -> Result<Self, TxError> {
+        // Here the input is the command's, not a transaction's: a bad one is a usage error.
+        let transfer = native::TransferInput::parse(input)
+            .map_err(|e| TxError::new(ErrorKind::Input, e.message))?;
         let side = |name: &str, part: TransferPart| {
-            let coordinator = coordinator
-                .subset(&[name])
-                .map_err(|name| format!("no participant named `{name}`"))?;
-            Ok::<_, String>(CoordinatedUnit {
+            let coordinator = coordinator.subset(&[name]).map_err(|name| {
+                TxError::new(ErrorKind::Input, format!("no participant named `{name}`"))
+            })?;
+            Ok::<_, TxError>(CoordinatedUnit {
                 coordinator,
                 logic: Arc::new(part),
             })
