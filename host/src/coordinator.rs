@@ -20,11 +20,12 @@ use async_trait::async_trait;
 use futures::future::join_all;
 
 use crate::config::Config;
-use crate::decision_log::DecisionLog;
+use crate::decision_log::{DecisionLog, DecisionLogOptions};
+use crate::decision_store::{DecisionError, DecisionStore};
 use crate::gid::Gid;
 use crate::participant::sqlite::{SqliteGroup, SqliteMember};
 use crate::participant::{
-    Location, ParticipantError, Resolution, StatementTimeouts, ServerParticipant,
+    Location, ParticipantError, Resolution, ServerParticipant, StatementTimeouts,
 };
 use crate::participant::{mysql::MysqlParticipant, postgres::PostgresParticipant};
 use crate::report::{BranchOutcome, ErrorKind, Outcome, ParticipantReport, TxError, TxReport};
@@ -98,7 +99,8 @@ impl Coordinator {
         let decision_log = if xa_count >= 2 && !has_sqlite {
             let path = config.decision_log_path();
             Some(
-                DecisionLog::open(&path)
+                DecisionLog::open_async(&path, DecisionLogOptions::default())
+                    .await
                     .map_err(|e| ParticipantError::new("decision log", "open", e))?,
             )
         } else {
@@ -364,7 +366,7 @@ impl Coordinator {
             None => match &self.decision_log {
                 Some(log) => match log.record_commit(&gid, gid.deadline()).await {
                     Ok(()) => Ok(()),
-                    Err(e) if e.may_be_recorded() => {
+                    Err(e @ DecisionError::MaybeRecorded(_)) => {
                         // The COMMIT may be durable: rolling back could tear the
                         // transaction. Leave every branch prepared for recovery.
                         for open in &tx.branches {

@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::coordinator::Coordinator;
-use crate::decision_log::DecisionLog;
+use crate::decision_log::{DecisionLog, DecisionLogOptions};
+use crate::decision_store::{DecisionSource, DecisionStore};
 use crate::gid::{BranchId, Gid};
 use crate::participant::Resolution;
 use crate::participant::sqlite::decision_recorded;
@@ -93,7 +94,7 @@ pub async fn recover(coordinator: &Coordinator, dry_run: bool) -> RecoveryReport
     let prefix = config.node.gid_prefix();
     let log_path = config.decision_log_path();
     let log = if log_path.exists() {
-        match DecisionLog::open(&log_path) {
+        match DecisionLog::open_async(&log_path, DecisionLogOptions::default()).await {
             Ok(log) => Some(log),
             Err(err) => {
                 return RecoveryReport {
@@ -187,7 +188,7 @@ async fn decided_commit(
     gid: &Gid,
 ) -> Result<bool, String> {
     if let Some(log) = log
-        && log.is_committed(gid).map_err(|e| e.to_string())?
+        && log.is_committed(gid).await.map_err(|e| e.to_string())?
     {
         return Ok(true);
     }

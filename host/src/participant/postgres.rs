@@ -44,7 +44,8 @@ use super::xa_common::{
     is_connection_error, millis_at_least_one, scrub, statement_error, unsupported_column,
 };
 use super::{
-    ParticipantError, Resolution, StatementError, StatementTimeouts, ServerBranch, ServerParticipant,
+    ParticipantError, Resolution, ServerBranch, ServerParticipant, StatementError,
+    StatementTimeouts,
 };
 use crate::dialect::Dialect;
 use crate::gid::BranchId;
