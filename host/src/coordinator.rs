@@ -25,7 +25,7 @@ use crate::decision_store::{DecisionError, DecisionStore};
 use crate::gid::Gid;
 use crate::participant::sqlite::{SqliteGroup, SqliteMember};
 use crate::participant::{
-    Location, ParticipantError, Resolution, ServerParticipant, StatementTimeouts,
+    Location, ParticipantError, Resolution, StatementTimeouts, ServerParticipant,
 };
 use crate::participant::{mysql::MysqlParticipant, postgres::PostgresParticipant};
 use crate::report::{BranchOutcome, ErrorKind, Outcome, ParticipantReport, TxError, TxReport};

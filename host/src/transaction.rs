@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::dialect::Dialect;
 use crate::gid::{BranchId, Gid};
 use crate::participant::sqlite::SqliteGroup;
-use crate::participant::{ServerBranch, ServerParticipant, StatementError};
+use crate::participant::{StatementError, ServerBranch, ServerParticipant};
 use crate::report::{ErrorKind, TxError};
 use crate::value::{ResultLimits, RowSet, Value};
 

@@ -44,8 +44,7 @@ use super::xa_common::{
     is_connection_error, millis_at_least_one, scrub, statement_error, unsupported_column,
 };
 use super::{
-    ParticipantError, Resolution, ServerBranch, ServerParticipant, StatementError,
-    StatementTimeouts,
+    ParticipantError, Resolution, StatementError, StatementTimeouts, ServerBranch, ServerParticipant,
 };
 use crate::dialect::Dialect;
 use crate::gid::BranchId;
