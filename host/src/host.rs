@@ -10,9 +10,9 @@ use thiserror::Error;
 
 use crate::config::Config;
 use crate::coordinator::Coordinator;
-use crate::decision_log::DecisionLog;
-use crate::decision_log_shim::SqliteDecisionTable;
+use crate::decision_log::{DecisionLog, DecisionLogOptions};
 use crate::decision_store::{DecisionSource, DecisionStore};
+use crate::participant::sqlite_decisions::SqliteDecisionTable;
 use crate::participant::{ParticipantError, SpecError};
 use crate::recovery::{Recovery, RecoveryReport, ScanFailure};
 use crate::report::{ErrorKind, TxError, TxReport};
@@ -182,7 +182,7 @@ impl Host {
         if !path.exists() {
             return Ok(None);
         }
-        match DecisionLog::open_async(&path).await {
+        match DecisionLog::open_async(&path, DecisionLogOptions::default()).await {
             Ok(log) => Ok(Some(Arc::new(log))),
             Err(err) => Err(ScanFailure {
                 participant: "decision log".into(),

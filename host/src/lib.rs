@@ -76,7 +76,6 @@ mod cache;
 pub mod config;
 pub mod coordinator;
 pub mod decision_log;
-mod decision_log_shim;
 pub mod decision_store;
 pub mod dialect;
 mod engine;

@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use futures::future::join_all;
 
 use crate::config::Config;
-use crate::decision_log::DecisionLog;
+use crate::decision_log::{DecisionLog, DecisionLogOptions};
 use crate::decision_store::DecisionStore;
 use crate::gid::{Gid, NodeId};
 use crate::limits::Limits;
@@ -114,9 +114,10 @@ impl Coordinator {
             .filter_map(ParticipantSlot::server)
             .count();
         let decisions = if servers >= 2 {
-            let log = DecisionLog::open_async(&config.decision_log_path())
-                .await
-                .map_err(|e| ParticipantError::new("decision log", "open", e))?;
+            let log =
+                DecisionLog::open_async(&config.decision_log_path(), DecisionLogOptions::default())
+                    .await
+                    .map_err(|e| ParticipantError::new("decision log", "open", e))?;
             Some(Arc::new(log) as Arc<dyn DecisionStore>)
         } else {
             None

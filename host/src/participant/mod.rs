@@ -4,7 +4,8 @@
 //! participants take part in two-phase commit through the [`ServerParticipant`] / [`ServerBranch`]
 //! traits (one file per server: `postgres.rs`, `mysql.rs`). SQLite participants of one
 //! transaction share one connection with every file attached ([`sqlite::SqliteGroup`]), so
-//! one COMMIT is atomic across them. Database differences live in these files; the
+//! one COMMIT is atomic across them; when the group commits last, its decision row
+//! ([`sqlite_decisions`]) is written inside that commit. Database differences live in these files; the
 //! coordinator sees only the traits.
 
 pub mod mysql;
@@ -12,6 +13,7 @@ pub mod postgres;
 mod slot;
 mod spec;
 pub mod sqlite;
+pub mod sqlite_decisions;
 mod sqlite_guard;
 pub mod sqlite_qualify;
 mod xa_common;

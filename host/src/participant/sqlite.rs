@@ -10,7 +10,7 @@
 //! reaches only its participant's file.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use sqlx::sqlite::{
@@ -22,14 +22,12 @@ use sqlx::{
 };
 
 use super::sqlite_guard::SqliteGuard;
-use super::{DbError, ParticipantError, StatementError, sqlite_qualify};
+use super::{DbError, ParticipantError, StatementError, sqlite_decisions, sqlite_qualify};
 use crate::gid::Gid;
 use crate::value::{Column, ResultLimits, RowSet, Value};
 
 /// SQLite's limit on attached databases.
 pub const MAX_SQLITE_MEMBERS: usize = 10;
-/// The table in the host's main file that holds last-resource COMMIT decisions.
-pub const DECISIONS_TABLE: &str = "wasmtx_decisions";
 
 /// One SQLite participant to attach.
 #[derive(Debug, Clone)]
@@ -95,12 +93,9 @@ impl SqliteGroup {
                 format!("cannot open the coordinator file {}: {e}", main.display()),
             )
         })?;
-        let create = format!(
-            "CREATE TABLE IF NOT EXISTS main.{DECISIONS_TABLE} (gid TEXT PRIMARY KEY, decided_at_ms INTEGER NOT NULL)"
-        );
-        run(&mut conn, &create)
+        sqlite_decisions::create_table(&mut conn)
             .await
-            .map_err(|e| ParticipantError::new(first, "open", e))?;
+            .map_err(|e| ParticipantError::new(first, "open", DbError::from_sqlx(&e)))?;
 
         let guard = SqliteGuard::install(&mut conn, deadline)
             .await
@@ -238,18 +233,9 @@ impl SqliteGroup {
         let who = self.names.join(", ");
         let result = async {
             if let Some(gid) = decision {
-                let now_ms = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_millis() as i64;
-                sqlx::query(AssertSqlSafe(format!(
-                    "INSERT INTO main.{DECISIONS_TABLE} (gid, decided_at_ms) VALUES (?, ?)"
-                )))
-                .bind(gid.as_str().to_owned())
-                .bind(now_ms)
-                .execute(&mut self.conn)
-                .await
-                .map_err(|e| DbError::from_sqlx(&e).to_string())?;
+                sqlite_decisions::record_commit(&mut self.conn, gid)
+                    .await
+                    .map_err(|e| DbError::from_sqlx(&e).to_string())?;
             }
             run(&mut self.conn, "COMMIT").await
         }
@@ -279,32 +265,6 @@ impl SqliteGroup {
                 .await;
         }
         let _ = self.conn.close().await;
-    }
-}
-
-/// Whether the COMMIT decision for `gid` is recorded in the host's main file. A missing
-/// file or table means no decision.
-pub async fn decision_recorded(main: &Path, gid: &Gid) -> Result<bool, String> {
-    if !main.exists() {
-        return Ok(false);
-    }
-    let mut conn = SqliteConnectOptions::new()
-        .filename(main)
-        .read_only(true)
-        .connect()
-        .await
-        .map_err(|e| DbError::from_sqlx(&e).to_string())?;
-    let found = sqlx::query(AssertSqlSafe(format!(
-        "SELECT 1 FROM {DECISIONS_TABLE} WHERE gid = ?"
-    )))
-    .bind(gid.as_str().to_owned())
-    .fetch_optional(&mut conn)
-    .await;
-    let _ = conn.close().await;
-    match found {
-        Ok(row) => Ok(row.is_some()),
-        Err(e) if e.to_string().contains("no such table") => Ok(false),
-        Err(e) => Err(DbError::from_sqlx(&e).to_string()),
     }
 }
 
