@@ -26,7 +26,8 @@ use wasmtx::dialect::Dialect;
 use wasmtx::gid::{BranchId, Gid, NodeId};
 use wasmtx::limits::Limits;
 use wasmtx::participant::{
-    ParticipantError, Resolution, StatementError, StatementTimeouts, ServerBranch, ServerParticipant,
+    ParticipantError, Resolution, ServerBranch, ServerParticipant, StatementError,
+    StatementTimeouts,
 };
 use wasmtx::report::TxError;
 use wasmtx::script::Sandbox;
