@@ -252,7 +252,9 @@ impl SqliteGroup {
             Ok(())
         }
         .await
-        .map_err(|message: String| ParticipantError::new(&who, "commit", message));
+        .map_err(|message: String| {
+            ParticipantError::new(&who, "commit", message).class(ErrorClass::Statement)
+        });
         let result = match result {
             Ok(()) => run(&mut self.conn, "COMMIT")
                 .await
