@@ -13,7 +13,7 @@ use wasmtx::dialect::Dialect;
 use wasmtx::gid::{BranchId, Gid, NodeId};
 use wasmtx::limits::Limits;
 use wasmtx::participant::{
-    ParticipantError, Resolution, ServerBranch, ServerParticipant, StatementError,
+    ErrorClass, ParticipantError, Resolution, ServerBranch, ServerParticipant, StatementError,
     StatementTimeouts,
 };
 use wasmtx::recovery::{Action, Decision};
@@ -42,6 +42,8 @@ struct Faults {
     prepare: bool,
     /// Phase-2 commits (own connection or any) that fail before one succeeds.
     commit_failures: u32,
+    /// The class of those failures (a connection error by default).
+    commit_failure_class: Option<ErrorClass>,
 }
 
 /// A database that keeps its branches in memory. Cloning is shallow: the participant, its
@@ -101,14 +103,17 @@ impl FakeDb {
         self.branches.lock().unwrap().get(&id.joined()).copied()
     }
 
-    fn take_commit_failure(&self) -> bool {
+    /// The error of a phase-2 commit told to fail, if this one is.
+    fn commit_failure(&self) -> Option<ParticipantError> {
         let mut faults = self.faults.lock().unwrap();
-        if faults.commit_failures > 0 {
-            faults.commit_failures -= 1;
-            true
-        } else {
-            false
+        if faults.commit_failures == 0 {
+            return None;
         }
+        faults.commit_failures -= 1;
+        let class = faults
+            .commit_failure_class
+            .unwrap_or(ErrorClass::Connection);
+        Some(self.error("commit").class(class))
     }
 
     /// Phase 2 or recovery on a prepared branch, from any connection.
@@ -167,8 +172,8 @@ impl ServerBranch for FakeBranch {
     }
 
     async fn commit_prepared(&mut self) -> Result<Resolution, ParticipantError> {
-        if self.db.take_commit_failure() {
-            return Err(self.db.error("commit"));
+        if let Some(err) = self.db.commit_failure() {
+            return Err(err);
         }
         self.db.finish(&self.id, BranchState::Committed)
     }
@@ -223,8 +228,8 @@ impl ServerParticipant for FakeDb {
     }
 
     async fn commit_prepared(&self, branch: &BranchId) -> Result<Resolution, ParticipantError> {
-        if self.take_commit_failure() {
-            return Err(self.error("commit"));
+        if let Some(err) = self.commit_failure() {
+            return Err(err);
         }
         self.finish(branch, BranchState::Committed)
     }
@@ -628,6 +633,32 @@ fn phase_two_gives_up_into_pending_and_recovery_commits_it() {
     assert_eq!(recovered.branches[0].action, Action::Committed);
     assert_eq!(b.states(), [BranchState::Committed]);
     assert_eq!(store.dones(), 1);
+}
+
+#[test]
+fn a_configuration_error_in_phase_two_is_left_to_recovery_without_retrying() {
+    let a = FakeDb::new("a");
+    let b = FakeDb::failing(
+        "b",
+        Faults {
+            commit_failures: 100,
+            commit_failure_class: Some(ErrorClass::Configuration),
+            ..Faults::default()
+        },
+    );
+    let store = FakeStore::new(StoreAnswer::Durable);
+    let report = run(
+        &coordinator(&[&a, &b], Some(&store), 30.0),
+        &Logic::commit(),
+    );
+    assert_eq!(report.outcome, Outcome::InDoubt, "{report:?}");
+    assert_eq!(outcomes(&report), [C, Pending]);
+    assert_eq!(
+        b.faults.lock().unwrap().commit_failures,
+        99,
+        "tried once only"
+    );
+    assert_eq!(b.states(), [BranchState::Prepared]);
 }
 
 // ── recovery ────────────────────────────────────────────────────────────────────────────

@@ -53,11 +53,12 @@ pub enum HostError {
 
 impl From<HostError> for TxError {
     fn from(err: HostError) -> Self {
-        let kind = match err {
-            HostError::Spec(_) | HostError::Engine(_) => ErrorKind::Input,
-            HostError::Participant(_) => ErrorKind::Participant,
-        };
-        TxError::new(kind, err.to_string())
+        match err {
+            HostError::Spec(_) | HostError::Engine(_) => {
+                TxError::new(ErrorKind::Input, err.to_string())
+            }
+            HostError::Participant(err) => TxError::participant(&err, "; nothing was started"),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::dialect::Dialect;
+use crate::participant::ParticipantError;
 
 /// How the global transaction ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -81,6 +82,16 @@ impl TxError {
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
+    }
+
+    /// A participant's failure, `consequence` added to what happened (e.g. `; nothing was
+    /// committed`), its hint kept apart.
+    pub fn participant(err: &ParticipantError, consequence: &str) -> Self {
+        TxError {
+            kind: ErrorKind::Participant,
+            message: format!("{}{consequence}", err.what_happened()),
+            hint: err.hint.clone(),
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use futures::future::join_all;
 use super::Coordinator;
 use super::report_builder::ReportBuilder;
 use crate::decision_store::DecisionError;
-use crate::participant::{ParticipantError, Resolution};
+use crate::participant::{ErrorClass, ParticipantError, Resolution};
 use crate::report::{BranchOutcome, ErrorKind, Outcome, TxError, TxReport};
 use crate::transaction::{OpenBranch, OpenTransaction};
 
@@ -76,7 +76,7 @@ impl Coordinator {
                 for &member in &members {
                     report.note(member, err.to_string());
                 }
-                let error = TxError::new(ErrorKind::Participant, err.to_string());
+                let error = TxError::participant(&err, "");
                 report.finish(Outcome::Aborted, None, Some(error))
             }
         }
@@ -102,10 +102,7 @@ impl Coordinator {
         .await;
         match prepared.into_iter().find_map(Result::err) {
             None => Ok(()),
-            Some(err) => Err(TxError::new(
-                ErrorKind::Participant,
-                format!("{err}; nothing was committed"),
-            )),
+            Some(err) => Err(TxError::participant(&err, "; nothing was committed")),
         }
     }
 
@@ -121,10 +118,7 @@ impl Coordinator {
                     report.set_all(&tx.sqlite_members(), BranchOutcome::Committed);
                     Decided::Commit
                 }
-                Err(err) => Decided::Abort(TxError::new(
-                    ErrorKind::Participant,
-                    format!("{err}; nothing was committed"),
-                )),
+                Err(err) => Decided::Abort(TxError::participant(&err, "; nothing was committed")),
             };
         }
         let Some(store) = &self.decisions else {
@@ -204,7 +198,8 @@ impl Coordinator {
     }
 }
 
-/// Phase 2 for one branch: its own connection first, then any connection, with backoff.
+/// Phase 2 for one branch: its own connection first, then any connection, with backoff,
+/// for at most `retry_for`.
 /// `Ok(Some(note))` says how a branch that needed more than one try was resolved.
 async fn commit_with_retry(
     open: &mut OpenBranch,
@@ -218,7 +213,9 @@ async fn commit_with_retry(
     let mut delay = Duration::from_millis(50);
     let mut last = first.clone();
     let mut tries = 1;
-    while Instant::now() < give_up {
+    // A configuration error (a privilege, a setting) does not go away by itself: leave the
+    // branch to recovery at once. Anything else may clear while phase 2 retries.
+    while Instant::now() < give_up && last.class != ErrorClass::Configuration {
         tokio::time::sleep(delay).await;
         tries += 1;
         match open.participant.commit_prepared(&open.id).await {

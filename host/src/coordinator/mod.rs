@@ -296,10 +296,7 @@ impl Coordinator {
             None => Ok(tx),
             Some(err) => {
                 self.rollback_all(tx, report).await;
-                Err(TxError::new(
-                    ErrorKind::Participant,
-                    format!("{err}; nothing was committed"),
-                ))
+                Err(TxError::participant(&err, "; nothing was committed"))
             }
         }
     }

@@ -1,23 +1,28 @@
 //! Participants: the databases a global transaction spans.
 //!
 //! A participant is named in configuration (`NAME=URL`). PostgreSQL and MySQL/MariaDB
-//! participants take part in two-phase commit through the [`ServerParticipant`] / [`ServerBranch`]
-//! traits (one file per server: `postgres.rs`, `mysql.rs`). SQLite participants of one
+//! participants take part in two-phase commit through the [`ServerParticipant`] /
+//! [`ServerBranch`] traits: one state machine (`server_branch.rs`) drives both, and each
+//! server supplies its statements and error rules (`postgres.rs`, `mysql.rs`). The sqlx
+//! helpers all three drivers share are in `sql_common.rs`. SQLite participants of one
 //! transaction share one connection with every file attached ([`sqlite::SqliteGroup`]), so
 //! one COMMIT is atomic across them; when the group commits last, its decision row
-//! ([`sqlite_decisions`]) is written inside that commit. Database differences live in these files; the
-//! coordinator sees only the traits.
+//! ([`sqlite_decisions`]) is written inside that commit. [`ParticipantSlot`] turns a spec
+//! into one of these. Database differences live in these files; the coordinator sees only
+//! the traits.
 
 pub mod mysql;
 pub mod postgres;
+pub mod server_branch;
 mod slot;
 mod spec;
+mod sql_common;
 pub mod sqlite;
 pub mod sqlite_decisions;
 mod sqlite_guard;
 pub mod sqlite_qualify;
-mod xa_common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -78,23 +83,104 @@ pub enum StatementError {
     BadParameter(String),
 }
 
+/// What kind of failure a [`ParticipantError`] is, so a caller can decide what to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The connection failed or could not be made (I/O, TLS, a terminated session, a pool
+    /// that timed out, a branch still held by a session that has not ended yet): worth
+    /// retrying.
+    Connection,
+    /// The database refused a statement (a constraint, a deadlock, a failed PREPARE).
+    Statement,
+    /// Wrong settings or privileges: a bad URL, a refused login, `max_prepared_transactions
+    /// = 0`, a missing privilege, an unsupported server, an unusable SQLite file. Not worth
+    /// retrying until someone changes the configuration.
+    Configuration,
+    /// A branch was not in the state the protocol expected (not open, not prepared, doomed
+    /// by an earlier failed statement).
+    Protocol,
+}
+
 /// A step of the protocol on one participant failed (connect, begin, prepare, commit,
 /// rollback, recovery scan).
-#[derive(Debug, Clone, Error, PartialEq, Eq)]
-#[error("participant `{participant}`: {action} failed: {message}")]
+///
+/// `Display` prints `participant `<name>`: <action> failed: <message>`, then `; <hint>`
+/// when there is advice on what to do. The driver error that caused it, if any, is the
+/// [`source`](std::error::Error::source).
+#[derive(Debug, Clone)]
 pub struct ParticipantError {
     pub participant: String,
     pub action: &'static str,
+    pub class: ErrorClass,
+    /// What happened.
     pub message: String,
+    /// What to do about it, for the user (e.g. a setting to change).
+    pub hint: Option<String>,
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl ParticipantError {
+    /// An error of class [`ErrorClass::Protocol`] with no hint and no source; refine it with
+    /// the builder methods.
     pub fn new(participant: &str, action: &'static str, message: impl std::fmt::Display) -> Self {
         ParticipantError {
             participant: participant.to_owned(),
             action,
+            class: ErrorClass::Protocol,
             message: message.to_string(),
+            hint: None,
+            source: None,
         }
+    }
+
+    pub fn class(mut self, class: ErrorClass) -> Self {
+        self.class = class;
+        self
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Keeps `source` as the cause. (Named apart from [`std::error::Error::source`], which
+    /// an inherent `source` would shadow.)
+    pub fn caused_by(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    /// Whether trying the same step again may succeed ([`ErrorClass::Connection`]).
+    pub fn is_retryable(&self) -> bool {
+        self.class == ErrorClass::Connection
+    }
+}
+
+impl ParticipantError {
+    /// What happened, without the hint: for callers that show the hint apart.
+    pub fn what_happened(&self) -> String {
+        format!(
+            "participant `{}`: {} failed: {}",
+            self.participant, self.action, self.message
+        )
+    }
+}
+
+impl std::fmt::Display for ParticipantError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what_happened())?;
+        match &self.hint {
+            Some(hint) => write!(f, "; {hint}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for ParticipantError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -167,4 +253,36 @@ pub trait ServerBranch: Send {
 
     /// Rolls the branch back, prepared or not.
     async fn rollback(&mut self) -> Result<Resolution, ParticipantError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::{ErrorClass, ParticipantError};
+
+    #[test]
+    fn participant_error_prints_the_hint_after_the_message_and_keeps_its_source() {
+        let plain = ParticipantError::new("a", "prepare", "the branch is not prepared");
+        assert_eq!(
+            plain.to_string(),
+            "participant `a`: prepare failed: the branch is not prepared"
+        );
+        assert_eq!(plain.class, ErrorClass::Protocol);
+        assert!(!plain.is_retryable());
+        assert!(plain.source().is_none());
+
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let error = ParticipantError::new("b", "begin", "reset")
+            .class(ErrorClass::Connection)
+            .hint("check that the server is running")
+            .caused_by(io);
+        assert_eq!(
+            error.to_string(),
+            "participant `b`: begin failed: reset; check that the server is running"
+        );
+        assert!(error.is_retryable());
+        assert_eq!(error.source().unwrap().to_string(), "reset");
+        assert_eq!(error.clone().to_string(), error.to_string());
+    }
 }

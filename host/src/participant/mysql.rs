@@ -1,12 +1,15 @@
 //! MySQL / MariaDB participant: `XA START` … `XA END` + `XA PREPARE` … `XA COMMIT` /
-//! `XA ROLLBACK`, with xid gtrid `<gid>` and bqual `<participant index>`.
+//! `XA ROLLBACK`, with xid gtrid `<gid>` and bqual `<participant index>`. The branch state
+//! machine is the shared one of `server_branch.rs`; this file supplies the XA statements,
+//! the server checks, the error numbers, the `XAER_NOTA` rule and value conversions.
 //!
 //! - XA and SET statements go over the text protocol (several per round trip); script
 //!   statements are prepared statements with bound parameters.
 //! - After `XA PREPARE` a MariaDB session keeps the xid: other sessions get `XAER_NOTA` for it
 //!   until that session ends. So a branch does phase 2 on its own connection; when that fails
 //!   it closes the connection (releasing the xid) and the coordinator retries through
-//!   [`ServerParticipant::commit_prepared`], which opens a fresh connection outside the pool.
+//!   [`ServerParticipant::commit_prepared`](super::ServerParticipant::commit_prepared), which
+//!   opens a fresh connection outside the pool.
 //!   There, `XAER_NOTA` counts as "already resolved" only if `XA RECOVER` no longer lists the
 //!   xid; a listed one is still held by a live session and the request fails, to be retried.
 //! - A connection goes back to the pool only after a successful `XA COMMIT` / `XA ROLLBACK`;
@@ -29,32 +32,28 @@
 //! own SQL mode says.
 
 use std::str::FromStr;
-use std::sync::Arc;
 
-use async_trait::async_trait;
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use sqlx::error::BoxDynError;
 use sqlx::mysql::types::MySqlTime;
 use sqlx::mysql::{
-    MySql, MySqlArguments, MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool,
-    MySqlPoolOptions, MySqlRow, MySqlTypeInfo, MySqlValueRef,
+    MySql, MySqlArguments, MySqlConnectOptions, MySqlConnection, MySqlDatabaseError,
+    MySqlPoolOptions, MySqlRow, MySqlStatement, MySqlTypeInfo, MySqlValueRef,
 };
-use sqlx::pool::PoolConnection;
 use sqlx::{
-    Arguments, AssertSqlSafe, Connection, Decode, Either, Encode, Executor, Row, SqlSafeStr,
-    Statement, Type, TypeInfo, ValueRef,
+    Arguments, AssertSqlSafe, Connection, Decode, Encode, Executor, Row, SqlSafeStr, Statement,
+    Type, TypeInfo, ValueRef,
 };
 
+use super::server_branch::{Finish, Server, ServerPool, ServerProtocol, finish_prepared_on};
 use super::spec::redact;
-use super::xa_common::{
-    RowsError, collect_rows, columns_of, connect_error, decode_error, describe,
-    is_connection_error, millis_at_least_one, scrub, statement_error, unsupported_column,
+use super::sql_common::{
+    DriverCause, StatementFailure, caused_unless_secret, check_parameter_count, class_of,
+    collect_rows, columns_of, connect_error, decode_error, describe, is_connection_error,
+    millis_at_least_one, scrub, unsupported_column,
 };
-use super::{
-    DbError, ParticipantError, Resolution, ServerBranch, ServerParticipant, StatementError,
-    StatementTimeouts,
-};
+use super::{ErrorClass, ParticipantError, Resolution, StatementError, StatementTimeouts};
 use crate::dialect::Dialect;
 use crate::gid::{BranchId, Gid};
 use crate::value::{ResultLimits, RowSet, Value};
@@ -74,21 +73,19 @@ enum Flavour {
 }
 
 /// A MySQL or MariaDB server taking part in two-phase commit through XA.
-pub struct MysqlParticipant {
-    resolver: Arc<Resolver>,
-    pool: MySqlPool,
-    flavour: Flavour,
-}
+pub type MysqlParticipant = Server<MysqlProtocol>;
 
-/// Finishes prepared branches on connections of their own (never pooled): phase-2 retries,
-/// recovery, and branches whose connection was lost.
-struct Resolver {
-    name: Arc<str>,
+/// MySQL's part of the server branch protocol, and what the participant learnt of its
+/// server.
+pub struct MysqlProtocol {
+    flavour: Flavour,
+    /// For connections of their own (never pooled), which finish prepared branches:
+    /// phase-2 retries, recovery, and branches whose connection was lost.
     options: MySqlConnectOptions,
     redacted_url: String,
 }
 
-impl MysqlParticipant {
+impl Server<MysqlProtocol> {
     /// Checks the server (flavour and version, `XA RECOVER` permission) over one connection,
     /// then opens a pool of at most `max_connections` to `url`.
     pub async fn connect(
@@ -97,114 +94,56 @@ impl MysqlParticipant {
         max_connections: u32,
     ) -> Result<Self, ParticipantError> {
         let options = MySqlConnectOptions::from_str(url)
-            .map_err(|e| connect_error(name, "MySQL", url, &e))?
+            .map_err(|e| connect_error(name, Dialect::Mysql, url, e))?
             .timezone(Some(String::from("+00:00")))
             .pipes_as_concat(false);
-        let fail = |message: String| ParticipantError::new(name, "connect", message);
         // One direct connection first: a pool would retry a refused connection until its
         // acquire timeout and then report only that it timed out.
         let mut probe = MySqlConnection::connect_with(&options)
             .await
-            .map_err(|e| connect_error(name, "MySQL", url, &e))?;
-        let checked = check_server(&mut probe).await;
+            .map_err(|e| connect_error(name, Dialect::Mysql, url, e))?;
+        let checked = check_server(&mut probe, name, url).await;
         let _ = probe.close().await;
-        let flavour = checked.map_err(|message| {
-            fail(format!(
-                "the server at {}: {}",
-                redact(url),
-                scrub(message, url)
-            ))
-        })?;
+        let flavour = checked?;
         let pool = MySqlPoolOptions::new()
             .max_connections(max_connections.max(1))
             // A connection that died while idle fails at XA START, which `begin` retries once
             // on a fresh connection; a ping on every acquire would cost a round trip per branch.
             .test_before_acquire(false)
             .connect_lazy_with(options.clone());
-        let resolver = Resolver {
-            name: name.into(),
+        let protocol = MysqlProtocol {
+            flavour,
             options,
             redacted_url: redact(url),
         };
-        Ok(MysqlParticipant {
-            resolver: Arc::new(resolver),
-            pool,
-            flavour,
-        })
-    }
-
-    fn error(&self, action: &'static str, message: impl std::fmt::Display) -> ParticipantError {
-        ParticipantError::new(&self.resolver.name, action, message)
-    }
-}
-
-impl Resolver {
-    fn error(&self, action: &'static str, message: impl std::fmt::Display) -> ParticipantError {
-        ParticipantError::new(&self.name, action, message)
-    }
-
-    /// `XA COMMIT` or `XA ROLLBACK` of a prepared branch on a new connection of its own.
-    async fn finish_prepared(
-        &self,
-        verb: &'static str,
-        branch: &BranchId,
-    ) -> Result<Resolution, ParticipantError> {
-        let action = if verb == "COMMIT" {
-            "commit prepared"
-        } else {
-            "rollback prepared"
-        };
-        let xid = xid(branch);
-        let mut conn = MySqlConnection::connect_with(&self.options)
-            .await
-            .map_err(|e| {
-                self.error(
-                    action,
-                    format!(
-                        "xid {xid}: cannot connect to {}: {}",
-                        self.redacted_url,
-                        describe(&e)
-                    ),
-                )
-            })?;
-        let outcome = match conn
-            .execute(AssertSqlSafe(format!("XA {verb} {xid}")))
-            .await
-        {
-            Ok(_) => Ok(Resolution::Done),
-            Err(e) if mysql_error_number(&e) == Some(XAER_NOTA) => {
-                // Unknown to this session: resolved, or still held by the session that
-                // prepared it (MariaDB keeps it there until that session ends).
-                match list_prepared(&mut conn).await {
-                    Ok(listed)
-                        if listed.iter().any(|(g, b)| {
-                            *g == branch.gid.as_str() && *b == branch.index.to_string()
-                        }) =>
-                    {
-                        Err(format!(
-                            "xid {xid} is prepared but still held by another session (the one that prepared it, until it disconnects); retry later"
-                        ))
-                    }
-                    Ok(_) => Ok(Resolution::AlreadyResolved),
-                    Err(e) => Err(format!(
-                        "xid {xid}: XA {verb} answered XAER_NOTA, and XA RECOVER, which would tell whether it is resolved, failed: {}",
-                        describe(&e)
-                    )),
-                }
-            }
-            Err(e) => Err(format!("xid {xid}: {}", describe(&e))),
-        };
-        let _ = conn.close().await;
-        outcome.map_err(|message| self.error(action, message))
+        Ok(Server::new(name, pool, protocol))
     }
 }
 
 /// Checks flavour, version and the `XA RECOVER` permission.
-async fn check_server(conn: &mut MySqlConnection) -> Result<Flavour, String> {
-    let version: String = sqlx::query_scalar("SELECT VERSION()")
+async fn check_server(
+    conn: &mut MySqlConnection,
+    name: &str,
+    url: &str,
+) -> Result<Flavour, ParticipantError> {
+    let fail = |message: String| {
+        ParticipantError::new(
+            name,
+            "connect",
+            format!("the server at {}: {}", redact(url), scrub(message, url)),
+        )
+        .class(ErrorClass::Configuration)
+    };
+    let version: String = match sqlx::query_scalar("SELECT VERSION()")
         .fetch_one(&mut *conn)
         .await
-        .map_err(|e| describe(&e))?;
+    {
+        Ok(version) => version,
+        Err(e) => {
+            let error = fail(describe(&e)).class(class_of(&e));
+            return Err(caused_unless_secret(error, e, url));
+        }
+    };
     let (flavour, minimum) = if version.to_ascii_lowercase().contains("mariadb") {
         (Flavour::MariaDb, (10, 5))
     } else {
@@ -220,16 +159,16 @@ async fn check_server(conn: &mut MySqlConnection) -> Result<Flavour, String> {
         } else {
             "MySQL"
         };
-        return Err(format!(
-            "runs {server} {version}; wasmtx needs {server} {}.{} or later (older servers roll a prepared XA branch back when its connection drops)",
+        return Err(fail(format!("runs {server} {version}")).hint(format!(
+            "wasmtx needs {server} {}.{} or later (older servers roll a prepared XA branch back when its connection drops)",
             minimum.0, minimum.1
-        ));
+        )));
     }
     if let Err(e) = list_prepared(conn).await {
-        return Err(format!(
-            "XA RECOVER failed ({}); recovery needs it: on MySQL 8 grant the XA_RECOVER_ADMIN privilege to this user",
-            describe(&e)
-        ));
+        let error = fail(format!("XA RECOVER failed ({})", describe(&e))).hint(
+            "recovery needs it: on MySQL 8 grant the XA_RECOVER_ADMIN privilege to this user",
+        );
+        return Err(caused_unless_secret(error, e, url));
     }
     Ok(flavour)
 }
@@ -275,21 +214,30 @@ async fn list_prepared(conn: &mut MySqlConnection) -> Result<Vec<(String, String
     Ok(out)
 }
 
-#[async_trait]
-impl ServerParticipant for MysqlParticipant {
-    fn name(&self) -> &str {
-        &self.resolver.name
-    }
+/// Prepares `sql` (cached per connection) and checks the parameter count, so a mismatch is
+/// a bad-parameter error rather than a driver protocol error.
+async fn prepare_checked(
+    conn: &mut MySqlConnection,
+    sql: &str,
+    given: usize,
+) -> Result<MySqlStatement, StatementFailure> {
+    let statement = conn
+        .prepare(AssertSqlSafe(sql).into_sql_str())
+        .await
+        .map_err(StatementFailure::Driver)?;
+    check_parameter_count(&statement, given)?;
+    Ok(statement)
+}
 
-    fn dialect(&self) -> Dialect {
-        Dialect::Mysql
-    }
+impl ServerProtocol for MysqlProtocol {
+    type Database = MySql;
 
-    async fn begin(
-        &self,
-        branch: &BranchId,
-        timeouts: StatementTimeouts,
-    ) -> Result<Box<dyn ServerBranch>, ParticipantError> {
+    const DIALECT: Dialect = Dialect::Mysql;
+    /// A connection inside XA must never go back to the pool.
+    const POOL_CLEANS_RELEASED: bool = false;
+    const AFTER_FAILED_STATEMENT: &'static str = "";
+
+    fn begin_sql(&self, branch: &BranchId, timeouts: StatementTimeouts) -> String {
         let lock_seconds = millis_at_least_one(timeouts.lock).div_ceil(1000);
         let statement_ms = millis_at_least_one(timeouts.statement);
         let statement_limit = match self.flavour {
@@ -300,62 +248,117 @@ impl ServerParticipant for MysqlParticipant {
             ),
             Flavour::MySql => format!("max_execution_time = {statement_ms}"),
         };
-        let xid = xid(branch);
-        let begin = format!(
-            "SET SESSION innodb_lock_wait_timeout = {lock_seconds}, SESSION {statement_limit}; XA START {xid}"
-        );
-        let mut last_error = String::new();
-        // One retry: an idle connection may have been closed by the server (restart,
-        // wait_timeout) since it was last used.
-        for _ in 0..2 {
-            let mut conn = self.pool.acquire().await.map_err(|e| {
-                self.error(
-                    "begin",
-                    format!(
-                        "{}; check that the MySQL server is running and reachable",
-                        describe(&e)
-                    ),
-                )
-            })?;
-            match conn.execute(AssertSqlSafe(begin.as_str())).await {
-                Ok(_) => {
-                    return Ok(Box::new(MysqlBranch {
-                        resolver: self.resolver.clone(),
-                        branch: branch.clone(),
-                        xid,
-                        conn: Some(conn),
-                        state: State::Active,
-                        failed: false,
-                    }));
-                }
-                Err(e)
-                    if is_connection_error(&e)
-                        || matches!(mysql_error_number(&e), Some(XAER_RMFAIL | XAER_OUTSIDE)) =>
-                {
-                    // Broken, or (never expected) left inside a transaction: not reusable.
-                    conn.close_on_drop();
-                    last_error = describe(&e);
-                }
-                Err(e) => {
-                    return Err(self.error("begin", format!("XA START {xid}: {}", describe(&e))));
-                }
-            }
-        }
-        Err(self.error(
-            "begin",
-            format!("{last_error}; check that the MySQL server is running and reachable"),
-        ))
+        format!(
+            "SET SESSION innodb_lock_wait_timeout = {lock_seconds}, SESSION {statement_limit}; XA START {}",
+            xid(branch)
+        )
     }
 
-    async fn prepared_branches(&self, gid_prefix: &str) -> Result<Vec<BranchId>, ParticipantError> {
-        let mut conn = self
-            .pool
-            .acquire()
+    fn prepare_sql(branch: &BranchId) -> String {
+        let xid = xid(branch);
+        format!("XA END {xid}; XA PREPARE {xid}")
+    }
+
+    fn commit_one_phase_sql(branch: &BranchId) -> String {
+        let xid = xid(branch);
+        format!("XA END {xid}; XA COMMIT {xid} ONE PHASE")
+    }
+
+    fn finish_prepared_sql(branch: &BranchId, finish: Finish) -> String {
+        format!("XA {} {}", finish.verb(), xid(branch))
+    }
+
+    /// If `XA END` fails (the branch is already rollback-only, e.g. after a deadlock) still
+    /// `XA ROLLBACK`.
+    fn rollback_open_sql(branch: &BranchId) -> Vec<String> {
+        let xid = xid(branch);
+        vec![format!("XA END {xid}"), format!("XA ROLLBACK {xid}")]
+    }
+
+    fn branch_label(branch: &BranchId) -> String {
+        format!("xid {}", xid(branch))
+    }
+
+    /// Also a session left inside a transaction (never expected) is not reusable.
+    fn is_stale_connection(err: &sqlx::Error) -> bool {
+        is_connection_error(err)
+            || matches!(mysql_error_number(err), Some(XAER_RMFAIL | XAER_OUTSIDE))
+    }
+
+    /// Nothing does: `XAER_NOTA` counts as resolved only once `XA RECOVER` no longer lists the
+    /// xid ([`ServerProtocol::finish_prepared_elsewhere`]).
+    fn proves_resolved(_err: &sqlx::Error) -> bool {
+        false
+    }
+
+    /// `XA COMMIT` or `XA ROLLBACK` on a new connection of its own.
+    async fn finish_prepared_elsewhere(
+        &self,
+        server: &ServerPool<MySql>,
+        branch: &BranchId,
+        finish: Finish,
+    ) -> Result<Resolution, ParticipantError> {
+        let action = finish.action();
+        let xid = xid(branch);
+        let mut conn = MySqlConnection::connect_with(&self.options)
             .await
-            .map_err(|e| self.error("recovery scan", describe(&e)))?;
-        let listed = list_prepared(&mut conn)
-            .await
-            .map_err(|e| self.error("recovery scan", describe(&e)))?;
+            .map_err(|e| {
+                let message = format!(
+                    "xid {xid}: cannot connect to {}: {}",
+                    self.redacted_url,
+                    describe(&e)
+                );
+                server.error(action, message).driver(e)
+            })?;
+        let outcome = match finish_prepared_on::<Self>(&mut conn, branch, finish).await {
+            Ok(resolution) => Ok(resolution),
+            Err(e) if mysql_error_number(&e) == Some(XAER_NOTA) => {
+                // Unknown to this session: resolved, or still held by the session that
+                // prepared it (MariaDB keeps it there until that session ends).
+                match list_prepared(&mut conn).await {
+                    Ok(listed)
+                        if listed.iter().any(|(g, b)| {
+                            *g == branch.gid.as_str() && *b == branch.index.to_string()
+                        }) =>
+                    {
+                        // Held until that session's connection ends: worth retrying.
+                        Err(server
+                            .error(
+                                action,
+                                format!(
+                                    "xid {xid} is prepared but still held by another session (the one that prepared it, until it disconnects)"
+                                ),
+                            )
+                            .class(ErrorClass::Connection)
+                            .hint("retry later"))
+                    }
+                    Ok(_) => Ok(Resolution::AlreadyResolved),
+                    Err(recover) => {
+                        let message = format!(
+                            "xid {xid}: XA {} answered XAER_NOTA, and XA RECOVER, which would tell whether it is resolved, failed: {}",
+                            finish.verb(),
+                            describe(&recover)
+                        );
+                        Err(server.error(action, message).driver(recover))
+                    }
+                }
+            }
+            Err(e) => Err(server
+                .error(action, format!("xid {xid}: {}", describe(&e)))
+                .driver(e)),
+        };
+        let _ = conn.close().await;
+        outcome
+    }
+
+    async fn prepared_branches(
+        &self,
+        server: &ServerPool<MySql>,
+        gid_prefix: &str,
+    ) -> Result<Vec<BranchId>, ParticipantError> {
+        let fail = |e: sqlx::Error| server.error("recovery scan", describe(&e)).driver(e);
+        let mut conn = server.pool.acquire().await.map_err(fail)?;
+        let listed = list_prepared(&mut conn).await.map_err(fail)?;
         Ok(listed
             .into_iter()
             .filter(|(gtrid, _)| gtrid.starts_with(gid_prefix))
@@ -369,305 +372,37 @@ impl ServerParticipant for MysqlParticipant {
             .collect())
     }
 
-    async fn commit_prepared(&self, branch: &BranchId) -> Result<Resolution, ParticipantError> {
-        self.resolver.finish_prepared("COMMIT", branch).await
-    }
-
-    async fn rollback_prepared(&self, branch: &BranchId) -> Result<Resolution, ParticipantError> {
-        self.resolver.finish_prepared("ROLLBACK", branch).await
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Between `XA START` and `XA END`.
-    Active,
-    /// `XA PREPARE` succeeded; only this connection can finish it while it lives (without
-    /// one, the branch finishes it through the [`Resolver`]).
-    Prepared,
-    /// The connection was lost during `XA END` / `XA PREPARE`: it may be prepared.
-    InDoubt,
-    /// Committed or rolled back, or never to commit (an unprepared branch whose connection
-    /// was lost: the server rolled it back).
-    Ended,
-}
-
-/// One branch: a pool connection inside `XA START` until phase 2 ends on it.
-struct MysqlBranch {
-    resolver: Arc<Resolver>,
-    branch: BranchId,
-    /// `'<gtrid>','<bqual>'`, formatted from a validated branch id.
-    xid: String,
-    /// Returned to the pool only when the session is out of XA; closed otherwise.
-    conn: Option<PoolConnection<MySql>>,
-    state: State,
-    /// A statement failed; the global transaction is doomed and will not be prepared.
-    failed: bool,
-}
-
-impl Drop for MysqlBranch {
-    fn drop(&mut self) {
-        // Still holding the connection means it is inside XA: never give it back to the pool.
-        if let Some(conn) = self.conn.as_mut() {
-            conn.close_on_drop();
-        }
-    }
-}
-
-impl MysqlBranch {
-    fn error(&self, action: &'static str, message: impl std::fmt::Display) -> ParticipantError {
-        ParticipantError::new(
-            &self.resolver.name,
-            action,
-            format!("xid {}: {message}", self.xid),
-        )
-    }
-
-    fn active_conn(&mut self) -> Result<&mut PoolConnection<MySql>, StatementError> {
-        match (self.state, self.conn.as_mut()) {
-            (State::Active, Some(conn)) => Ok(conn),
-            _ => Err(StatementError::Database(DbError {
-                code: None,
-                message: "the transaction on this participant is no longer open".into(),
-            })),
-        }
-    }
-
-    /// Back to the pool: only after the session left XA.
-    fn release_clean(&mut self) {
-        self.conn = None;
-    }
-
-    /// Closes the connection (the server then rolls back an unprepared branch, or keeps a
-    /// prepared one and lets other sessions finish it).
-    async fn close(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            let _ = conn.close().await;
-        }
-    }
-
-    fn statement_failed(&mut self, err: &sqlx::Error) -> StatementError {
-        self.failed = true;
-        if is_connection_error(err) {
-            if let Some(mut conn) = self.conn.take() {
-                conn.close_on_drop();
-            }
-            self.state = State::Ended;
-        }
-        statement_error(err)
-    }
-
-    /// Prepares (cached per connection) and checks the parameter count, so a mismatch is a
-    /// bad-parameter error rather than a driver protocol error.
-    async fn statement(
-        &mut self,
+    async fn execute(
+        conn: &mut MySqlConnection,
         sql: &str,
         params: &[Value],
-    ) -> Result<sqlx::mysql::MySqlStatement, StatementError> {
-        let conn = self.active_conn()?;
-        let statement = match conn.prepare(AssertSqlSafe(sql).into_sql_str()).await {
-            Ok(statement) => statement,
-            Err(e) => return Err(self.statement_failed(&e)),
-        };
-        if let Some(Either::Right(expected)) = statement.parameters()
-            && expected != params.len()
-        {
-            return Err(StatementError::BadParameter(format!(
-                "the statement takes {expected} parameters but {} were given",
-                params.len()
-            )));
-        }
-        Ok(statement)
-    }
-
-    /// Ends an unprepared branch: `XA END` + `XA ROLLBACK`; if `XA END` fails (the branch
-    /// is already rollback-only, e.g. after a deadlock) still `XA ROLLBACK`; if that fails too,
-    /// close the connection, which rolls the branch back.
-    async fn rollback_active(&mut self) -> Resolution {
-        self.state = State::Ended;
-        let Some(conn) = self.conn.as_mut() else {
-            return Resolution::Done;
-        };
-        let xid = &self.xid;
-        let _ = conn.execute(AssertSqlSafe(format!("XA END {xid}"))).await;
-        match conn
-            .execute(AssertSqlSafe(format!("XA ROLLBACK {xid}")))
-            .await
-        {
-            Ok(_) => self.release_clean(),
-            Err(e) => {
-                tracing::warn!(participant = %self.resolver.name, xid = %self.xid, error = %e,
-                    "XA ROLLBACK failed; closing the connection, which rolls the branch back");
-                self.close().await;
-            }
-        }
-        Resolution::Done
-    }
-
-    /// `XA COMMIT` / `XA ROLLBACK` of the prepared branch on its own connection. On failure the
-    /// connection is closed, releasing the xid for [`ServerParticipant::commit_prepared`]; once it
-    /// is closed, the branch too finishes through the [`Resolver`].
-    async fn finish_prepared(
-        &mut self,
-        verb: &'static str,
-        action: &'static str,
-    ) -> Result<Resolution, ParticipantError> {
-        let Some(conn) = self.conn.as_mut() else {
-            let resolution = self.resolver.finish_prepared(verb, &self.branch).await?;
-            self.state = State::Ended;
-            return Ok(resolution);
-        };
-        match conn
-            .execute(AssertSqlSafe(format!("XA {verb} {}", self.xid)))
-            .await
-        {
-            Ok(_) => {
-                self.state = State::Ended;
-                self.release_clean();
-                Ok(Resolution::Done)
-            }
-            Err(e) => {
-                self.close().await;
-                Err(self.error(
-                    action,
-                    format!(
-                        "{}; the branch's connection was closed, so the xid can be finished from another one",
-                        describe(&e)
-                    ),
-                ))
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl ServerBranch for MysqlBranch {
-    async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StatementError> {
+    ) -> Result<u64, StatementFailure> {
         let args = bind_all(params)?;
-        let statement = self.statement(sql, params).await?;
-        let conn = self.active_conn()?;
-        match statement.query_with(args).execute(&mut **conn).await {
-            Ok(done) => Ok(done.rows_affected()),
-            Err(e) => Err(self.statement_failed(&e)),
-        }
+        let statement = prepare_checked(conn, sql, params.len()).await?;
+        statement
+            .query_with(args)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(StatementFailure::Driver)
     }
 
     async fn query(
-        &mut self,
+        conn: &mut MySqlConnection,
         sql: &str,
         params: &[Value],
         limits: ResultLimits,
-    ) -> Result<RowSet, StatementError> {
+    ) -> Result<RowSet, StatementFailure> {
         let args = bind_all(params)?;
-        let statement = self.statement(sql, params).await?;
-        let conn = self.active_conn()?;
-        let rows = statement.query_with(args).fetch(&mut **conn);
-        match collect_rows(rows, limits, decode_row, type_name).await {
-            Ok((columns, rows)) => {
-                let columns = if rows.is_empty() {
-                    columns_of(statement.columns(), type_name)
-                } else {
-                    columns
-                };
-                Ok(RowSet { columns, rows })
-            }
-            Err(RowsError::Driver(e)) => Err(self.statement_failed(&e)),
-            // Undecodable values and limits leave the transaction intact (the coordinator
-            // still dooms it); the rest of an abandoned result is drained on next use.
-            Err(RowsError::Statement(e)) => Err(e),
-        }
-    }
-
-    async fn prepare(&mut self) -> Result<(), ParticipantError> {
-        if self.state != State::Active || self.conn.is_none() {
-            return Err(self.error("prepare", "the transaction is no longer open"));
-        }
-        if self.failed {
-            self.rollback_active().await;
-            return Err(self.error(
-                "prepare",
-                "a statement failed in this transaction; rolled back instead",
-            ));
-        }
-        let xid = &self.xid;
-        let conn = self.conn.as_mut().expect("checked above");
-        match conn
-            .execute(AssertSqlSafe(format!("XA END {xid}; XA PREPARE {xid}")))
-            .await
-        {
-            Ok(_) => {
-                self.state = State::Prepared;
-                Ok(())
-            }
-            Err(e) if is_connection_error(&e) => {
-                // Prepared or not is unknown: a rollback resolves it through the Resolver.
-                self.state = State::InDoubt;
-                self.close().await;
-                Err(self.error(
-                    "prepare",
-                    format!("{}; whether it prepared is unknown", describe(&e)),
-                ))
-            }
-            Err(e) => {
-                self.rollback_active().await;
-                Err(self.error("prepare", describe(&e)))
-            }
-        }
-    }
-
-    async fn commit_one_phase(&mut self) -> Result<(), ParticipantError> {
-        if self.state != State::Active || self.conn.is_none() {
-            return Err(self.error("commit", "the transaction is no longer open"));
-        }
-        if self.failed {
-            self.rollback_active().await;
-            return Err(self.error(
-                "commit",
-                "a statement failed in this transaction; rolled back instead",
-            ));
-        }
-        let xid = &self.xid;
-        let conn = self.conn.as_mut().expect("checked above");
-        match conn
-            .execute(AssertSqlSafe(format!(
-                "XA END {xid}; XA COMMIT {xid} ONE PHASE"
-            )))
-            .await
-        {
-            Ok(_) => {
-                self.state = State::Ended;
-                self.release_clean();
-                Ok(())
-            }
-            Err(e) if is_connection_error(&e) => {
-                self.state = State::Ended;
-                self.close().await;
-                Err(self.error(
-                    "commit",
-                    format!("{}; whether it committed is unknown", describe(&e)),
-                ))
-            }
-            Err(e) => {
-                // XA END or the commit failed: the branch did not commit; make sure it is gone.
-                self.rollback_active().await;
-                Err(self.error("commit", describe(&e)))
-            }
-        }
-    }
-
-    async fn commit_prepared(&mut self) -> Result<Resolution, ParticipantError> {
-        if self.state != State::Prepared {
-            return Err(self.error("commit prepared", "the branch is not prepared"));
-        }
-        self.finish_prepared("COMMIT", "commit prepared").await
-    }
-
-    async fn rollback(&mut self) -> Result<Resolution, ParticipantError> {
-        match self.state {
-            State::Active => Ok(self.rollback_active().await),
-            State::Prepared | State::InDoubt => self.finish_prepared("ROLLBACK", "rollback").await,
-            State::Ended => Ok(Resolution::AlreadyResolved),
-        }
+        let statement = prepare_checked(conn, sql, params.len()).await?;
+        let rows = statement.query_with(args).fetch(conn);
+        let (columns, rows) = collect_rows(rows, limits, decode_row, type_name).await?;
+        let columns = if rows.is_empty() {
+            columns_of(statement.columns(), type_name)
+        } else {
+            columns
+        };
+        Ok(RowSet { columns, rows })
     }
 }
 

@@ -1,5 +1,7 @@
 //! PostgreSQL participant: `BEGIN` … `PREPARE TRANSACTION '<gid>.<index>'` …
-//! `COMMIT PREPARED` / `ROLLBACK PREPARED`.
+//! `COMMIT PREPARED` / `ROLLBACK PREPARED`. The branch state machine is the shared one of
+//! `server_branch.rs`; this file supplies PostgreSQL's statements, connection set-up, error
+//! codes and value conversions.
 //!
 //! - The pool's `after_release` hook sends `BEGIN; ROLLBACK`, so a connection can never go
 //!   back into the pool inside a transaction: idle it is a clean no-op; inside a transaction
@@ -13,6 +15,8 @@
 //!   also misses the no-BEGIN case).
 //! - `COMMIT` (one phase) runs as `SELECT 1; COMMIT`: in a failed transaction the `SELECT`
 //!   errors and nothing commits, instead of `COMMIT` silently rolling back.
+//! - After `PREPARE TRANSACTION` the session is out of the transaction, so phase 2 may run on
+//!   any connection; "does not exist" (`42704`) means an earlier request resolved the branch.
 //! - Script statements are prepared statements whose parameter types come from the bound
 //!   [`Value`]s. sqlx caches prepared statements by SQL text alone, so the text is prefixed with
 //!   a comment naming those types (`/*wtx:it*/`): the same SQL bound with other kinds of values
@@ -21,17 +25,14 @@
 //!   unspecified type, so the server infers it.
 
 use std::str::FromStr;
-use std::sync::Arc;
 
-use async_trait::async_trait;
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::{
-    PgArgumentBuffer, PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow,
+    PgArgumentBuffer, PgArguments, PgConnectOptions, PgConnection, PgPoolOptions, PgRow,
     PgTypeInfo, PgTypeKind, PgValueRef, Postgres,
 };
 use sqlx::{
@@ -39,14 +40,13 @@ use sqlx::{
     Type, TypeInfo, ValueRef,
 };
 
-use super::xa_common::{
-    RowsError, collect_rows, columns_of, connect_error, decode_error, describe,
-    is_connection_error, millis_at_least_one, scrub, statement_error, unsupported_column,
+use super::server_branch::{Finish, Server, ServerPool, ServerProtocol, finish_prepared_on};
+use super::sql_common::{
+    DriverCause, StatementFailure, caused_unless_secret, class_of, collect_rows, columns_of,
+    connect_error, decode_error, describe, is_connection_error, millis_at_least_one, scrub,
+    unsupported_column,
 };
-use super::{
-    ParticipantError, Resolution, ServerBranch, ServerParticipant, StatementError,
-    StatementTimeouts,
-};
+use super::{ErrorClass, ParticipantError, Resolution, StatementError, StatementTimeouts};
 use crate::dialect::Dialect;
 use crate::gid::BranchId;
 use crate::value::{ResultLimits, RowSet, Value};
@@ -55,12 +55,13 @@ use crate::value::{ResultLimits, RowSet, Value};
 const UNDEFINED_OBJECT: &str = "42704";
 
 /// A PostgreSQL server taking part in two-phase commit.
-pub struct PostgresParticipant {
-    name: Arc<str>,
-    pool: PgPool,
-}
+pub type PostgresParticipant = Server<PostgresProtocol>;
 
-impl PostgresParticipant {
+/// PostgreSQL's part of the server branch protocol: PostgreSQL needs no facts about the
+/// server beyond the pool.
+pub struct PostgresProtocol;
+
+impl Server<PostgresProtocol> {
     /// Opens a pool of at most `max_connections` to `url` and checks that the server can
     /// prepare transactions (`max_prepared_transactions > 0`).
     pub async fn connect(
@@ -69,27 +70,33 @@ impl PostgresParticipant {
         max_connections: u32,
     ) -> Result<Self, ParticipantError> {
         let options = PgConnectOptions::from_str(url)
-            .map_err(|e| connect_error(name, "PostgreSQL", url, &e))?;
+            .map_err(|e| connect_error(name, Dialect::Postgres, url, e))?;
         // One direct connection first: a pool would retry a refused connection until its
         // acquire timeout and then report only that it timed out.
         let mut probe = PgConnection::connect_with(&options)
             .await
-            .map_err(|e| connect_error(name, "PostgreSQL", url, &e))?;
+            .map_err(|e| connect_error(name, Dialect::Postgres, url, e))?;
         let setting: Result<String, _> =
             sqlx::query_scalar("SELECT current_setting('max_prepared_transactions')")
                 .fetch_one(&mut probe)
                 .await;
         let _ = probe.close().await;
-        let setting = setting.map_err(|e| ParticipantError::new(name, "connect", scrub(e, url)))?;
+        let setting = setting.map_err(|e| {
+            let error = ParticipantError::new(name, "connect", scrub(&e, url)).class(class_of(&e));
+            caused_unless_secret(error, e, url)
+        })?;
         if setting.trim() == "0" {
             return Err(ParticipantError::new(
                 name,
                 "connect",
                 format!(
-                    "the PostgreSQL server at {} has max_prepared_transactions = 0, so it cannot take part in two-phase commit; \
-                     as a superuser run `ALTER SYSTEM SET max_prepared_transactions = 100` and restart the server",
+                    "the PostgreSQL server at {} has max_prepared_transactions = 0, so it cannot take part in two-phase commit",
                     super::spec::redact(url)
                 ),
+            )
+            .class(ErrorClass::Configuration)
+            .hint(
+                "as a superuser run `ALTER SYSTEM SET max_prepared_transactions = 100` and restart the server",
             ));
         }
         let pool = PgPoolOptions::new()
@@ -106,411 +113,135 @@ impl PostgresParticipant {
                 })
             })
             .connect_lazy_with(options);
-        Ok(PostgresParticipant {
-            name: name.into(),
-            pool,
-        })
-    }
-
-    fn error(&self, action: &'static str, message: impl std::fmt::Display) -> ParticipantError {
-        ParticipantError::new(&self.name, action, message)
-    }
-
-    /// `COMMIT PREPARED` or `ROLLBACK PREPARED` on a pool connection.
-    async fn finish_prepared(
-        &self,
-        verb: &str,
-        branch: &BranchId,
-    ) -> Result<Resolution, ParticipantError> {
-        let action = if verb == "COMMIT" {
-            "commit prepared"
-        } else {
-            "rollback prepared"
-        };
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| self.error(action, describe(&e)))?;
-        finish_prepared_on(&mut conn, verb, &branch.joined())
-            .await
-            .map_err(|e| {
-                self.error(
-                    action,
-                    format!("branch {}: {}", branch.joined(), describe(&e)),
-                )
-            })
+        Ok(Server::new(name, pool, PostgresProtocol))
     }
 }
 
-/// Runs `<verb> PREPARED '<gid>'`; "does not exist" means an earlier request resolved it.
-async fn finish_prepared_on(
-    conn: &mut PoolConnection<Postgres>,
-    verb: &str,
-    gid: &str,
-) -> Result<Resolution, sqlx::Error> {
-    match conn
-        .execute(AssertSqlSafe(format!("{verb} PREPARED '{gid}'")))
-        .await
-    {
-        Ok(_) => Ok(Resolution::Done),
-        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(UNDEFINED_OBJECT) => {
-            Ok(Resolution::AlreadyResolved)
-        }
-        Err(e) => Err(e),
-    }
-}
+impl ServerProtocol for PostgresProtocol {
+    type Database = Postgres;
 
-#[async_trait]
-impl ServerParticipant for PostgresParticipant {
-    fn name(&self) -> &str {
-        &self.name
+    const DIALECT: Dialect = Dialect::Postgres;
+    const POOL_CLEANS_RELEASED: bool = true;
+    const AFTER_FAILED_STATEMENT: &'static str = ", so PostgreSQL aborted it";
+
+    fn branch_label(branch: &BranchId) -> String {
+        format!("branch {}", branch.joined())
     }
 
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
-    }
-
-    async fn begin(
-        &self,
-        branch: &BranchId,
-        timeouts: StatementTimeouts,
-    ) -> Result<Box<dyn ServerBranch>, ParticipantError> {
-        let begin = format!(
+    fn begin_sql(&self, _branch: &BranchId, timeouts: StatementTimeouts) -> String {
+        format!(
             "BEGIN; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}",
             millis_at_least_one(timeouts.statement),
             millis_at_least_one(timeouts.lock)
-        );
-        let mut last_error = None;
-        // One retry: an idle connection may have been closed by the server (restart,
-        // idle timeout) since it was last used.
-        for _ in 0..2 {
-            let mut conn = self.pool.acquire().await.map_err(|e| {
-                self.error(
-                    "begin",
-                    format!(
-                        "{}; check that the PostgreSQL server is running and reachable",
-                        describe(&e)
-                    ),
-                )
-            })?;
-            match conn.execute(AssertSqlSafe(begin.as_str())).await {
-                Ok(_) => {
-                    return Ok(Box::new(PostgresBranch {
-                        participant: self.name.clone(),
-                        pool: self.pool.clone(),
-                        gid: branch.joined(),
-                        conn: Some(conn),
-                        state: State::Active,
-                        failed: false,
-                    }));
-                }
-                Err(e) if is_connection_error(&e) => {
-                    conn.close_on_drop();
-                    last_error = Some(e);
-                }
-                Err(e) => return Err(self.error("begin", describe(&e))),
-            }
-        }
-        let e = last_error.map(|e| describe(&e)).unwrap_or_default();
-        Err(self.error(
-            "begin",
-            format!("{e}; check that the PostgreSQL server is running and reachable"),
-        ))
+        )
     }
 
-    async fn prepared_branches(&self, gid_prefix: &str) -> Result<Vec<BranchId>, ParticipantError> {
+    /// SAVEPOINT fails unless the session is in a healthy explicit transaction block, and
+    /// then nothing after it runs: PREPARE TRANSACTION only ever executes where it either
+    /// prepares or errors. (Alone, it answers ROLLBACK without an error in a failed
+    /// transaction, and in a multi-statement message without BEGIN it prepares an empty
+    /// implicit transaction.)
+    fn prepare_sql(branch: &BranchId) -> String {
+        format!(
+            "SAVEPOINT wtx_prepare; PREPARE TRANSACTION '{}'",
+            branch.joined()
+        )
+    }
+
+    /// In a failed transaction the SELECT errors and COMMIT (which would answer ROLLBACK
+    /// without an error) never runs.
+    fn commit_one_phase_sql(_branch: &BranchId) -> String {
+        "SELECT 1; COMMIT".to_owned()
+    }
+
+    /// `<gid>.<index>` is made of validated characters only.
+    fn finish_prepared_sql(branch: &BranchId, finish: Finish) -> String {
+        format!("{} PREPARED '{}'", finish.verb(), branch.joined())
+    }
+
+    fn rollback_open_sql(_branch: &BranchId) -> Vec<String> {
+        vec!["ROLLBACK".to_owned()]
+    }
+
+    fn proves_resolved(err: &sqlx::Error) -> bool {
+        matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some(UNDEFINED_OBJECT))
+    }
+
+    /// On a pool connection: after PREPARE TRANSACTION any session can finish a branch.
+    async fn finish_prepared_elsewhere(
+        &self,
+        server: &ServerPool<Postgres>,
+        branch: &BranchId,
+        finish: Finish,
+    ) -> Result<Resolution, ParticipantError> {
+        let action = finish.action();
+        let mut conn = server
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| server.error(action, describe(&e)).driver(e))?;
+        finish_prepared_on::<Self>(&mut conn, branch, finish)
+            .await
+            .map_err(|e| {
+                if is_connection_error(&e) {
+                    conn.close_on_drop();
+                }
+                let message = format!("branch {}: {}", branch.joined(), describe(&e));
+                server.error(action, message).driver(e)
+            })
+    }
+
+    async fn prepared_branches(
+        &self,
+        server: &ServerPool<Postgres>,
+        gid_prefix: &str,
+    ) -> Result<Vec<BranchId>, ParticipantError> {
         let gids: Vec<String> = sqlx::query_scalar(
             "SELECT gid FROM pg_prepared_xacts \
              WHERE database = current_database() AND left(gid, char_length($1)) = $1 ORDER BY prepared",
         )
         .bind(gid_prefix)
-        .fetch_all(&self.pool)
+        .fetch_all(&server.pool)
         .await
-        .map_err(|e| self.error("recovery scan", describe(&e)))?;
+        .map_err(|e| server.error("recovery scan", describe(&e)).driver(e))?;
         Ok(gids
             .iter()
             .filter_map(|g| BranchId::parse_joined(g).ok())
             .collect())
     }
 
-    async fn commit_prepared(&self, branch: &BranchId) -> Result<Resolution, ParticipantError> {
-        self.finish_prepared("COMMIT", branch).await
-    }
-
-    async fn rollback_prepared(&self, branch: &BranchId) -> Result<Resolution, ParticipantError> {
-        self.finish_prepared("ROLLBACK", branch).await
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Inside `BEGIN`.
-    Active,
-    /// `PREPARE TRANSACTION` succeeded; the session is out of the transaction.
-    Prepared,
-    /// The connection was lost during `PREPARE TRANSACTION`: it may be prepared.
-    InDoubt,
-    /// Committed or rolled back (or known never to commit).
-    Ended,
-}
-
-/// One branch: a pool connection inside `BEGIN` until it is prepared, then the connection
-/// that runs phase 2 (any connection could; this one saves an acquire).
-struct PostgresBranch {
-    participant: Arc<str>,
-    pool: PgPool,
-    /// `<gid>.<index>`, made of validated characters only.
-    gid: String,
-    /// Dropped into the pool when the branch ends; the pool's `after_release` rolls back
-    /// anything left open.
-    conn: Option<PoolConnection<Postgres>>,
-    state: State,
-    /// A statement failed: PostgreSQL has aborted the transaction.
-    failed: bool,
-}
-
-impl PostgresBranch {
-    fn error(&self, action: &'static str, message: impl std::fmt::Display) -> ParticipantError {
-        ParticipantError::new(
-            &self.participant,
-            action,
-            format!("branch {}: {message}", self.gid),
-        )
-    }
-
-    fn active_conn(&mut self) -> Result<&mut PoolConnection<Postgres>, StatementError> {
-        match (self.state, self.conn.as_mut()) {
-            (State::Active, Some(conn)) => Ok(conn),
-            _ => Err(StatementError::Database(super::DbError {
-                code: None,
-                message: "the transaction on this participant is no longer open".into(),
-            })),
-        }
-    }
-
-    /// Records a failed statement: the transaction is doomed, and a broken connection is
-    /// closed rather than reused.
-    fn statement_failed(&mut self, err: &sqlx::Error) -> StatementError {
-        self.failed = true;
-        if is_connection_error(err) {
-            if let Some(conn) = self.conn.as_mut() {
-                conn.close_on_drop();
-            }
-            self.conn = None;
-        }
-        statement_error(err)
-    }
-
-    /// Ends the branch's use of its connection: back to the pool (whose `after_release`
-    /// cleans it) unless it is known to be broken.
-    fn release(&mut self, broken: bool) {
-        if let Some(mut conn) = self.conn.take()
-            && broken
-        {
-            conn.close_on_drop();
-        }
-    }
-
-    /// The branch's own connection if it still has one, else one from the pool.
-    async fn phase2_conn(
-        &mut self,
-        action: &'static str,
-    ) -> Result<PoolConnection<Postgres>, ParticipantError> {
-        match self.conn.take() {
-            Some(conn) => Ok(conn),
-            None => self
-                .pool
-                .acquire()
-                .await
-                .map_err(|e| self.error(action, describe(&e))),
-        }
-    }
-
-    async fn finish_prepared(
-        &mut self,
-        verb: &str,
-        action: &'static str,
-    ) -> Result<Resolution, ParticipantError> {
-        let mut conn = self.phase2_conn(action).await?;
-        match finish_prepared_on(&mut conn, verb, &self.gid).await {
-            Ok(resolution) => {
-                self.state = State::Ended;
-                Ok(resolution)
-            }
-            Err(e) => {
-                if is_connection_error(&e) {
-                    conn.close_on_drop();
-                }
-                Err(self.error(action, describe(&e)))
-            }
-        }
-    }
-
-    /// Plain `ROLLBACK` of an open transaction. A broken connection counts as rolled back:
-    /// the server aborts an unprepared transaction when its session ends.
-    async fn rollback_open(&mut self) -> Resolution {
-        self.state = State::Ended;
-        let Some(mut conn) = self.conn.take() else {
-            return Resolution::Done;
-        };
-        if let Err(e) = conn.execute("ROLLBACK").await {
-            tracing::warn!(participant = %self.participant, branch = %self.gid, error = %e,
-                "ROLLBACK failed; closing the connection, which rolls the transaction back");
-            conn.close_on_drop();
-        }
-        Resolution::Done
-    }
-}
-
-#[async_trait]
-impl ServerBranch for PostgresBranch {
-    async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, StatementError> {
+    async fn execute(
+        conn: &mut PgConnection,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<u64, StatementFailure> {
         let (sql, args, _) = bind_all(sql, params)?;
-        let conn = self.active_conn()?;
-        match sqlx::query_with(AssertSqlSafe(sql), args)
-            .execute(&mut **conn)
+        sqlx::query_with(AssertSqlSafe(sql), args)
+            .execute(conn)
             .await
-        {
-            Ok(done) => Ok(done.rows_affected()),
-            Err(e) => Err(self.statement_failed(&e)),
-        }
+            .map(|done| done.rows_affected())
+            .map_err(StatementFailure::Driver)
     }
 
     async fn query(
-        &mut self,
+        conn: &mut PgConnection,
         sql: &str,
         params: &[Value],
         limits: ResultLimits,
-    ) -> Result<RowSet, StatementError> {
+    ) -> Result<RowSet, StatementFailure> {
         let (sql, args, types) = bind_all(sql, params)?;
-        let conn = self.active_conn()?;
-        let rows = sqlx::query_with(AssertSqlSafe(sql.as_str()), args).fetch(&mut **conn);
-        let (mut columns, rows) =
-            match collect_rows(rows, limits, decode_row, PgTypeInfo::name).await {
-                Ok(result) => result,
-                Err(RowsError::Driver(e)) => return Err(self.statement_failed(&e)),
-                // Undecodable values and limits leave the transaction intact (the coordinator
-                // still dooms it); the rest of an abandoned result is drained on next use.
-                Err(RowsError::Statement(e)) => return Err(e),
-            };
+        let rows = sqlx::query_with(AssertSqlSafe(sql.as_str()), args).fetch(&mut *conn);
+        let (mut columns, rows) = collect_rows(rows, limits, decode_row, PgTypeInfo::name).await?;
         if rows.is_empty() {
             // No row to take the columns from: the statement is in the connection's cache
             // now, so this costs no round trip.
-            let conn = self.active_conn()?;
-            match conn
+            let statement = conn
                 .prepare_with(AssertSqlSafe(sql).into_sql_str(), &types)
                 .await
-            {
-                Ok(statement) => columns = columns_of(statement.columns(), PgTypeInfo::name),
-                Err(e) => return Err(self.statement_failed(&e)),
-            }
+                .map_err(StatementFailure::Driver)?;
+            columns = columns_of(statement.columns(), PgTypeInfo::name);
         }
         Ok(RowSet { columns, rows })
-    }
-
-    async fn prepare(&mut self) -> Result<(), ParticipantError> {
-        if self.state != State::Active || self.conn.is_none() {
-            return Err(self.error("prepare", "the transaction is no longer open"));
-        }
-        if self.failed {
-            self.rollback_open().await;
-            return Err(self.error(
-                "prepare",
-                "a statement failed in this transaction, so PostgreSQL aborted it; rolled back instead",
-            ));
-        }
-        // SAVEPOINT fails unless the session is in a healthy explicit transaction block, and
-        // then nothing after it runs: PREPARE TRANSACTION only ever executes where it either
-        // prepares or errors. (Alone, it answers ROLLBACK without an error in a failed
-        // transaction, and in a multi-statement message without BEGIN it prepares an empty
-        // implicit transaction.)
-        let sql = format!("SAVEPOINT wtx_prepare; PREPARE TRANSACTION '{}'", self.gid);
-        let conn = self.conn.as_mut().expect("checked above");
-        match conn.execute(AssertSqlSafe(sql)).await {
-            Ok(_) => {
-                self.state = State::Prepared;
-                Ok(())
-            }
-            Err(e) if is_connection_error(&e) => {
-                // The outcome is unknown: a rollback resolves it with ROLLBACK PREPARED ("does
-                // not exist" then means it never prepared).
-                self.state = State::InDoubt;
-                self.release(true);
-                Err(self.error(
-                    "prepare",
-                    format!("{}; whether it prepared is unknown", describe(&e)),
-                ))
-            }
-            Err(e) => {
-                // The transaction had failed, or PREPARE itself failed (temporary objects,
-                // max_prepared_transactions reached, gid in use): nothing is prepared.
-                self.rollback_open().await;
-                Err(self.error("prepare", describe(&e)))
-            }
-        }
-    }
-
-    async fn commit_one_phase(&mut self) -> Result<(), ParticipantError> {
-        if self.state != State::Active || self.conn.is_none() {
-            return Err(self.error("commit", "the transaction is no longer open"));
-        }
-        if self.failed {
-            self.rollback_open().await;
-            return Err(self.error(
-                "commit",
-                "a statement failed in this transaction, so PostgreSQL aborted it; rolled back instead",
-            ));
-        }
-        let conn = self.conn.as_mut().expect("checked above");
-        // In a failed transaction the SELECT errors and COMMIT (which would answer ROLLBACK
-        // without an error) never runs.
-        let outcome = conn.execute("SELECT 1; COMMIT").await;
-        self.state = State::Ended;
-        match outcome {
-            Ok(_) => {
-                self.release(false);
-                Ok(())
-            }
-            Err(e) => {
-                let broken = is_connection_error(&e);
-                self.release(broken);
-                let unknown = if broken {
-                    "; whether it committed is unknown"
-                } else {
-                    ""
-                };
-                Err(self.error("commit", format!("{}{unknown}", describe(&e))))
-            }
-        }
-    }
-
-    async fn commit_prepared(&mut self) -> Result<Resolution, ParticipantError> {
-        if self.state != State::Prepared {
-            return Err(self.error("commit prepared", "the branch is not prepared"));
-        }
-        let result = self.finish_prepared("COMMIT", "commit prepared").await;
-        if result.is_ok() {
-            self.release(false);
-        }
-        result
-    }
-
-    async fn rollback(&mut self) -> Result<Resolution, ParticipantError> {
-        match self.state {
-            State::Active => Ok(self.rollback_open().await),
-            State::Prepared | State::InDoubt => {
-                let result = self.finish_prepared("ROLLBACK", "rollback").await;
-                if result.is_ok() {
-                    self.release(false);
-                }
-                result
-            }
-            State::Ended => {
-                self.release(false);
-                Ok(Resolution::AlreadyResolved)
-            }
-        }
     }
 }
 
@@ -571,8 +302,12 @@ fn bind_all(
     let mut key = String::with_capacity(params.len() + 12 + sql.len());
     key.push_str("/*wtx:");
     for (i, value) in params.iter().enumerate() {
-        let bad =
-            |what: &str| StatementError::BadParameter(format!("parameter ${}: {what}", i + 1));
+        let bad = |what: &str| {
+            StatementError::BadParameter(format!(
+                "parameter {}: {what}",
+                Dialect::Postgres.placeholder(i + 1)
+            ))
+        };
         key.push(match value {
             Value::Null => {
                 add(&mut args, &mut types, UntypedNull)?;

@@ -12,19 +12,24 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteRow,
-    SqliteSynchronous,
+    SqliteSynchronous, SqliteTypeInfo,
 };
 use sqlx::{
-    AssertSqlSafe, Column as _, ConnectOptions, Connection, Decode, Row, Sqlite, TypeInfo, ValueRef,
+    AssertSqlSafe, ConnectOptions, Connection, Decode, Executor, Row, SqlSafeStr, Sqlite, TypeInfo,
+    ValueRef,
 };
 
+use super::sql_common::{
+    DriverCause, StatementFailure, check_parameter_count, collect_rows, decode_error, describe,
+    statement_error,
+};
 use super::sqlite_guard::SqliteGuard;
-use super::{DbError, ParticipantError, StatementError, sqlite_decisions, sqlite_qualify};
+use super::{ErrorClass, ParticipantError, StatementError, sqlite_decisions, sqlite_qualify};
+use crate::dialect::Dialect;
 use crate::gid::Gid;
-use crate::value::{Column, ResultLimits, RowSet, Value};
+use crate::value::{ResultLimits, RowSet, Value};
 
 /// SQLite's limit on attached databases.
 pub const MAX_SQLITE_MEMBERS: usize = 10;
@@ -68,7 +73,8 @@ impl SqliteGroup {
                 format!(
                     "a transaction may span at most {MAX_SQLITE_MEMBERS} SQLite participants (SQLite's attach limit)"
                 ),
-            ));
+            )
+            .class(ErrorClass::Configuration));
         }
         let files = resolve_files(main, members)?;
         if let Some(dir) = main.parent() {
@@ -78,6 +84,8 @@ impl SqliteGroup {
                     "open",
                     format!("cannot create {}: {e}", dir.display()),
                 )
+                .class(ErrorClass::Configuration)
+                .caused_by(e)
             })?;
         }
         let options = SqliteConnectOptions::new()
@@ -92,14 +100,15 @@ impl SqliteGroup {
                 "open",
                 format!("cannot open the coordinator file {}: {e}", main.display()),
             )
+            .driver(e)
         })?;
         sqlite_decisions::create_table(&mut conn)
             .await
-            .map_err(|e| ParticipantError::new(first, "open", DbError::from_sqlx(&e)))?;
+            .map_err(|e| ParticipantError::new(first, "open", describe(&e)).driver(e))?;
 
         let guard = SqliteGuard::install(&mut conn, deadline)
             .await
-            .map_err(|e| ParticipantError::new(first, "open", DbError::from_sqlx(&e)))?;
+            .map_err(|e| ParticipantError::new(first, "open", describe(&e)).driver(e))?;
         let mut group = SqliteGroup {
             conn,
             names: Vec::new(),
@@ -113,13 +122,14 @@ impl SqliteGroup {
         }
         if let Err(e) = run(&mut group.conn, "BEGIN IMMEDIATE").await {
             group.close().await;
-            return Err(ParticipantError::new(first, "begin", e));
+            return Err(ParticipantError::new(first, "begin", describe(&e)).driver(e));
         }
         Ok(group)
     }
 
     async fn attach(&mut self, member: &SqliteMember, file: &Path) -> Result<(), ParticipantError> {
-        let fail = |action, message: String| ParticipantError::new(&member.name, action, message);
+        let fail = |message: String| ParticipantError::new(&member.name, "attach", message);
+        let failed = |e: sqlx::Error| fail(describe(&e)).driver(e);
         let uri = file_uri(file, member.create);
         sqlx::query("ATTACH DATABASE ? AS ?")
             .bind(uri)
@@ -127,26 +137,22 @@ impl SqliteGroup {
             .execute(&mut self.conn)
             .await
             .map_err(|e| {
-                fail(
-                    "attach",
-                    format!("cannot open {}: {}", file.display(), DbError::from_sqlx(&e)),
-                )
+                fail(format!("cannot open {}: {}", file.display(), describe(&e)))
+                    .driver(e)
+                    .class(ErrorClass::Configuration)
             })?;
         self.names.push(member.name.clone());
-        let schema = quote_ident(&member.name);
-        let mode = self
-            .journal_mode(&schema)
-            .await
-            .map_err(|e| fail("attach", e))?;
+        let schema = Dialect::Sqlite.quote_ident(&member.name);
+        let mode = self.journal_mode(&schema).await.map_err(failed)?;
         if !matches!(mode.as_str(), "delete" | "truncate" | "persist") && !member.convert_journal {
-            return Err(fail(
-                "attach",
-                format!(
-                    "{} uses journal_mode={mode}; an atomic commit across files needs a rollback journal. \
-                     Add ?journal_mode=delete to the participant URL to convert it (this is persistent), \
-                     or convert it yourself with `PRAGMA journal_mode=DELETE`",
-                    file.display()
-                ),
+            return Err(fail(format!(
+                "{} uses journal_mode={mode}; an atomic commit across files needs a rollback journal",
+                file.display()
+            ))
+            .class(ErrorClass::Configuration)
+            .hint(
+                "add ?journal_mode=delete to the participant URL to convert it (this is persistent), \
+                 or convert it yourself with `PRAGMA journal_mode=DELETE`",
             ));
         }
         run(
@@ -154,34 +160,26 @@ impl SqliteGroup {
             &format!("PRAGMA {schema}.journal_mode=DELETE"),
         )
         .await
-        .map_err(|e| fail("attach", e))?;
-        let mode = self
-            .journal_mode(&schema)
-            .await
-            .map_err(|e| fail("attach", e))?;
+        .map_err(failed)?;
+        let mode = self.journal_mode(&schema).await.map_err(failed)?;
         if mode != "delete" {
-            return Err(fail(
-                "attach",
-                format!(
-                    "cannot switch {} to journal_mode=delete (it stays {mode})",
-                    file.display()
-                ),
-            ));
+            return Err(fail(format!(
+                "cannot switch {} to journal_mode=delete (it stays {mode})",
+                file.display()
+            ))
+            .class(ErrorClass::Configuration));
         }
         run(&mut self.conn, &format!("PRAGMA {schema}.synchronous=FULL"))
             .await
-            .map_err(|e| fail("attach", e))?;
+            .map_err(failed)?;
         Ok(())
     }
 
-    async fn journal_mode(&mut self, schema: &str) -> Result<String, String> {
+    async fn journal_mode(&mut self, schema: &str) -> Result<String, sqlx::Error> {
         let row = sqlx::query(AssertSqlSafe(format!("PRAGMA {schema}.journal_mode")))
             .fetch_one(&mut self.conn)
-            .await
-            .map_err(|e| DbError::from_sqlx(&e).to_string())?;
-        row.try_get::<String, _>(0)
-            .map(|m| m.to_ascii_lowercase())
-            .map_err(|e| e.to_string())
+            .await?;
+        row.try_get::<String, _>(0).map(|m| m.to_ascii_lowercase())
     }
 
     /// Runs a statement for member `member` and returns the rows it changed.
@@ -194,12 +192,12 @@ impl SqliteGroup {
         let qualified = self.qualify(member, sql).await?;
         self.guard.enter_script(&self.names[member]);
         let result = async {
-            check_parameter_count(&mut self.conn, &qualified, params.len()).await?;
+            prepare_checked(&mut self.conn, &qualified, params.len()).await?;
             bind_all(sqlx::query(AssertSqlSafe(qualified)), params)
                 .execute(&mut self.conn)
                 .await
                 .map(|done| done.rows_affected())
-                .map_err(|e| StatementError::Database(DbError::from_sqlx(&e)))
+                .map_err(|e| statement_error(&e))
         }
         .await;
         self.guard.leave_script();
@@ -233,19 +231,18 @@ impl SqliteGroup {
         let who = self.names.join(", ");
         let result = async {
             if let Some(gid) = decision {
-                sqlite_decisions::record_commit(&mut self.conn, gid)
-                    .await
-                    .map_err(|e| DbError::from_sqlx(&e).to_string())?;
+                sqlite_decisions::record_commit(&mut self.conn, gid).await?;
             }
             run(&mut self.conn, "COMMIT").await
         }
-        .await;
+        .await
+        .map_err(|e| ParticipantError::new(&who, "commit", describe(&e)).driver(e));
         if result.is_err() {
             // An unfinished transaction rolls back when its connection closes.
             let _ = run(&mut self.conn, "ROLLBACK").await;
         }
         self.close().await;
-        result.map_err(|e| ParticipantError::new(&who, "commit", e))
+        result
     }
 
     /// Rolls every member back.
@@ -253,7 +250,7 @@ impl SqliteGroup {
         let who = self.names.join(", ");
         let result = run(&mut self.conn, "ROLLBACK").await;
         self.close().await;
-        result.map_err(|e| ParticipantError::new(&who, "rollback", e))
+        result.map_err(|e| ParticipantError::new(&who, "rollback", describe(&e)).driver(e))
     }
 
     /// Detaches every member and closes the connection.
@@ -275,18 +272,22 @@ fn resolve_files(main: &Path, members: &[SqliteMember]) -> Result<Vec<PathBuf>, 
     let main_abs = absolute(main).ok();
     let mut files: Vec<PathBuf> = Vec::with_capacity(members.len());
     for member in members {
-        let fail = |message: String| ParticipantError::new(&member.name, "open", message);
+        let fail = |message: String| {
+            ParticipantError::new(&member.name, "open", message).class(ErrorClass::Configuration)
+        };
+        let unresolved = |e: std::io::Error| {
+            fail(format!("cannot resolve {}: {e}", member.path.display())).caused_by(e)
+        };
         let file = if member.path.exists() {
-            std::fs::canonicalize(&member.path)
-                .map_err(|e| fail(format!("cannot resolve {}: {e}", member.path.display())))?
+            std::fs::canonicalize(&member.path).map_err(unresolved)?
         } else if member.create {
-            absolute(&member.path)
-                .map_err(|e| fail(format!("cannot resolve {}: {e}", member.path.display())))?
+            absolute(&member.path).map_err(unresolved)?
         } else {
             return Err(fail(format!(
-                "SQLite file {} does not exist; check the path, or add ?mode=rwc to the URL to create it",
+                "SQLite file {} does not exist",
                 member.path.display()
-            )));
+            ))
+            .hint("check the path, or add ?mode=rwc to the URL to create it"));
         };
         if file.is_dir() {
             return Err(fail(format!(
@@ -338,17 +339,12 @@ fn file_uri(path: &Path, create: bool) -> String {
     uri
 }
 
-/// An identifier in double quotes, inner quotes doubled.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-async fn run(conn: &mut SqliteConnection, sql: &str) -> Result<(), String> {
+/// Runs `sql` as it is (never prepared or cached: PRAGMAs, BEGIN, COMMIT).
+async fn run(conn: &mut SqliteConnection, sql: &str) -> Result<(), sqlx::Error> {
     sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
         .execute(conn)
         .await
         .map(drop)
-        .map_err(|e| DbError::from_sqlx(&e).to_string())
 }
 
 fn bind_all<'q>(mut query: Query<'q>, params: &[Value]) -> Query<'q> {
@@ -370,31 +366,19 @@ fn bind_all<'q>(mut query: Query<'q>, params: &[Value]) -> Query<'q> {
     query
 }
 
-/// SQLite binds missing parameters as NULL and ignores extra ones; a script's statement
-/// must get exactly the parameters it names.
-async fn check_parameter_count(
+/// Prepares `sql` (cached per connection, so running it next costs nothing more) and checks
+/// that it takes exactly the `given` parameters: SQLite binds missing ones as NULL and
+/// ignores extra ones, but a script's statement must get exactly the parameters it names.
+async fn prepare_checked(
     conn: &mut SqliteConnection,
     sql: &str,
     given: usize,
 ) -> Result<(), StatementError> {
-    use sqlx::{Either, Executor, SqlSafeStr, Statement};
-    // Prepared statements are cached per connection, so running it next costs nothing more.
     let statement = conn
         .prepare(AssertSqlSafe(sql.to_owned()).into_sql_str())
         .await
-        .map_err(|e| StatementError::Database(DbError::from_sqlx(&e)))?;
-    let expected = match statement.parameters() {
-        Some(Either::Right(count)) => count,
-        Some(Either::Left(types)) => types.len(),
-        None => return Ok(()),
-    };
-    if expected == given {
-        Ok(())
-    } else {
-        Err(StatementError::BadParameter(format!(
-            "the statement takes {expected} parameters, {given} given"
-        )))
-    }
+        .map_err(|e| statement_error(&e))?;
+    check_parameter_count(&statement, given)
 }
 
 /// Streams a query's rows, stopping at the first bound `limits` passes.
@@ -404,65 +388,30 @@ async fn fetch_limited(
     params: &[Value],
     limits: ResultLimits,
 ) -> Result<RowSet, StatementError> {
-    check_parameter_count(conn, sql, params.len()).await?;
-    let mut stream = bind_all(sqlx::query(AssertSqlSafe(sql.to_owned())), params).fetch(conn);
-    let mut tracker = limits.tracker();
-    let mut result = RowSet::default();
-    while let Some(row) = stream
-        .try_next()
-        .await
-        .map_err(|e| StatementError::Database(DbError::from_sqlx(&e)))?
-    {
-        if result.columns.is_empty() {
-            result.columns = columns_of(&row);
-        }
-        let values = decode_row(&row)?;
-        tracker
-            .add_row(&values)
-            .map_err(StatementError::LimitExceeded)?;
-        result.rows.push(values);
+    prepare_checked(conn, sql, params.len()).await?;
+    let rows = bind_all(sqlx::query(AssertSqlSafe(sql.to_owned())), params).fetch(conn);
+    match collect_rows(rows, limits, decode_row, SqliteTypeInfo::name).await {
+        Ok((columns, rows)) => Ok(RowSet { columns, rows }),
+        Err(StatementFailure::Driver(e)) => Err(statement_error(&e)),
+        Err(StatementFailure::Refused(e)) => Err(e),
     }
-    Ok(result)
-}
-
-fn columns_of(row: &SqliteRow) -> Vec<Column> {
-    row.columns()
-        .iter()
-        .map(|c| Column {
-            name: c.name().to_owned(),
-            type_name: c.type_info().name().to_owned(),
-        })
-        .collect()
 }
 
 /// SQLite values by storage class: INTEGER, REAL, TEXT, BLOB or NULL.
 fn decode_row(row: &SqliteRow) -> Result<Vec<Value>, StatementError> {
-    let decode_error = |e: sqlx::error::BoxDynError| {
-        StatementError::Database(DbError {
-            code: None,
-            message: e.to_string(),
-        })
-    };
     (0..row.len())
         .map(|i| {
-            let raw = row
-                .try_get_raw(i)
-                .map_err(|e| StatementError::Database(DbError::from_sqlx(&e)))?;
+            let raw = row.try_get_raw(i).map_err(|e| statement_error(&e))?;
             if raw.is_null() {
                 return Ok(Value::Null);
             }
             let class = raw.type_info().name().to_owned();
+            let fail = |e| decode_error(sqlx::Column::name(&row.columns()[i]), &class, e);
             Ok(match class.as_str() {
-                "INTEGER" => {
-                    Value::Int64(<i64 as Decode<Sqlite>>::decode(raw).map_err(decode_error)?)
-                }
-                "REAL" => {
-                    Value::Float64(<f64 as Decode<Sqlite>>::decode(raw).map_err(decode_error)?)
-                }
-                "BLOB" => {
-                    Value::Bytes(<Vec<u8> as Decode<Sqlite>>::decode(raw).map_err(decode_error)?)
-                }
-                _ => Value::Text(<String as Decode<Sqlite>>::decode(raw).map_err(decode_error)?),
+                "INTEGER" => Value::Int64(<i64 as Decode<Sqlite>>::decode(raw).map_err(fail)?),
+                "REAL" => Value::Float64(<f64 as Decode<Sqlite>>::decode(raw).map_err(fail)?),
+                "BLOB" => Value::Bytes(<Vec<u8> as Decode<Sqlite>>::decode(raw).map_err(fail)?),
+                _ => Value::Text(<String as Decode<Sqlite>>::decode(raw).map_err(fail)?),
             })
         })
         .collect()

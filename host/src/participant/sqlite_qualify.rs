@@ -41,6 +41,8 @@ use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Location;
 
+use crate::dialect::Dialect;
+
 /// Table-valued functions a statement may use; they are not tables and stay unqualified.
 const TABLE_FUNCTIONS: &[&str] = &[
     "json_each",
@@ -106,7 +108,7 @@ pub fn qualify(sql: &str, schema: &str) -> Result<String, QualifyError> {
     let statement = parse_one(sql)?;
     let mut finder = TableFinder {
         text: Text::new(sql),
-        quoted_schema: quote_identifier(schema),
+        quoted_schema: Dialect::Sqlite.quote_ident(schema),
         cte_scopes: Vec::new(),
         real_tables: HashSet::new(),
         index_tables: HashSet::new(),
@@ -117,11 +119,6 @@ pub fn qualify(sql: &str, schema: &str) -> Result<String, QualifyError> {
         return Err(error);
     }
     apply(sql, finder.edits)
-}
-
-/// `name` as a double-quoted SQLite identifier.
-fn quote_identifier(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn parse_one(sql: &str) -> Result<Statement, QualifyError> {

@@ -121,13 +121,6 @@ impl Account {
         })
     }
 
-    fn placeholder(&self, n: usize) -> String {
-        match self.dialect {
-            Dialect::Postgres => format!("${n}"),
-            Dialect::Mysql | Dialect::Sqlite => "?".to_owned(),
-        }
-    }
-
     async fn balance(&self, tx: &mut OpenTransaction, lock: bool) -> Result<i64, TxError> {
         let lock = if lock && self.dialect != Dialect::Sqlite {
             " FOR UPDATE"
@@ -136,7 +129,7 @@ impl Account {
         };
         let sql = format!(
             "SELECT balance FROM accounts WHERE id = {}{lock}",
-            self.placeholder(1)
+            self.dialect.placeholder(1)
         );
         let rows = tx
             .query(self.member, &sql, &[Value::Text(self.id.clone())])
@@ -169,8 +162,8 @@ impl Account {
     async fn add(&self, tx: &mut OpenTransaction, delta: i64) -> Result<(), TxError> {
         let sql = format!(
             "UPDATE accounts SET balance = balance + {} WHERE id = {}",
-            self.placeholder(1),
-            self.placeholder(2)
+            self.dialect.placeholder(1),
+            self.dialect.placeholder(2)
         );
         match tx
             .execute(
