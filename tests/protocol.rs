@@ -21,7 +21,7 @@ use wasmtx::report::BranchOutcome;
 use wasmtx::value::{ResultLimits, RowSet, Value};
 use wasmtx::{
     Coordinator, DecisionError, DecisionSource, DecisionStore, ErrorKind, OpenTransaction, Outcome,
-    ParticipantSlot, PrepareLogic, Recovery, TxError, TxReport,
+    ParticipantSlot, PrepareLogic, Recovery, RecoveryReport, TxError, TxReport,
 };
 
 // ── fakes ───────────────────────────────────────────────────────────────────────────────
@@ -401,6 +401,34 @@ fn coordinator(dbs: &[&FakeDb], store: Option<&Arc<FakeStore>>, timeout_secs: f6
     )
 }
 
+/// A transaction over participants `a` and `b` (`b` with `faults`) whose logic votes commit,
+/// with a decision store answering `answer`.
+fn two_phase(faults: Faults, answer: StoreAnswer) -> (FakeDb, FakeDb, Arc<FakeStore>, TxReport) {
+    let (a, b) = (FakeDb::new("a"), FakeDb::failing("b", faults));
+    let store = FakeStore::new(answer);
+    let report = run(
+        &coordinator(&[&a, &b], Some(&store), 30.0),
+        &Logic::commit(),
+    );
+    (a, b, store, report)
+}
+
+/// Recovery of `dbs` with `store` and `other_sources`.
+fn recover(
+    dbs: &[&FakeDb],
+    store: Option<&Arc<FakeStore>>,
+    other_sources: Vec<Arc<dyn DecisionSource>>,
+    dry_run: bool,
+) -> RecoveryReport {
+    let recovery = Recovery::new(
+        &node(),
+        dbs.iter().map(|db| db.participant()).collect(),
+        store.map(|s| s.clone() as Arc<dyn DecisionStore>),
+        other_sources,
+    );
+    block_on(recovery.run(dry_run))
+}
+
 fn run(coordinator: &Coordinator, logic: &Logic) -> TxReport {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -419,12 +447,7 @@ use BranchOutcome::{Committed as C, NotStarted, Pending, RolledBack as R};
 
 #[test]
 fn two_participants_commit_with_a_durable_decision_then_done() {
-    let (a, b) = (FakeDb::new("a"), FakeDb::new("b"));
-    let store = FakeStore::new(StoreAnswer::Durable);
-    let report = run(
-        &coordinator(&[&a, &b], Some(&store), 30.0),
-        &Logic::commit(),
-    );
+    let (a, b, store, report) = two_phase(Faults::default(), StoreAnswer::Durable);
     assert_eq!(report.outcome, Outcome::Committed, "{report:?}");
     assert_eq!(outcomes(&report), [C, C]);
     assert_eq!(a.states(), [BranchState::Committed]);
@@ -445,18 +468,12 @@ fn one_participant_commits_in_one_phase_without_a_decision() {
 
 #[test]
 fn a_failed_begin_rolls_back_what_began_and_runs_nothing() {
-    let a = FakeDb::new("a");
-    let b = FakeDb::failing(
-        "b",
+    let (a, b, store, report) = two_phase(
         Faults {
             begin: true,
             ..Faults::default()
         },
-    );
-    let store = FakeStore::new(StoreAnswer::Durable);
-    let report = run(
-        &coordinator(&[&a, &b], Some(&store), 30.0),
-        &Logic::commit(),
+        StoreAnswer::Durable,
     );
     assert_eq!(report.outcome, Outcome::Aborted);
     assert_eq!(report.error.as_ref().unwrap().kind, ErrorKind::Participant);
@@ -464,23 +481,18 @@ fn a_failed_begin_rolls_back_what_began_and_runs_nothing() {
     assert!(report.participants[1].note.is_some(), "b says why");
     assert_eq!(a.states(), [BranchState::RolledBack]);
     assert_eq!(*a.statements.lock().unwrap(), 0, "the logic never ran");
+    assert!(b.states().is_empty(), "b has no branch");
     assert_eq!(store.commits(), 0);
 }
 
 #[test]
 fn a_failed_prepare_rolls_back_every_branch_and_records_nothing() {
-    let a = FakeDb::new("a");
-    let b = FakeDb::failing(
-        "b",
+    let (a, b, store, report) = two_phase(
         Faults {
             prepare: true,
             ..Faults::default()
         },
-    );
-    let store = FakeStore::new(StoreAnswer::Durable);
-    let report = run(
-        &coordinator(&[&a, &b], Some(&store), 30.0),
-        &Logic::commit(),
+        StoreAnswer::Durable,
     );
     assert_eq!(report.outcome, Outcome::Aborted);
     assert!(
@@ -494,6 +506,7 @@ fn a_failed_prepare_rolls_back_every_branch_and_records_nothing() {
     );
     assert_eq!(outcomes(&report), [R, R]);
     assert_eq!(a.states(), [BranchState::RolledBack]);
+    assert_eq!(b.states(), [BranchState::RolledBack]);
     assert_eq!(store.commits(), 0);
 }
 
@@ -515,12 +528,8 @@ fn a_script_abort_rolls_back_without_preparing() {
 
 #[test]
 fn a_refused_decision_rolls_back() {
-    let (a, b) = (FakeDb::new("a"), FakeDb::new("b"));
-    let store = FakeStore::new(StoreAnswer::NotRecorded);
-    let report = run(
-        &coordinator(&[&a, &b], Some(&store), 30.0),
-        &Logic::commit(),
-    );
+    let (a, b, store, report) = two_phase(Faults::default(), StoreAnswer::NotRecorded);
+    assert_eq!(store.commits(), 0);
     assert_eq!(report.outcome, Outcome::Aborted, "{report:?}");
     assert_eq!(outcomes(&report), [R, R]);
     assert_eq!(a.states(), [BranchState::RolledBack]);
@@ -529,25 +538,14 @@ fn a_refused_decision_rolls_back() {
 
 #[test]
 fn a_decision_that_may_be_recorded_is_in_doubt_and_never_rolled_back() {
-    let (a, b) = (FakeDb::new("a"), FakeDb::new("b"));
-    let store = FakeStore::new(StoreAnswer::MaybeRecorded);
-    let report = run(
-        &coordinator(&[&a, &b], Some(&store), 30.0),
-        &Logic::commit(),
-    );
+    let (a, b, store, report) = two_phase(Faults::default(), StoreAnswer::MaybeRecorded);
     assert_eq!(report.outcome, Outcome::InDoubt, "{report:?}");
     assert_eq!(outcomes(&report), [Pending, Pending]);
     assert_eq!(a.states(), [BranchState::Prepared], "left for recovery");
     assert_eq!(b.states(), [BranchState::Prepared], "left for recovery");
 
     // Recovery reads the COMMIT that did reach the store and finishes the transaction.
-    let recovery = Recovery::new(
-        &node(),
-        vec![a.participant(), b.participant()],
-        Some(store.clone()),
-        Vec::new(),
-    );
-    let recovered = block_on(recovery.run(false));
+    let recovered = recover(&[&a, &b], Some(&store), Vec::new(), false);
     assert!(recovered.all_resolved(), "{recovered:?}");
     assert_eq!(a.states(), [BranchState::Committed]);
     assert_eq!(b.states(), [BranchState::Committed]);
@@ -580,41 +578,30 @@ fn a_deadline_passed_before_the_decision_aborts() {
 
 #[test]
 fn phase_two_retries_a_failed_commit_until_it_succeeds() {
-    let a = FakeDb::new("a");
-    let b = FakeDb::failing(
-        "b",
+    let (a, b, store, report) = two_phase(
         Faults {
             commit_failures: 2,
             ..Faults::default()
         },
-    );
-    let store = FakeStore::new(StoreAnswer::Durable);
-    let report = run(
-        &coordinator(&[&a, &b], Some(&store), 30.0),
-        &Logic::commit(),
+        StoreAnswer::Durable,
     );
     assert_eq!(report.outcome, Outcome::Committed, "{report:?}");
     assert_eq!(outcomes(&report), [C, C]);
     let note = report.participants[1].note.as_deref().unwrap();
     assert!(note.contains("after 3 tries"), "{note}");
+    assert_eq!(a.states(), [BranchState::Committed]);
     assert_eq!(b.states(), [BranchState::Committed]);
     assert_eq!(store.dones(), 1);
 }
 
 #[test]
 fn phase_two_gives_up_into_pending_and_recovery_commits_it() {
-    let a = FakeDb::new("a");
-    let b = FakeDb::failing(
-        "b",
+    let (a, b, store, report) = two_phase(
         Faults {
             commit_failures: 1_000,
             ..Faults::default()
         },
-    );
-    let store = FakeStore::new(StoreAnswer::Durable);
-    let report = run(
-        &coordinator(&[&a, &b], Some(&store), 30.0),
-        &Logic::commit(),
+        StoreAnswer::Durable,
     );
     assert_eq!(report.outcome, Outcome::InDoubt, "{report:?}");
     assert_eq!(outcomes(&report), [C, Pending]);
@@ -622,13 +609,7 @@ fn phase_two_gives_up_into_pending_and_recovery_commits_it() {
     assert_eq!(b.states(), [BranchState::Prepared]);
 
     b.faults.lock().unwrap().commit_failures = 0;
-    let recovery = Recovery::new(
-        &node(),
-        vec![a.participant(), b.participant()],
-        Some(store.clone()),
-        Vec::new(),
-    );
-    let recovered = block_on(recovery.run(false));
+    let recovered = recover(&[&a, &b], Some(&store), Vec::new(), false);
     assert_eq!(recovered.branches.len(), 1, "{recovered:?}");
     assert_eq!(recovered.branches[0].action, Action::Committed);
     assert_eq!(b.states(), [BranchState::Committed]);
@@ -637,19 +618,13 @@ fn phase_two_gives_up_into_pending_and_recovery_commits_it() {
 
 #[test]
 fn a_configuration_error_in_phase_two_is_left_to_recovery_without_retrying() {
-    let a = FakeDb::new("a");
-    let b = FakeDb::failing(
-        "b",
+    let (a, b, store, report) = two_phase(
         Faults {
             commit_failures: 100,
             commit_failure_class: Some(ErrorClass::Configuration),
             ..Faults::default()
         },
-    );
-    let store = FakeStore::new(StoreAnswer::Durable);
-    let report = run(
-        &coordinator(&[&a, &b], Some(&store), 30.0),
-        &Logic::commit(),
+        StoreAnswer::Durable,
     );
     assert_eq!(report.outcome, Outcome::InDoubt, "{report:?}");
     assert_eq!(outcomes(&report), [C, Pending]);
@@ -658,7 +633,9 @@ fn a_configuration_error_in_phase_two_is_left_to_recovery_without_retrying() {
         99,
         "tried once only"
     );
+    assert_eq!(a.states(), [BranchState::Committed]);
     assert_eq!(b.states(), [BranchState::Prepared]);
+    assert_eq!(store.dones(), 0, "no DONE while a branch is pending");
 }
 
 // ── recovery ────────────────────────────────────────────────────────────────────────────
@@ -690,15 +667,7 @@ fn recovery_commits_what_a_source_says_commit_and_records_done() {
     let a = FakeDb::new("a");
     let branch = prepared_branch(&a, -60);
     let store = FakeStore::with_commit(&branch.gid);
-    let report = block_on(
-        Recovery::new(
-            &node(),
-            vec![a.participant()],
-            Some(store.clone()),
-            Vec::new(),
-        )
-        .run(false),
-    );
+    let report = recover(&[&a], Some(&store), Vec::new(), false);
     assert_eq!(report.branches.len(), 1);
     assert_eq!(report.branches[0].decision, Decision::Commit);
     assert_eq!(report.branches[0].action, Action::Committed);
@@ -712,14 +681,11 @@ fn recovery_consults_every_source_not_only_the_store() {
     let branch = prepared_branch(&a, -60);
     let store = FakeStore::new(StoreAnswer::Durable);
     let last_resource = FakeStore::with_commit(&branch.gid);
-    let report = block_on(
-        Recovery::new(
-            &node(),
-            vec![a.participant()],
-            Some(store),
-            vec![last_resource],
-        )
-        .run(false),
+    let report = recover(
+        &[&a],
+        Some(&store),
+        vec![last_resource as Arc<dyn DecisionSource>],
+        false,
     );
     assert_eq!(report.branches[0].action, Action::Committed, "{report:?}");
     assert_eq!(a.state_of(&branch), Some(BranchState::Committed));
@@ -730,15 +696,7 @@ fn recovery_rolls_back_an_expired_branch_with_no_decision() {
     let a = FakeDb::new("a");
     let branch = prepared_branch(&a, -60);
     let store = FakeStore::new(StoreAnswer::Durable);
-    let dry = block_on(
-        Recovery::new(
-            &node(),
-            vec![a.participant()],
-            Some(store.clone()),
-            Vec::new(),
-        )
-        .run(true),
-    );
+    let dry = recover(&[&a], Some(&store), Vec::new(), true);
     assert_eq!(dry.branches[0].action, Action::WouldRollBack);
     assert_eq!(
         a.state_of(&branch),
@@ -746,15 +704,7 @@ fn recovery_rolls_back_an_expired_branch_with_no_decision() {
         "a dry run touches nothing"
     );
 
-    let report = block_on(
-        Recovery::new(
-            &node(),
-            vec![a.participant()],
-            Some(store.clone()),
-            Vec::new(),
-        )
-        .run(false),
-    );
+    let report = recover(&[&a], Some(&store), Vec::new(), false);
     assert_eq!(report.branches[0].decision, Decision::None);
     assert_eq!(report.branches[0].action, Action::RolledBack);
     assert_eq!(a.state_of(&branch), Some(BranchState::RolledBack));
@@ -766,8 +716,7 @@ fn recovery_leaves_an_undecided_branch_whose_deadline_has_not_passed() {
     let a = FakeDb::new("a");
     let branch = prepared_branch(&a, 60);
     let store = FakeStore::new(StoreAnswer::Durable);
-    let report =
-        block_on(Recovery::new(&node(), vec![a.participant()], Some(store), Vec::new()).run(false));
+    let report = recover(&[&a], Some(&store), Vec::new(), false);
     assert_eq!(report.branches[0].action, Action::LeftInDoubt);
     assert!(!report.all_resolved());
     assert_eq!(a.state_of(&branch), Some(BranchState::Prepared));
