@@ -44,6 +44,17 @@ struct Faults {
     commit_failures: u32,
     /// The class of those failures (a connection error by default).
     commit_failure_class: Option<ErrorClass>,
+    /// The step at which the database stops answering (a crash, a dropped network).
+    hang_at: Option<Step>,
+}
+
+/// A protocol step of a fake branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Begin,
+    Prepare,
+    CommitOnePhase,
+    CommitPrepared,
 }
 
 /// A database that keeps its branches in memory. Cloning is shallow: the participant, its
@@ -84,6 +95,14 @@ impl FakeDb {
         let db = Self::new(name);
         *db.faults.lock().unwrap() = faults;
         db
+    }
+
+    /// Never returns if the database is told to stop answering at `step`.
+    async fn maybe_hang(&self, step: Step) {
+        let hang = self.faults.lock().unwrap().hang_at == Some(step);
+        if hang {
+            std::future::pending::<()>().await;
+        }
     }
 
     fn error(&self, action: &'static str) -> ParticipantError {
@@ -156,6 +175,7 @@ impl ServerBranch for FakeBranch {
     }
 
     async fn prepare(&mut self) -> Result<(), ParticipantError> {
+        self.db.maybe_hang(Step::Prepare).await;
         if self.db.faults.lock().unwrap().prepare {
             self.db.set(&self.id, BranchState::RolledBack);
             return Err(self.db.error("prepare"));
@@ -166,12 +186,14 @@ impl ServerBranch for FakeBranch {
     }
 
     async fn commit_one_phase(&mut self) -> Result<(), ParticipantError> {
+        self.db.maybe_hang(Step::CommitOnePhase).await;
         assert_eq!(self.db.state_of(&self.id), Some(BranchState::Active));
         self.db.set(&self.id, BranchState::Committed);
         Ok(())
     }
 
     async fn commit_prepared(&mut self) -> Result<Resolution, ParticipantError> {
+        self.db.maybe_hang(Step::CommitPrepared).await;
         if let Some(err) = self.db.commit_failure() {
             return Err(err);
         }
@@ -206,6 +228,7 @@ impl ServerParticipant for FakeDb {
         branch: &BranchId,
         _timeouts: StatementTimeouts,
     ) -> Result<Box<dyn ServerBranch>, ParticipantError> {
+        self.maybe_hang(Step::Begin).await;
         if self.faults.lock().unwrap().begin {
             return Err(self.error("begin"));
         }
@@ -228,6 +251,7 @@ impl ServerParticipant for FakeDb {
     }
 
     async fn commit_prepared(&self, branch: &BranchId) -> Result<Resolution, ParticipantError> {
+        self.maybe_hang(Step::CommitPrepared).await;
         if let Some(err) = self.commit_failure() {
             return Err(err);
         }
@@ -375,6 +399,9 @@ impl PrepareLogic for Logic {
 
 // ── helpers ─────────────────────────────────────────────────────────────────────────────
 
+/// How long a fake's step may hang before the coordinator gives up on it, in these tests.
+const STEP_TIMEOUT: Duration = Duration::from_millis(200);
+
 fn node() -> NodeId {
     NodeId::new("fake").unwrap()
 }
@@ -389,6 +416,7 @@ fn coordinator(dbs: &[&FakeDb], store: Option<&Arc<FakeStore>>, timeout_secs: f6
         limits,
         sqlite_coordinator: std::env::temp_dir().join("wasmtx-protocol-never-used.db"),
         phase2_retry_for: Duration::from_millis(300),
+        step_timeout: STEP_TIMEOUT,
     };
     let slots = dbs
         .iter()
@@ -636,6 +664,91 @@ fn a_configuration_error_in_phase_two_is_left_to_recovery_without_retrying() {
     assert_eq!(a.states(), [BranchState::Committed]);
     assert_eq!(b.states(), [BranchState::Prepared]);
     assert_eq!(store.dones(), 0, "no DONE while a branch is pending");
+}
+
+// ── a database that stops answering ─────────────────────────────────────────────────────
+
+/// Runs a transaction over `a` and `b` (`b` hanging at `step`) with the given deadline and
+/// returns the report and how long it took.
+fn with_b_hanging_at(
+    step: Step,
+    timeout_secs: f64,
+) -> (FakeDb, FakeDb, Arc<FakeStore>, TxReport, Duration) {
+    let a = FakeDb::new("a");
+    let b = FakeDb::failing(
+        "b",
+        Faults {
+            hang_at: Some(step),
+            ..Faults::default()
+        },
+    );
+    let store = FakeStore::new(StoreAnswer::Durable);
+    let started = std::time::Instant::now();
+    let report = run(
+        &coordinator(&[&a, &b], Some(&store), timeout_secs),
+        &Logic::commit(),
+    );
+    (a, b, store, report, started.elapsed())
+}
+
+#[test]
+fn a_begin_that_never_answers_aborts_by_the_deadline() {
+    let (a, _b, store, report, took) = with_b_hanging_at(Step::Begin, 0.3);
+    assert_eq!(report.outcome, Outcome::Aborted, "{report:?}");
+    assert!(
+        took < Duration::from_millis(300) + 2 * STEP_TIMEOUT,
+        "took {took:?}"
+    );
+    assert_eq!(a.states(), [BranchState::RolledBack]);
+    assert_eq!(store.commits(), 0);
+}
+
+#[test]
+fn a_prepare_that_never_answers_aborts_by_the_deadline() {
+    let (a, _b, store, report, took) = with_b_hanging_at(Step::Prepare, 0.3);
+    assert_eq!(report.outcome, Outcome::Aborted, "{report:?}");
+    assert!(
+        took < Duration::from_millis(300) + 2 * STEP_TIMEOUT,
+        "took {took:?}"
+    );
+    assert_eq!(a.states(), [BranchState::RolledBack]);
+    assert_eq!(store.commits(), 0, "nothing decided");
+}
+
+#[test]
+fn a_phase_two_that_never_answers_is_pending_within_the_retry_window() {
+    let (a, b, store, report, took) = with_b_hanging_at(Step::CommitPrepared, 30.0);
+    assert_eq!(report.outcome, Outcome::InDoubt, "{report:?}");
+    assert_eq!(outcomes(&report), [C, Pending]);
+    // One try on the branch's own connection, then tries until the window closes.
+    let bound =
+        STEP_TIMEOUT + Duration::from_millis(300) + STEP_TIMEOUT + Duration::from_millis(500);
+    assert!(took < bound, "took {took:?}");
+    assert_eq!(a.states(), [BranchState::Committed]);
+    assert_eq!(b.states(), [BranchState::Prepared], "left for recovery");
+    assert_eq!((store.commits(), store.dones()), (1, 0));
+}
+
+#[test]
+fn a_one_phase_commit_that_never_answers_is_in_doubt_not_aborted() {
+    let a = FakeDb::failing(
+        "a",
+        Faults {
+            hang_at: Some(Step::CommitOnePhase),
+            ..Faults::default()
+        },
+    );
+    let started = std::time::Instant::now();
+    let report = run(&coordinator(&[&a], None, 0.3), &Logic::commit());
+    let took = started.elapsed();
+    assert_eq!(report.outcome, Outcome::InDoubt, "{report:?}");
+    let error = report.error.as_ref().unwrap();
+    assert!(error.message.contains("unknown"), "{error:?}");
+    assert!(error.hint.is_some(), "says what to do");
+    assert!(
+        took < Duration::from_millis(300) + 2 * STEP_TIMEOUT,
+        "took {took:?}"
+    );
 }
 
 // ── recovery ────────────────────────────────────────────────────────────────────────────

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 
-use super::Coordinator;
 use super::report_builder::ReportBuilder;
+use super::{Coordinator, bounded};
 use crate::decision_store::DecisionError;
 use crate::participant::{ErrorClass, ParticipantError, Resolution};
 use crate::report::{BranchOutcome, ErrorKind, Outcome, TxError, TxReport};
@@ -55,7 +55,9 @@ impl Coordinator {
         self.phase_two(tx, output, report).await
     }
 
-    /// One resource: a plain commit, no decision to record.
+    /// One resource: a plain commit, no decision to record. A COMMIT whose answer does not
+    /// come is not an abort: the database may have committed, so the transaction is in doubt
+    /// (there is nothing prepared for recovery to resolve; the database has the answer).
     async fn commit_one_phase(
         &self,
         mut tx: OpenTransaction,
@@ -63,7 +65,32 @@ impl Coordinator {
         mut report: ReportBuilder,
     ) -> TxReport {
         let (members, result) = match (tx.branches.pop(), tx.sqlite.take()) {
-            (Some(mut open), None) => (vec![open.member], open.branch.commit_one_phase().await),
+            (Some(mut open), None) => {
+                let limit = tx.deadline.saturating_duration_since(Instant::now())
+                    + self.settings.step_timeout;
+                let name = open.participant.name();
+                let commit = open.branch.commit_one_phase();
+                let result = match tokio::time::timeout(limit, commit).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        let error = TxError::participant(
+                            &ParticipantError::new(
+                                name,
+                                "commit",
+                                format!(
+                                    "the database did not answer the COMMIT within {:.1} s",
+                                    limit.as_secs_f64()
+                                ),
+                            ),
+                            "; whether it committed is unknown",
+                        )
+                        .with_hint("look the transaction's rows up in that database");
+                        report.set(open.member, BranchOutcome::Pending);
+                        return report.finish(Outcome::InDoubt, None, Some(error));
+                    }
+                };
+                (vec![open.member], result)
+            }
             (None, Some(group)) => (tx.sqlite_members(), group.commit(None).await),
             _ => unreachable!("exactly one resource"),
         };
@@ -87,12 +114,16 @@ impl Coordinator {
         if Instant::now() >= tx.deadline {
             return Err(self.deadline_error());
         }
+        // Nothing can be decided past the deadline, so a PREPARE need not wait beyond it.
+        let deadline = tx.deadline;
         let prepared = join_all(
             tx.branches
                 .iter_mut()
                 .enumerate()
                 .map(|(k, open)| async move {
-                    let result = open.branch.prepare().await;
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    let name = open.participant.name();
+                    let result = bounded(remaining, name, "prepare", open.branch.prepare()).await;
                     if result.is_ok() {
                         crate::fault::point(&format!("after-prepare-{k}"));
                     }
@@ -151,13 +182,14 @@ impl Coordinator {
         output: String,
         mut report: ReportBuilder,
     ) -> TxReport {
-        let retry_for = self.settings.phase2_retry_for;
+        let (retry_for, step_timeout) =
+            (self.settings.phase2_retry_for, self.settings.step_timeout);
         let results = join_all(
             tx.branches
                 .iter_mut()
                 .enumerate()
                 .map(|(k, open)| async move {
-                    let result = commit_with_retry(open, retry_for).await;
+                    let result = commit_with_retry(open, retry_for, step_timeout).await;
                     if result.is_ok() {
                         crate::fault::point(&format!("after-commit-{k}"));
                     }
@@ -199,13 +231,15 @@ impl Coordinator {
 }
 
 /// Phase 2 for one branch: its own connection first, then any connection, with backoff,
-/// for at most `retry_for`.
+/// for at most `retry_for`, each try for at most `step_timeout`.
 /// `Ok(Some(note))` says how a branch that needed more than one try was resolved.
 async fn commit_with_retry(
     open: &mut OpenBranch,
     retry_for: Duration,
+    step_timeout: Duration,
 ) -> Result<Option<String>, ParticipantError> {
-    let first = match open.branch.commit_prepared().await {
+    let name = open.participant.name();
+    let first = match bounded(step_timeout, name, "commit", open.branch.commit_prepared()).await {
         Ok(_) => return Ok(None),
         Err(err) => err,
     };
@@ -218,7 +252,8 @@ async fn commit_with_retry(
     while Instant::now() < give_up && last.class != ErrorClass::Configuration {
         tokio::time::sleep(delay).await;
         tries += 1;
-        match open.participant.commit_prepared(&open.id).await {
+        let commit = open.participant.commit_prepared(&open.id);
+        match bounded(step_timeout, name, "commit prepared", commit).await {
             Ok(resolution) => {
                 let how = match resolution {
                     Resolution::Done => "committed",

@@ -20,6 +20,7 @@
 mod commit;
 mod report_builder;
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -33,7 +34,9 @@ use crate::decision_store::DecisionStore;
 use crate::gid::{Gid, NodeId};
 use crate::limits::Limits;
 use crate::participant::sqlite::{SqliteGroup, SqliteMember};
-use crate::participant::{ParticipantError, ParticipantSlot, ServerParticipant, StatementTimeouts};
+use crate::participant::{
+    ErrorClass, ParticipantError, ParticipantSlot, ServerParticipant, StatementTimeouts,
+};
 use crate::report::{BranchOutcome, ErrorKind, Outcome, TxError, TxReport};
 use crate::transaction::{OpenBranch, OpenTransaction};
 use report_builder::ReportBuilder;
@@ -41,6 +44,34 @@ use report_builder::ReportBuilder;
 /// How long phase 2 keeps retrying a branch by default before reporting it pending for
 /// recovery.
 pub const PHASE2_RETRY_FOR: Duration = Duration::from_secs(15);
+
+/// The longest a single step on a branch may take by default when the deadline no longer
+/// bounds it: a rollback, one phase-2 try, the answer to a one-phase COMMIT sent before the
+/// deadline.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs one protocol step of `participant`, giving up after `limit`: a database that stops
+/// answering (a crash, a network that drops packets) must not hold a transaction past its
+/// bounds. A step given up on is a connection failure: its outcome is unknown.
+pub(crate) async fn bounded<T>(
+    limit: Duration,
+    participant: &str,
+    action: &'static str,
+    step: impl Future<Output = Result<T, ParticipantError>>,
+) -> Result<T, ParticipantError> {
+    match tokio::time::timeout(limit, step).await {
+        Ok(result) => result,
+        Err(_) => Err(ParticipantError::new(
+            participant,
+            action,
+            format!(
+                "the database did not answer within {:.1} s",
+                limit.as_secs_f64()
+            ),
+        )
+        .class(ErrorClass::Connection)),
+    }
+}
 
 /// The prepare phase of a global transaction: given the open transaction and the input,
 /// return the transaction and a vote (`Ok(output)` to commit).
@@ -64,6 +95,8 @@ pub struct CoordinatorSettings {
     pub sqlite_coordinator: PathBuf,
     /// How long phase 2 keeps retrying a branch before reporting it pending for recovery.
     pub phase2_retry_for: Duration,
+    /// The longest one step on a branch may take where the deadline does not bound it.
+    pub step_timeout: Duration,
 }
 
 impl CoordinatorSettings {
@@ -73,6 +106,7 @@ impl CoordinatorSettings {
             limits: config.limits.clone(),
             sqlite_coordinator: config.sqlite_coordinator_path(),
             phase2_retry_for: PHASE2_RETRY_FOR,
+            step_timeout: STEP_TIMEOUT,
         }
     }
 }
@@ -228,7 +262,9 @@ impl Coordinator {
             .map(|(index, participant)| {
                 let id = gid.branch(index as u32);
                 async move {
-                    let result = participant.begin(&id, timeouts).await;
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    let begin = participant.begin(&id, timeouts);
+                    let result = bounded(remaining, participant.name(), "begin", begin).await;
                     (index, id, participant, result)
                 }
             });
@@ -306,11 +342,14 @@ impl Coordinator {
     /// (a prepared one with no COMMIT record is rolled back after its deadline).
     async fn rollback_all(&self, mut tx: OpenTransaction, report: &mut ReportBuilder) {
         let members = tx.sqlite_members();
+        let step_timeout = self.settings.step_timeout;
         let branches = join_all(
             tx.branches
                 .iter_mut()
                 .map(|open: &mut OpenBranch| async move {
-                    let result = open.branch.rollback().await;
+                    let name = open.participant.name();
+                    let rollback = open.branch.rollback();
+                    let result = bounded(step_timeout, name, "rollback", rollback).await;
                     (open.member, result)
                 }),
         );
