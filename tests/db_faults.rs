@@ -1,0 +1,342 @@
+//! The databases fail, not wasmtx: PostgreSQL crashed mid-stream, MariaDB SIGKILLed
+//! mid-stream, and a participant down for longer than phase 2 retries. Each ends with no
+//! prepared branch left, a conserved total, and a process that ended within its bounds.
+//!
+//! These tests stop and start the local servers, so they live in their own test binary
+//! (cargo runs test binaries one after another) and take turns inside it (one lock). Every
+//! test brings the servers back up whatever its outcome ([`Restore`]).
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{
+    TestDir, guest, mysql_db, postgres_db, prepared_branches, server_accounts, server_sql,
+};
+
+/// One server-stopping test at a time.
+static SERVERS: Mutex<()> = Mutex::new(());
+
+/// Accounts per server, one per bench worker.
+const WORKERS: usize = 4;
+const OPENING_BALANCE: i64 = 1_000_000;
+/// The transaction deadline the tests run with (`--timeout`).
+const TIMEOUT_SECS: u64 = 5;
+/// Phase 2's retry window (the coordinator's default).
+const PHASE2_RETRY_SECS: u64 = 15;
+
+fn pg_cluster(action: &str, extra: &[&str]) {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("PostgreSQL's configuration in /etc/postgresql")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .max_by_key(|v| v.parse::<u32>().unwrap_or(0))
+        .expect("a PostgreSQL cluster");
+    let status = Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &version, "main", action])
+        .args(extra)
+        .stdout(Stdio::null())
+        .status()
+        .expect("pg_ctlcluster");
+    assert!(status.success(), "pg_ctlcluster {action} failed");
+}
+
+fn answers(url: &str) -> bool {
+    common::block_on(async {
+        use sqlx::Connection;
+        match url.starts_with("postgres") {
+            true => sqlx::PgConnection::connect(url).await?.close().await,
+            false => sqlx::MySqlConnection::connect(url).await?.close().await,
+        }
+    })
+    .is_ok()
+}
+
+fn wait_until_answers(url: &str) {
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while !answers(url) {
+        assert!(
+            Instant::now() < give_up,
+            "{url} did not come back within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const MY_ADMIN: &str = "mysql://root@127.0.0.1:3306/";
+
+fn start_postgres() {
+    if !answers(PG_ADMIN) {
+        pg_cluster("start", &[]);
+    }
+    wait_until_answers(PG_ADMIN);
+}
+
+fn start_mariadb() {
+    if !answers(MY_ADMIN) {
+        let _ = std::fs::create_dir_all("/run/mysqld");
+        let _ = Command::new("chown")
+            .args(["mysql:mysql", "/run/mysqld"])
+            .status();
+        let status = Command::new("start-stop-daemon")
+            .args([
+                "--start",
+                "--oknodo",
+                "--background",
+                "--exec",
+                "/usr/sbin/mariadbd",
+            ])
+            .status()
+            .expect("start-stop-daemon");
+        assert!(status.success(), "cannot start MariaDB");
+    }
+    wait_until_answers(MY_ADMIN);
+}
+
+fn kill_mariadb() {
+    let status = Command::new("pkill")
+        .args(["-KILL", "-x", "mariadbd"])
+        .status()
+        .expect("pkill");
+    assert!(status.success(), "no mariadbd to kill");
+    let give_up = Instant::now() + Duration::from_secs(20);
+    while answers(MY_ADMIN) {
+        assert!(
+            Instant::now() < give_up,
+            "MariaDB still answers after SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Brings both servers back up when a test ends, however it ends.
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        start_postgres();
+        start_mariadb();
+    }
+}
+
+/// A PostgreSQL and a MariaDB database with one account per worker each, and the node the
+/// test's transactions run as.
+struct Bank {
+    sb: TestDir,
+    node: String,
+    pg: String,
+    my: String,
+}
+
+impl Bank {
+    fn new(database: &str) -> Option<Self> {
+        let (pg, my) = (postgres_db(database)?, mysql_db(database)?);
+        let accounts: Vec<(String, i64)> = (0..WORKERS)
+            .map(|w| (format!("acct-{w}"), OPENING_BALANCE))
+            .collect();
+        let rows: Vec<(&str, i64)> = accounts.iter().map(|(id, b)| (id.as_str(), *b)).collect();
+        server_accounts(&pg, &rows);
+        server_accounts(&my, &rows);
+        Some(Bank {
+            sb: TestDir::new(),
+            node: common::node_of(database),
+            pg,
+            my,
+        })
+    }
+
+    /// `wasmtx SUBCOMMAND` as this bank's node, over both participants.
+    fn wasmtx(&self, subcommand: &str) -> Command {
+        let mut command = self.sb.wasmtx();
+        command
+            .env("WASMTX_NODE", &self.node)
+            .arg(subcommand)
+            .args([
+                "-p",
+                &format!("a={}", self.pg),
+                "-p",
+                &format!("b={}", self.my),
+            ]);
+        command
+    }
+
+    /// Transfers of 1 from `a`'s account to `b`'s, one worker per account pair.
+    fn bench(&self, seconds: u64) -> Child {
+        let mut command = self.wasmtx("bench");
+        command
+            .arg(guest("examples/transfer"))
+            .args(["--concurrency", &WORKERS.to_string()])
+            .args(["--duration", &seconds.to_string(), "--warmup", "1"])
+            .args(["--timeout", &TIMEOUT_SECS.to_string(), "--json"])
+            .args(["--input", &transfer("acct-{worker}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command.spawn().expect("starting wasmtx bench")
+    }
+
+    /// `wasmtx recover` until nothing of this node is left prepared (a branch whose deadline
+    /// has not passed yet is left alone by recovery, so this may take a few rounds).
+    fn recover_all(&self) {
+        let give_up = Instant::now() + Duration::from_secs(TIMEOUT_SECS + 30);
+        loop {
+            let out = self
+                .wasmtx("recover")
+                .arg("--json")
+                .output()
+                .expect("running wasmtx recover");
+            let left = prepared_branches(&self.node);
+            if out.status.success() && left.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < give_up,
+                "recovery left {left:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    fn total(&self) -> i64 {
+        [&self.pg, &self.my]
+            .iter()
+            .flat_map(|url| server_sql(url, "SELECT balance FROM accounts"))
+            .map(|row| row[0].parse::<i64>().unwrap())
+            .sum()
+    }
+
+    /// Balances of `account` on `a` and `b`.
+    fn balances(&self, account: &str) -> (i64, i64) {
+        (
+            common::server_balance(&self.pg, account),
+            common::server_balance(&self.my, account),
+        )
+    }
+}
+
+fn transfer(account: &str) -> String {
+    common::transfer_input(("a", account), ("b", account), 1)
+}
+
+/// Waits for `child` at most `limit`; kills it and fails if it takes longer.
+fn wait_within(mut child: Child, limit: Duration, what: &str) -> std::process::Output {
+    let started = Instant::now();
+    while child.try_wait().expect("waiting for wasmtx").is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{what} still running after {limit:?} (killed): {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .rev()
+                    .take(20)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A bench stream through a server crash: it ends within its bounds, and after recovery
+/// nothing is prepared and the total is what it was.
+fn stream_through(database: &str, crash: impl FnOnce(), restart: impl FnOnce()) {
+    let _turn = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    let _restore = Restore;
+    let Some(bank) = Bank::new(database) else {
+        return;
+    };
+    let before = bank.total();
+    let seconds = 8;
+    let child = bank.bench(seconds);
+    std::thread::sleep(Duration::from_secs(3));
+    crash();
+    std::thread::sleep(Duration::from_secs(2));
+    restart();
+    // The run, plus one transaction's deadline and phase 2's retry window, plus start-up.
+    let bound = Duration::from_secs(seconds + TIMEOUT_SECS + PHASE2_RETRY_SECS + 10);
+    let out = wait_within(child, bound, "wasmtx bench");
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let wasm = &report["variants"][0];
+    assert!(wasm["commits"].as_u64().unwrap() > 0, "{report}");
+    bank.recover_all();
+    assert_eq!(
+        bank.total(),
+        before,
+        "the total moved: a transfer is partial"
+    );
+    for w in 0..WORKERS {
+        let (a, b) = bank.balances(&format!("acct-{w}"));
+        assert_eq!(
+            OPENING_BALANCE - a,
+            b - OPENING_BALANCE,
+            "worker {w}: debits and credits differ"
+        );
+    }
+}
+
+#[test]
+fn postgres_crashed_mid_stream_then_restarted() {
+    stream_through(
+        "wtx_fault_pg_crash",
+        || pg_cluster("stop", &["-m", "immediate"]),
+        start_postgres,
+    );
+}
+
+#[test]
+fn mariadb_killed_mid_stream_then_restarted() {
+    stream_through("wtx_fault_my_kill", kill_mariadb, start_mariadb);
+}
+
+#[test]
+fn a_participant_down_past_the_phase_two_window_is_finished_by_recovery() {
+    let _turn = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    let _restore = Restore;
+    let Some(bank) = Bank::new("wtx_fault_phase2") else {
+        return;
+    };
+    // Decided COMMIT; while the run pauses before phase 2, MariaDB dies and stays down
+    // for longer than phase 2 retries.
+    let pause_ms = 2_000;
+    let child = {
+        let mut command = bank.wasmtx("run");
+        command
+            .arg(guest("examples/transfer"))
+            .args(["--timeout", &TIMEOUT_SECS.to_string(), "--json"])
+            .args(["--input", &transfer("acct-0")])
+            .env("WASMTX_FAULT_PAUSE", format!("after-decision:{pause_ms}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command.spawn().expect("starting wasmtx run")
+    };
+    std::thread::sleep(Duration::from_millis(pause_ms / 2));
+    kill_mariadb();
+    let bound = Duration::from_millis(pause_ms) + Duration::from_secs(PHASE2_RETRY_SECS + 10);
+    let out = wait_within(child, bound, "wasmtx run");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(3), "in doubt: {report}");
+    assert_eq!(report["outcome"], "in-doubt", "{report}");
+    let b = &report["participants"][1];
+    assert_eq!(b["outcome"], "pending", "{report}");
+
+    start_mariadb();
+    bank.recover_all();
+    assert_eq!(
+        bank.balances("acct-0"),
+        (OPENING_BALANCE - 1, OPENING_BALANCE + 1),
+        "the decided transfer is committed on both sides"
+    );
+    assert!(prepared_branches(&bank.node).is_empty());
+}
