@@ -89,6 +89,7 @@ pub mod participant;
 pub mod recovery;
 pub mod report;
 pub mod script;
+mod sql_parse;
 pub mod transaction;
 pub mod value;
 

@@ -27,9 +27,9 @@ use sqlparser::ast::{
 use sqlparser::dialect::{
     Dialect as ParserDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect,
 };
-use sqlparser::parser::Parser;
 
 use crate::dialect::Dialect;
+use crate::sql_parse::parse_whole;
 
 /// An allowed statement: what it is and whether it is expected to return rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +146,7 @@ fn parse_one(dialect: Dialect, sql: &str) -> Result<Statement, Refusal> {
         Dialect::Mysql => &MySqlDialect {},
         Dialect::Sqlite => &SQLiteDialect {},
     };
-    let mut statements = Parser::parse_sql(parser_dialect, sql).map_err(|error| {
+    let mut statements = parse_whole(parser_dialect, sql).map_err(|error| {
         known_unparsable(parser_dialect, sql).unwrap_or_else(|| Refusal {
             kind: "unparsable statement".to_owned(),
             reason: format!(
@@ -688,6 +688,8 @@ mod tests {
                 (";", Refused("empty statement")),
                 ("-- just a comment", Refused("empty statement")),
                 ("SELECT 1; SELECT 2", Refused("2 statements")),
+                // sqlparser stops at a bare END and drops the rest; the server runs it.
+                ("SELECT 1 END; COMMIT", UNPARSABLE),
                 ("SELECT 1; COMMIT", Refused("2 statements")),
                 ("SELECT E'\\''; DROP TABLE t; --'", Refused("2 statements")),
                 ("SELECT 'a\\'; DROP TABLE t; --'", Refused("2 statements")),
@@ -888,6 +890,8 @@ mod tests {
                 // Not exactly one statement.
                 ("", Refused("empty statement")),
                 ("SELECT 1; SELECT 2", Refused("2 statements")),
+                // sqlparser stops at a bare END and drops the rest; the server runs it.
+                ("SELECT 1 END; COMMIT", UNPARSABLE),
                 ("SELECT '\\''; DROP TABLE t; -- '", Refused("2 statements")),
                 (r#"SELECT "a\\"; COMMIT; -- ""#, Refused("2 statements")),
                 ("SELECT 1 -- x\n; COMMIT", Refused("2 statements")),
@@ -1076,6 +1080,8 @@ mod tests {
                 // Not exactly one statement.
                 ("", Refused("empty statement")),
                 ("SELECT 1; DELETE FROM t", Refused("2 statements")),
+                // sqlparser stops at a bare END and drops the rest; the server runs it.
+                ("SELECT 1 END; COMMIT", UNPARSABLE),
                 ("SELECT 'a\\'; DROP TABLE t; --'", Refused("2 statements")),
                 // SQLite does not nest comments, nor does sqlparser's SQLite dialect.
                 ("SELECT 1 /* a /* b */ ; COMMIT */", UNPARSABLE),
