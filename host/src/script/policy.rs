@@ -256,6 +256,12 @@ fn statement_rule(dialect: Dialect, statement: &Statement) -> Result<Checked, Re
         } if *temporary || in_temporary_schema(dialect, name) => {
             refuse("CREATE TEMPORARY SEQUENCE", TEMPORARY)
         }
+        S::CreateIndex(index)
+            if in_temporary_schema(dialect, &index.table_name)
+                || (index.name.as_ref()).is_some_and(|name| in_temporary_schema(dialect, name)) =>
+        {
+            refuse("CREATE INDEX on a temporary table", TEMPORARY)
+        }
         S::Drop {
             temporary: true, ..
         } => refuse("DROP TEMPORARY TABLE", TEMPORARY),
@@ -387,22 +393,21 @@ fn ddl_rule(dialect: Dialect, statement: &Statement) -> Result<Checked, Refusal>
 }
 
 /// Whether `name` is qualified with the session's temporary schema (PostgreSQL `pg_temp` or
-/// `pg_temp_N`, SQLite `temp`): creating an object there makes a temporary object.
+/// `pg_temp_N`, SQLite `temp`): creating an object there makes a temporary object. Every
+/// qualifier counts, so a name with too many parts for the server is refused here too.
 fn in_temporary_schema(dialect: Dialect, name: &ObjectName) -> bool {
-    let parts = &name.0;
-    let Some(schema) = parts
-        .len()
-        .checked_sub(2)
-        .and_then(|index| parts[index].as_ident())
-    else {
-        return false;
-    };
-    let schema = schema.value.to_ascii_lowercase();
-    match dialect {
-        Dialect::Postgres => schema.starts_with("pg_temp"),
-        Dialect::Sqlite => schema == "temp",
-        Dialect::Mysql => false,
-    }
+    let qualifiers = &name.0[..name.0.len().saturating_sub(1)];
+    qualifiers
+        .iter()
+        .filter_map(|part| part.as_ident())
+        .any(|schema| {
+            let schema = schema.value.to_ascii_lowercase();
+            match dialect {
+                Dialect::Postgres => schema.starts_with("pg_temp"),
+                Dialect::Sqlite => schema == "temp",
+                Dialect::Mysql => false,
+            }
+        })
 }
 
 /// A name for a statement the rules do not list: its leading keywords as sqlparser prints
@@ -760,6 +765,10 @@ mod tests {
                     Refused("CREATE TEMPORARY VIEW"),
                 ),
                 (
+                    "CREATE INDEX i ON pg_temp.t (a)",
+                    Refused("CREATE INDEX on a temporary table"),
+                ),
+                (
                     "CREATE SEQUENCE pg_temp.s",
                     Refused("CREATE TEMPORARY SEQUENCE"),
                 ),
@@ -1073,6 +1082,15 @@ mod tests {
                     Refused("CREATE TEMPORARY VIEW"),
                 ),
                 ("CREATE TABLE temp.t (a)", Refused("CREATE TEMPORARY TABLE")),
+                // SQLite puts the index in its table's schema, named on the index.
+                (
+                    "CREATE INDEX temp.i ON t (a)",
+                    Refused("CREATE INDEX on a temporary table"),
+                ),
+                (
+                    "CREATE TABLE temp.x.t (a)",
+                    Refused("CREATE TEMPORARY TABLE"),
+                ),
                 (
                     "CREATE TABLE TEMP.t AS SELECT 1",
                     Refused("CREATE TEMPORARY TABLE"),
