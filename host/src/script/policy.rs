@@ -74,6 +74,7 @@ pub async fn check_memoized(dialect: Dialect, sql: &str) -> Result<Checked, Refu
 /// Checks one statement text for a participant's dialect. Ok: the statement may be sent.
 pub fn check(dialect: Dialect, sql: &str) -> Result<Checked, Refusal> {
     refuse_executable_comments(dialect, sql)?;
+    refuse_misread_variables(dialect, sql)?;
     let statement = parse_one(dialect, sql)?;
     let checked = statement_rule(dialect, &statement)?;
     match statement.visit(&mut NestedRules { dialect }) {
@@ -110,6 +111,8 @@ const NATIVE_CODE: &str = "loads native code into the database";
 const SESSION_LOCKS: &str = "session-level locks outlive the transaction";
 const EXECUTABLE_COMMENTS: &str =
     "MySQL executable comments (/*! */, /*M! */) hide SQL from the policy";
+const MISREAD_VARIABLE: &str = "`@` must be followed by a variable name (letters, digits, `_`, \
+     `$`, `.`): the policy would read the text differently from the server";
 const NOT_ALLOWED: &str = "it is not on the list of allowed statements";
 const ONE_STATEMENT: &str = "exactly one statement per call";
 
@@ -134,6 +137,32 @@ fn refuse_executable_comments(dialect: Dialect, sql: &str) -> Result<(), Refusal
     let lowered = sql.to_ascii_lowercase();
     if lowered.contains("/*!") || lowered.contains("/*m!") {
         return refuse("executable comment", EXECUTABLE_COMMENTS);
+    }
+    Ok(())
+}
+
+/// sqlparser's MySQL tokenizer reads `@` and whatever character follows it as the start of
+/// a variable name: `@;` is one word to it, while MySQL ends the statement at the `;`.
+/// Refusing such words keeps the policy's view of the statement and the server's the same.
+fn refuse_misread_variables(dialect: Dialect, sql: &str) -> Result<(), Refusal> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    if dialect != Dialect::Mysql || !sql.contains('@') {
+        return Ok(());
+    }
+    let Ok(tokens) = Tokenizer::new(&MySqlDialect {}, sql).tokenize() else {
+        return Ok(()); // refused as unparsable
+    };
+    let variable_name =
+        |c: char| c.is_alphanumeric() || matches!(c, '_' | '$' | '.' | '@') || !c.is_ascii();
+    let misread = tokens.iter().any(|token| match token {
+        Token::Word(word) if word.quote_style.is_none() => word
+            .value
+            .strip_prefix('@')
+            .is_some_and(|name| !name.chars().all(variable_name)),
+        _ => false,
+    });
+    if misread {
+        return refuse("variable", MISREAD_VARIABLE);
     }
     Ok(())
 }
@@ -934,6 +963,10 @@ mod tests {
                 ("USE db", Refused("USE")),
                 ("SELECT 1 INTO @a", Refused("SELECT INTO")),
                 ("SELECT @a := 1", Refused("variable assignment")),
+                ("SELECT @a, @@b, @c_d", Allowed("SELECT")),
+                // sqlparser reads `@;` as one word; MySQL ends the statement there.
+                ("SELECT @; COMMIT", Refused("variable")),
+                ("SELECT a --@;  COMMIT", Refused("variable")),
                 ("UPDATE t SET a = (@b := 2)", Refused("variable assignment")),
                 ("SELECT GET_LOCK('a', 1)", Refused("function get_lock")),
                 ("SELECT release_lock('a')", Refused("function release_lock")),
