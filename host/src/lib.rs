@@ -80,6 +80,8 @@ pub mod decision_store;
 pub mod dialect;
 mod engine;
 mod fault;
+#[cfg(test)]
+mod fuzzing;
 pub mod gid;
 pub mod guest_build;
 pub mod host;

@@ -472,6 +472,9 @@ impl Visitor for TableFinder<'_> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -591,6 +591,9 @@ fn function_rule(dialect: Dialect, name: &ObjectName) -> Result<(), Refusal> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
