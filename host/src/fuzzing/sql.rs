@@ -214,21 +214,9 @@ const EXPRESSIONS: &[&str] = &[
 
 const CTE_NAMES: &[&str] = &["x", "X", "t", "accounts", "main", "\"x\""];
 
-/// Mostly spaces; the comments are read differently by the dialects (`#` on MySQL only,
-/// `/* /* */` nests on PostgreSQL only).
+/// What separates tokens besides a single space; the comments are read differently by the
+/// dialects (`#` on MySQL only, `/* /* */` nests on PostgreSQL only).
 const SEPARATORS: &[&str] = &[
-    " ",
-    " ",
-    " ",
-    " ",
-    " ",
-    " ",
-    " ",
-    " ",
-    " ",
-    " ",
-    " ",
-    " ",
     "\n",
     "\t",
     "  ",
@@ -354,7 +342,7 @@ fn token_soup(picks: &mut Picks) -> String {
     let mut out = String::new();
     for i in 0..count {
         if i > 0 {
-            out.push_str(picks.one_of(SEPARATORS));
+            out.push_str(separator(picks));
         }
         let token = picks.one_of(TOKENS);
         out.push_str(&random_case(picks, token));
@@ -362,12 +350,20 @@ fn token_soup(picks: &mut Picks) -> String {
     out
 }
 
+/// A single space two times in three, otherwise another separator.
+fn separator(picks: &mut Picks) -> &'static str {
+    match picks.below(3) {
+        0 => picks.one_of(SEPARATORS),
+        _ => " ",
+    }
+}
+
 /// Fills the holes of `template`; `depth` bounds nested statements and subqueries.
 fn expand(picks: &mut Picks, template: &str, depth: usize) -> String {
     let mut out = String::new();
     for (i, word) in template.split(' ').enumerate() {
         if i > 0 {
-            out.push_str(picks.one_of(SEPARATORS));
+            out.push_str(separator(picks));
         }
         match word {
             "{T}" => out.push_str(&expand_hole(picks, TABLES, depth)),

@@ -67,7 +67,7 @@ impl Written {
 const HEADER: usize = HEADER_LEN as usize;
 
 proptest! {
-    #![proptest_config(crate::fuzzing::config(500))]
+    #![proptest_config(crate::fuzzing::config(2_000))]
 
     #[test]
     fn random_bytes_are_read_without_a_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {

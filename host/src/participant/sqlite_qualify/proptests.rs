@@ -123,7 +123,7 @@ fn escape(qualified: &str, schema: &str) -> Option<String> {
 }
 
 proptest! {
-    #![proptest_config(crate::fuzzing::config(1500))]
+    #![proptest_config(crate::fuzzing::config(20_000))]
 
     #[test]
     fn qualified_statements_name_only_their_schema(

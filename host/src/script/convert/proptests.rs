@@ -146,7 +146,7 @@ fn same_host(a: &Value, b: &Value) -> bool {
 }
 
 proptest! {
-    #![proptest_config(crate::fuzzing::config(2000))]
+    #![proptest_config(crate::fuzzing::config(5_000))]
 
     #[test]
     fn a_guest_value_is_taken_or_refused_as_a_bad_parameter(

@@ -151,7 +151,7 @@ fn assert_allowed_is_work(dialect: Dialect, sql: &str) -> Result<(), TestCaseErr
 }
 
 proptest! {
-    #![proptest_config(crate::fuzzing::config(1500))]
+    #![proptest_config(crate::fuzzing::config(20_000))]
 
     #[test]
     fn allowed_statements_are_one_statement_of_transaction_work(sql in statement()) {
