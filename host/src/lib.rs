@@ -80,6 +80,8 @@ pub mod decision_store;
 pub mod dialect;
 mod engine;
 mod fault;
+#[cfg(test)]
+mod fuzzing;
 pub mod gid;
 pub mod guest_build;
 pub mod host;
@@ -89,6 +91,7 @@ pub mod participant;
 pub mod recovery;
 pub mod report;
 pub mod script;
+mod sql_parse;
 pub mod transaction;
 pub mod value;
 

@@ -213,6 +213,9 @@ pub(super) fn scan_frames(buf: &[u8]) -> Result<Scan, Damage> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::decision_log::test_support::{gid, later};

@@ -38,10 +38,10 @@ use sqlparser::ast::{
     TableObject, Visit, Visitor,
 };
 use sqlparser::dialect::SQLiteDialect;
-use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Location;
 
 use crate::dialect::Dialect;
+use crate::sql_parse::parse_whole;
 
 /// Table-valued functions a statement may use; they are not tables and stay unqualified.
 const TABLE_FUNCTIONS: &[&str] = &[
@@ -122,7 +122,7 @@ pub fn qualify(sql: &str, schema: &str) -> Result<String, QualifyError> {
 }
 
 fn parse_one(sql: &str) -> Result<Statement, QualifyError> {
-    let mut statements = Parser::parse_sql(&SQLiteDialect {}, sql)
+    let mut statements = parse_whole(&SQLiteDialect {}, sql)
         .map_err(|error| QualifyError::Unparsable(error.to_string()))?;
     match statements.len() {
         1 => Ok(statements.remove(0)),
@@ -468,6 +468,9 @@ impl Visitor for TableFinder<'_> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -808,6 +811,8 @@ mod tests {
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
         for sql in [
+            // SQLite reads END as an alias and would run the DELETE unqualified.
+            "SELECT 1 END; DELETE FROM t",
             "PRAGMA journal_mode=WAL",
             "SELECT * FROM t INDEXED BY i",
             "DETACH y",

@@ -160,3 +160,6 @@ fn clip(s: &str) -> &str {
         None => s,
     }
 }
+
+#[cfg(test)]
+mod proptests;

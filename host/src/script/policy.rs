@@ -27,9 +27,9 @@ use sqlparser::ast::{
 use sqlparser::dialect::{
     Dialect as ParserDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect,
 };
-use sqlparser::parser::Parser;
 
 use crate::dialect::Dialect;
+use crate::sql_parse::parse_whole;
 
 /// An allowed statement: what it is and whether it is expected to return rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,7 @@ pub async fn check_memoized(dialect: Dialect, sql: &str) -> Result<Checked, Refu
 /// Checks one statement text for a participant's dialect. Ok: the statement may be sent.
 pub fn check(dialect: Dialect, sql: &str) -> Result<Checked, Refusal> {
     refuse_executable_comments(dialect, sql)?;
+    refuse_misread_variables(dialect, sql)?;
     let statement = parse_one(dialect, sql)?;
     let checked = statement_rule(dialect, &statement)?;
     match statement.visit(&mut NestedRules { dialect }) {
@@ -110,6 +111,8 @@ const NATIVE_CODE: &str = "loads native code into the database";
 const SESSION_LOCKS: &str = "session-level locks outlive the transaction";
 const EXECUTABLE_COMMENTS: &str =
     "MySQL executable comments (/*! */, /*M! */) hide SQL from the policy";
+const MISREAD_VARIABLE: &str = "`@` must be followed by a variable name (letters, digits, `_`, \
+     `$`, `.`): the policy would read the text differently from the server";
 const NOT_ALLOWED: &str = "it is not on the list of allowed statements";
 const ONE_STATEMENT: &str = "exactly one statement per call";
 
@@ -138,6 +141,32 @@ fn refuse_executable_comments(dialect: Dialect, sql: &str) -> Result<(), Refusal
     Ok(())
 }
 
+/// sqlparser's MySQL tokenizer reads `@` and whatever character follows it as the start of
+/// a variable name: `@;` is one word to it, while MySQL ends the statement at the `;`.
+/// Refusing such words keeps the policy's view of the statement and the server's the same.
+fn refuse_misread_variables(dialect: Dialect, sql: &str) -> Result<(), Refusal> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    if dialect != Dialect::Mysql || !sql.contains('@') {
+        return Ok(());
+    }
+    let Ok(tokens) = Tokenizer::new(&MySqlDialect {}, sql).tokenize() else {
+        return Ok(()); // refused as unparsable
+    };
+    let variable_name =
+        |c: char| c.is_alphanumeric() || matches!(c, '_' | '$' | '.' | '@') || !c.is_ascii();
+    let misread = tokens.iter().any(|token| match token {
+        Token::Word(word) if word.quote_style.is_none() => word
+            .value
+            .strip_prefix('@')
+            .is_some_and(|name| !name.chars().all(variable_name)),
+        _ => false,
+    });
+    if misread {
+        return refuse("variable", MISREAD_VARIABLE);
+    }
+    Ok(())
+}
+
 /// Parses `sql` as exactly one statement. Empty statements (`;`, comments) do not count, so
 /// `SELECT 1;` and `SELECT 1; -- note` are one statement.
 fn parse_one(dialect: Dialect, sql: &str) -> Result<Statement, Refusal> {
@@ -146,7 +175,7 @@ fn parse_one(dialect: Dialect, sql: &str) -> Result<Statement, Refusal> {
         Dialect::Mysql => &MySqlDialect {},
         Dialect::Sqlite => &SQLiteDialect {},
     };
-    let mut statements = Parser::parse_sql(parser_dialect, sql).map_err(|error| {
+    let mut statements = parse_whole(parser_dialect, sql).map_err(|error| {
         known_unparsable(parser_dialect, sql).unwrap_or_else(|| Refusal {
             kind: "unparsable statement".to_owned(),
             reason: format!(
@@ -255,6 +284,12 @@ fn statement_rule(dialect: Dialect, statement: &Statement) -> Result<Checked, Re
             temporary, name, ..
         } if *temporary || in_temporary_schema(dialect, name) => {
             refuse("CREATE TEMPORARY SEQUENCE", TEMPORARY)
+        }
+        S::CreateIndex(index)
+            if in_temporary_schema(dialect, &index.table_name)
+                || (index.name.as_ref()).is_some_and(|name| in_temporary_schema(dialect, name)) =>
+        {
+            refuse("CREATE INDEX on a temporary table", TEMPORARY)
         }
         S::Drop {
             temporary: true, ..
@@ -387,22 +422,21 @@ fn ddl_rule(dialect: Dialect, statement: &Statement) -> Result<Checked, Refusal>
 }
 
 /// Whether `name` is qualified with the session's temporary schema (PostgreSQL `pg_temp` or
-/// `pg_temp_N`, SQLite `temp`): creating an object there makes a temporary object.
+/// `pg_temp_N`, SQLite `temp`): creating an object there makes a temporary object. Every
+/// qualifier counts, so a name with too many parts for the server is refused here too.
 fn in_temporary_schema(dialect: Dialect, name: &ObjectName) -> bool {
-    let parts = &name.0;
-    let Some(schema) = parts
-        .len()
-        .checked_sub(2)
-        .and_then(|index| parts[index].as_ident())
-    else {
-        return false;
-    };
-    let schema = schema.value.to_ascii_lowercase();
-    match dialect {
-        Dialect::Postgres => schema.starts_with("pg_temp"),
-        Dialect::Sqlite => schema == "temp",
-        Dialect::Mysql => false,
-    }
+    let qualifiers = &name.0[..name.0.len().saturating_sub(1)];
+    qualifiers
+        .iter()
+        .filter_map(|part| part.as_ident())
+        .any(|schema| {
+            let schema = schema.value.to_ascii_lowercase();
+            match dialect {
+                Dialect::Postgres => schema.starts_with("pg_temp"),
+                Dialect::Sqlite => schema == "temp",
+                Dialect::Mysql => false,
+            }
+        })
 }
 
 /// A name for a statement the rules do not list: its leading keywords as sqlparser prints
@@ -557,6 +591,9 @@ fn function_rule(dialect: Dialect, name: &ObjectName) -> Result<(), Refusal> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -688,6 +725,8 @@ mod tests {
                 (";", Refused("empty statement")),
                 ("-- just a comment", Refused("empty statement")),
                 ("SELECT 1; SELECT 2", Refused("2 statements")),
+                // sqlparser stops at a bare END and drops the rest; the server runs it.
+                ("SELECT 1 END; COMMIT", UNPARSABLE),
                 ("SELECT 1; COMMIT", Refused("2 statements")),
                 ("SELECT E'\\''; DROP TABLE t; --'", Refused("2 statements")),
                 ("SELECT 'a\\'; DROP TABLE t; --'", Refused("2 statements")),
@@ -756,6 +795,10 @@ mod tests {
                 (
                     "CREATE VIEW PG_TEMP_3.v AS SELECT 1",
                     Refused("CREATE TEMPORARY VIEW"),
+                ),
+                (
+                    "CREATE INDEX i ON pg_temp.t (a)",
+                    Refused("CREATE INDEX on a temporary table"),
                 ),
                 (
                     "CREATE SEQUENCE pg_temp.s",
@@ -888,6 +931,8 @@ mod tests {
                 // Not exactly one statement.
                 ("", Refused("empty statement")),
                 ("SELECT 1; SELECT 2", Refused("2 statements")),
+                // sqlparser stops at a bare END and drops the rest; the server runs it.
+                ("SELECT 1 END; COMMIT", UNPARSABLE),
                 ("SELECT '\\''; DROP TABLE t; -- '", Refused("2 statements")),
                 (r#"SELECT "a\\"; COMMIT; -- ""#, Refused("2 statements")),
                 ("SELECT 1 -- x\n; COMMIT", Refused("2 statements")),
@@ -921,6 +966,10 @@ mod tests {
                 ("USE db", Refused("USE")),
                 ("SELECT 1 INTO @a", Refused("SELECT INTO")),
                 ("SELECT @a := 1", Refused("variable assignment")),
+                ("SELECT @a, @@b, @c_d", Allowed("SELECT")),
+                // sqlparser reads `@;` as one word; MySQL ends the statement there.
+                ("SELECT @; COMMIT", Refused("variable")),
+                ("SELECT a --@;  COMMIT", Refused("variable")),
                 ("UPDATE t SET a = (@b := 2)", Refused("variable assignment")),
                 ("SELECT GET_LOCK('a', 1)", Refused("function get_lock")),
                 ("SELECT release_lock('a')", Refused("function release_lock")),
@@ -1069,6 +1118,15 @@ mod tests {
                     Refused("CREATE TEMPORARY VIEW"),
                 ),
                 ("CREATE TABLE temp.t (a)", Refused("CREATE TEMPORARY TABLE")),
+                // SQLite puts the index in its table's schema, named on the index.
+                (
+                    "CREATE INDEX temp.i ON t (a)",
+                    Refused("CREATE INDEX on a temporary table"),
+                ),
+                (
+                    "CREATE TABLE temp.x.t (a)",
+                    Refused("CREATE TEMPORARY TABLE"),
+                ),
                 (
                     "CREATE TABLE TEMP.t AS SELECT 1",
                     Refused("CREATE TEMPORARY TABLE"),
@@ -1076,6 +1134,8 @@ mod tests {
                 // Not exactly one statement.
                 ("", Refused("empty statement")),
                 ("SELECT 1; DELETE FROM t", Refused("2 statements")),
+                // sqlparser stops at a bare END and drops the rest; the server runs it.
+                ("SELECT 1 END; COMMIT", UNPARSABLE),
                 ("SELECT 'a\\'; DROP TABLE t; --'", Refused("2 statements")),
                 // SQLite does not nest comments, nor does sqlparser's SQLite dialect.
                 ("SELECT 1 /* a /* b */ ; COMMIT */", UNPARSABLE),
