@@ -46,6 +46,8 @@ struct Faults {
     commit_failure_class: Option<ErrorClass>,
     /// The step at which the database stops answering (a crash, a dropped network).
     hang_at: Option<Step>,
+    /// Rollbacks of a prepared branch on its own connection fail (the connection broke).
+    own_rollback_fails: bool,
 }
 
 /// A protocol step of a fake branch.
@@ -201,6 +203,10 @@ impl ServerBranch for FakeBranch {
     }
 
     async fn rollback(&mut self) -> Result<Resolution, ParticipantError> {
+        let prepared = self.db.state_of(&self.id) == Some(BranchState::Prepared);
+        if prepared && self.db.faults.lock().unwrap().own_rollback_fails {
+            return Err(self.db.error("rollback").class(ErrorClass::Connection));
+        }
         let mut branches = self.db.branches.lock().unwrap();
         let state = branches.get_mut(&self.id.joined()).expect("a begun branch");
         assert_ne!(
@@ -551,6 +557,27 @@ fn a_script_abort_rolls_back_without_preparing() {
     assert_eq!(report.error.as_ref().unwrap().message, "insufficient funds");
     assert_eq!(a.states(), [BranchState::RolledBack]);
     assert_eq!(b.states(), [BranchState::RolledBack]);
+    assert_eq!(store.commits(), 0);
+}
+
+#[test]
+fn a_prepared_branch_whose_rollback_fails_is_rolled_back_from_another_connection() {
+    let (a, b, store, report) = two_phase(
+        Faults {
+            own_rollback_fails: true,
+            ..Faults::default()
+        },
+        StoreAnswer::NotRecorded,
+    );
+    assert_eq!(report.outcome, Outcome::Aborted, "{report:?}");
+    let note = report.participants[1].note.as_deref().unwrap();
+    assert!(note.contains("rolled back on a new connection"), "{note}");
+    assert_eq!(a.states(), [BranchState::RolledBack]);
+    assert_eq!(
+        b.states(),
+        [BranchState::RolledBack],
+        "no lock left to recovery"
+    );
     assert_eq!(store.commits(), 0);
 }
 

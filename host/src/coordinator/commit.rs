@@ -1,14 +1,14 @@
 //! Steps 3–6 of the protocol, once the prepare logic voted commit: one-phase commit for a
 //! single resource; otherwise phase 1, the decision, and phase 2.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::future::join_all;
 
 use super::report_builder::ReportBuilder;
-use super::{Coordinator, bounded};
+use super::{Coordinator, Finish, bounded};
 use crate::decision_store::DecisionError;
-use crate::participant::{ErrorClass, ParticipantError, Resolution};
+use crate::participant::ParticipantError;
 use crate::report::{BranchOutcome, ErrorKind, Outcome, TxError, TxReport};
 use crate::transaction::{OpenBranch, OpenTransaction};
 
@@ -182,14 +182,12 @@ impl Coordinator {
         output: String,
         mut report: ReportBuilder,
     ) -> TxReport {
-        let (retry_for, step_timeout) =
-            (self.settings.phase2_retry_for, self.settings.step_timeout);
         let results = join_all(
             tx.branches
                 .iter_mut()
                 .enumerate()
                 .map(|(k, open)| async move {
-                    let result = commit_with_retry(open, retry_for, step_timeout).await;
+                    let result = commit_with_retry(self, open).await;
                     if result.is_ok() {
                         crate::fault::point(&format!("after-commit-{k}"));
                     }
@@ -230,42 +228,20 @@ impl Coordinator {
     }
 }
 
-/// Phase 2 for one branch: its own connection first, then any connection, with backoff,
-/// for at most `retry_for`, each try for at most `step_timeout`.
-/// `Ok(Some(note))` says how a branch that needed more than one try was resolved.
+/// Phase 2 for one branch: its own connection first, then any connection (see
+/// [`Coordinator::finish_elsewhere`]). `Ok(Some(note))` says how a branch that needed more
+/// than one try was resolved.
 async fn commit_with_retry(
+    coordinator: &Coordinator,
     open: &mut OpenBranch,
-    retry_for: Duration,
-    step_timeout: Duration,
 ) -> Result<Option<String>, ParticipantError> {
     let name = open.participant.name();
-    let first = match bounded(step_timeout, name, "commit", open.branch.commit_prepared()).await {
-        Ok(_) => return Ok(None),
-        Err(err) => err,
-    };
-    let give_up = Instant::now() + retry_for;
-    let mut delay = Duration::from_millis(50);
-    let mut last = first.clone();
-    let mut tries = 1;
-    // A configuration error (a privilege, a setting) does not go away by itself: leave the
-    // branch to recovery at once. Anything else may clear while phase 2 retries.
-    while Instant::now() < give_up && last.class != ErrorClass::Configuration {
-        tokio::time::sleep(delay).await;
-        tries += 1;
-        let commit = open.participant.commit_prepared(&open.id);
-        match bounded(step_timeout, name, "commit prepared", commit).await {
-            Ok(resolution) => {
-                let how = match resolution {
-                    Resolution::Done => "committed",
-                    Resolution::AlreadyResolved => "found already committed",
-                };
-                return Ok(Some(format!(
-                    "branch was pending ({first}); {how} on a new connection after {tries} tries"
-                )));
-            }
-            Err(err) => last = err,
-        }
-        delay = (delay * 2).min(Duration::from_secs(2));
+    let step_timeout = coordinator.settings.step_timeout;
+    match bounded(step_timeout, name, "commit", open.branch.commit_prepared()).await {
+        Ok(_) => Ok(None),
+        Err(first) => coordinator
+            .finish_elsewhere(open.participant.as_ref(), &open.id, Finish::Commit, first)
+            .await
+            .map(Some),
     }
-    Err(last)
 }

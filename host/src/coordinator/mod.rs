@@ -31,11 +31,11 @@ use futures::future::join_all;
 use crate::config::Config;
 use crate::decision_log::{DecisionLog, DecisionLogOptions};
 use crate::decision_store::DecisionStore;
-use crate::gid::{Gid, NodeId};
+use crate::gid::{BranchId, Gid, NodeId};
 use crate::limits::Limits;
 use crate::participant::sqlite::{SqliteGroup, SqliteMember};
 use crate::participant::{
-    ErrorClass, ParticipantError, ParticipantSlot, ServerParticipant, StatementTimeouts,
+    ErrorClass, ParticipantError, ParticipantSlot, Resolution, ServerParticipant, StatementTimeouts,
 };
 use crate::report::{BranchOutcome, ErrorKind, Outcome, TxError, TxReport};
 use crate::transaction::{OpenBranch, OpenTransaction};
@@ -107,6 +107,36 @@ impl CoordinatorSettings {
             sqlite_coordinator: config.sqlite_coordinator_path(),
             phase2_retry_for: PHASE2_RETRY_FOR,
             step_timeout: STEP_TIMEOUT,
+        }
+    }
+}
+
+/// Which way a branch is finished from a connection other than its own.
+#[derive(Debug, Clone, Copy)]
+enum Finish {
+    Commit,
+    Rollback,
+}
+
+impl Finish {
+    fn action(self) -> &'static str {
+        match self {
+            Finish::Commit => "commit prepared",
+            Finish::Rollback => "rollback prepared",
+        }
+    }
+
+    fn done(self) -> &'static str {
+        match self {
+            Finish::Commit => "committed",
+            Finish::Rollback => "rolled back",
+        }
+    }
+
+    fn found_done(self) -> &'static str {
+        match self {
+            Finish::Commit => "found already committed",
+            Finish::Rollback => "found already rolled back",
         }
     }
 }
@@ -349,7 +379,17 @@ impl Coordinator {
                 .map(|open: &mut OpenBranch| async move {
                     let name = open.participant.name();
                     let rollback = open.branch.rollback();
-                    let result = bounded(step_timeout, name, "rollback", rollback).await;
+                    let result = match bounded(step_timeout, name, "rollback", rollback).await {
+                        Ok(_) => Ok(None),
+                        // The branch may be prepared, holding its locks: a live host
+                        // releases them itself rather than leave them to recovery.
+                        Err(first) => {
+                            let participant = open.participant.as_ref();
+                            self.finish_elsewhere(participant, &open.id, Finish::Rollback, first)
+                                .await
+                                .map(Some)
+                        }
+                    };
                     (open.member, result)
                 }),
         );
@@ -362,11 +402,13 @@ impl Coordinator {
         let (branch_results, group_result) = futures::join!(branches, group);
         for (member, result) in branch_results {
             report.set(member, BranchOutcome::RolledBack);
-            if let Err(err) = result {
-                report.note(
+            match result {
+                Ok(None) => {}
+                Ok(Some(note)) => report.note(member, note),
+                Err(err) => report.note(
                     member,
                     format!("{err}; the database or `wasmtx recover` will roll it back"),
-                );
+                ),
             }
         }
         if let Some(result) = group_result {
@@ -375,6 +417,46 @@ impl Coordinator {
                 tracing::warn!(gid = %tx.gid, "SQLite rollback failed (the open transaction dies with its connection): {err}");
             }
         }
+    }
+
+    /// Finishes `branch` of `participant` from any connection, after the attempt on its own connection failed
+    /// with `first`: retried with backoff for at most the phase-2 window, each try for at
+    /// most the step timeout. A configuration error (a privilege, a setting) does not go
+    /// away by itself and is not retried. `Ok` says how it went, for the report.
+    async fn finish_elsewhere(
+        &self,
+        participant: &dyn ServerParticipant,
+        branch: &BranchId,
+        finish: Finish,
+        first: ParticipantError,
+    ) -> Result<String, ParticipantError> {
+        let name = participant.name();
+        let give_up = Instant::now() + self.settings.phase2_retry_for;
+        let mut delay = Duration::from_millis(50);
+        let mut last = first.clone();
+        let mut tries = 1;
+        while Instant::now() < give_up && last.class != ErrorClass::Configuration {
+            tokio::time::sleep(delay).await;
+            tries += 1;
+            let attempt = match finish {
+                Finish::Commit => participant.commit_prepared(branch),
+                Finish::Rollback => participant.rollback_prepared(branch),
+            };
+            match bounded(self.settings.step_timeout, name, finish.action(), attempt).await {
+                Ok(resolution) => {
+                    let how = match resolution {
+                        Resolution::Done => finish.done(),
+                        Resolution::AlreadyResolved => finish.found_done(),
+                    };
+                    return Ok(format!(
+                        "branch was pending ({first}); {how} on a new connection after {tries} tries"
+                    ));
+                }
+                Err(err) => last = err,
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+        Err(last)
     }
 
     fn deadline_error(&self) -> TxError {
