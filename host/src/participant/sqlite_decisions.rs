@@ -81,8 +81,11 @@ pub enum SqliteDecisionError {
     Read { path: PathBuf, cause: DbError },
 }
 
-/// The decision table in the host's main SQLite file, read-only: recovery's view of the
-/// decisions SQLite groups recorded when they committed last.
+/// The decision table in the host's main SQLite file: recovery's view of the decisions
+/// SQLite groups recorded when they committed last. It only reads the table, but opens the
+/// file read-write: a host killed during a group's commit leaves a hot journal next to the
+/// file, which SQLite must roll back (as every reader does) before the file can be read —
+/// read-only, every read fails with SQLITE_READONLY_ROLLBACK until a host opens it again.
 #[derive(Debug, Clone)]
 pub struct SqliteDecisionTable {
     main: PathBuf,
@@ -117,7 +120,7 @@ impl SqliteDecisionTable {
         }
         let mut conn = SqliteConnectOptions::new()
             .filename(&self.main)
-            .read_only(true)
+            .create_if_missing(false)
             .connect()
             .await
             .map_err(fail)?;
@@ -212,6 +215,41 @@ mod tests {
         assert!(table.is_committed(&decided).await.unwrap());
         assert!(!table.is_committed(&rolled_back).await.unwrap());
         assert!(!table.is_committed(&other).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_hot_journal_left_by_a_crash_is_rolled_back_and_the_decisions_read() {
+        // The state a host killed in the middle of a group's commit leaves: the file and
+        // its journal, copied while a writer holds them, with no process holding a lock.
+        let dir = tempfile::tempdir().unwrap();
+        let (live, main) = (dir.path().join("live.db"), dir.path().join("coordinator.db"));
+        let (decided, torn) = (gid(), gid());
+        let mut conn = open(&live).await;
+        create_table(&mut conn).await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        record_commit(&mut tx, &decided).await.unwrap();
+        tx.commit().await.unwrap();
+        // A one-page cache spills the uncommitted pages into the file itself.
+        sqlx::query("PRAGMA cache_size = 1").execute(&mut conn).await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        record_commit(&mut tx, &torn).await.unwrap();
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
+             INSERT INTO main.wasmtx_decisions SELECT 'filler-' || i, 0 FROM n",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        let journal = |db: &Path| PathBuf::from(format!("{}-journal", db.display()));
+        std::fs::copy(&live, &main).unwrap();
+        std::fs::copy(journal(&live), journal(&main)).unwrap();
+        tx.rollback().await.unwrap();
+        conn.close().await.unwrap();
+
+        let table = SqliteDecisionTable::new(&main);
+        assert!(table.is_committed(&decided).await.unwrap());
+        assert!(!table.is_committed(&torn).await.unwrap());
+        assert!(!journal(&main).exists(), "the hot journal was rolled back");
     }
 
     #[tokio::test]
