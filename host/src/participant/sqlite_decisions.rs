@@ -222,7 +222,10 @@ mod tests {
         // The state a host killed in the middle of a group's commit leaves: the file and
         // its journal, copied while a writer holds them, with no process holding a lock.
         let dir = tempfile::tempdir().unwrap();
-        let (live, main) = (dir.path().join("live.db"), dir.path().join("coordinator.db"));
+        let (live, main) = (
+            dir.path().join("live.db"),
+            dir.path().join("coordinator.db"),
+        );
         let (decided, torn) = (gid(), gid());
         let mut conn = open(&live).await;
         create_table(&mut conn).await.unwrap();
@@ -230,7 +233,10 @@ mod tests {
         record_commit(&mut tx, &decided).await.unwrap();
         tx.commit().await.unwrap();
         // A one-page cache spills the uncommitted pages into the file itself.
-        sqlx::query("PRAGMA cache_size = 1").execute(&mut conn).await.unwrap();
+        sqlx::query("PRAGMA cache_size = 1")
+            .execute(&mut conn)
+            .await
+            .unwrap();
         let mut tx = conn.begin().await.unwrap();
         record_commit(&mut tx, &torn).await.unwrap();
         sqlx::query(
