@@ -37,6 +37,7 @@
 #   SETS (4)            account sets per stream
 #   SEED                seeds bash's $RANDOM, to replay a run's kill times
 #   WORK (/tmp/wasmtx-chaos)  state directory (decision log, SQLite files), logs
+#   WASMTX              the wasmtx binary to use (default: built here, release)
 # Databases: `wasmtx_chaos` on PostgreSQL 127.0.0.1:5432 (postgres) and MariaDB
 # 127.0.0.1:3306 (root), recreated on each run. The servers are left running; on exit
 # (success, failure or Ctrl-C) the running process is killed and its branches recovered.
@@ -82,8 +83,12 @@ branches() {
 rustup target add wasm32-wasip2 >/dev/null 2>&1
 bash scripts/setup-databases.sh >/dev/null
 target=${CARGO_TARGET_DIR:-$repo/target}
-cargo build --release --quiet
-wasmtx=$target/release/wasmtx
+if [ -n "${WASMTX:-}" ]; then
+  wasmtx=$WASMTX
+else
+  cargo build --release --quiet
+  wasmtx=$target/release/wasmtx
+fi
 for crate in examples/transfer tests/guests/split-transfer; do
   cargo build --release --quiet --target wasm32-wasip2 --manifest-path "$crate/Cargo.toml" \
     --target-dir "$target/guests"

@@ -12,6 +12,9 @@
 //!
 //! [limits]
 //! timeout_secs = 30
+//!
+//! [server]                        # `wasmtx serve` (see server/settings.rs)
+//! listen = "127.0.0.1:8080"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -22,6 +25,7 @@ use thiserror::Error;
 use crate::gid::NodeId;
 use crate::limits::Limits;
 use crate::participant::{ParticipantSpec, SpecError};
+use crate::server::ServerSettings;
 
 /// Node id used when none is configured.
 pub const DEFAULT_NODE: &str = "local";
@@ -54,6 +58,8 @@ struct ConfigFile {
     participants: toml::Table,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    server: ServerSettings,
 }
 
 /// The complete, validated configuration of a host.
@@ -67,6 +73,8 @@ pub struct Config {
     /// Participants in transaction order.
     pub participants: Vec<ParticipantSpec>,
     pub limits: Limits,
+    /// `wasmtx serve`'s settings (`[server]`).
+    pub server: ServerSettings,
 }
 
 impl Config {
@@ -79,6 +87,7 @@ impl Config {
             cache_dir: default_dir("WASMTX_CACHE_DIR", "XDG_CACHE_HOME", ".cache"),
             participants: Vec::new(),
             limits: Limits::default(),
+            server: ServerSettings::default(),
         }
     }
 
@@ -118,6 +127,10 @@ impl Config {
             config.add_participant(ParticipantSpec::new(name, url)?, true)?;
         }
         config.limits = file.limits;
+        file.server
+            .validate()
+            .map_err(|e| parse_error(format!("[server]: {e}")))?;
+        config.server = file.server;
         config
             .limits
             .validate()

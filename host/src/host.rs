@@ -148,32 +148,34 @@ impl Host {
     }
 
     /// Resolves (or with `dry_run`, only lists) this node's branches left prepared, using
-    /// every decision source of this host: the decision store (or the state directory's
-    /// log, if one exists) and the SQLite coordinator file.
+    /// every decision source of this host (see [`Host::recovery`]).
     pub async fn recover(&self, dry_run: bool) -> RecoveryReport {
+        match self.recovery().await {
+            Ok(recovery) => recovery.run(dry_run).await,
+            Err(failure) => RecoveryReport {
+                branches: Vec::new(),
+                failures: vec![failure],
+            },
+        }
+    }
+
+    /// Recovery of this node's branches on the server participants, consulting every
+    /// decision source of this host: the decision store (or the state directory's log, if
+    /// one exists) and the SQLite coordinator file.
+    pub async fn recovery(&self) -> Result<Recovery, ScanFailure> {
         let store = match self.coordinator.decision_store() {
             Some(store) => Some(store.clone()),
-            None => match self.existing_decision_log().await {
-                Ok(log) => log,
-                Err(failure) => {
-                    return RecoveryReport {
-                        branches: Vec::new(),
-                        failures: vec![failure],
-                    };
-                }
-            },
+            None => self.existing_decision_log().await?,
         };
         let sqlite_decisions: Arc<dyn DecisionSource> = Arc::new(SqliteDecisionTable::new(
             self.config.sqlite_coordinator_path(),
         ));
-        Recovery::new(
+        Ok(Recovery::new(
             &self.config.node,
             self.coordinator.server_participants().cloned().collect(),
             store,
             vec![sqlite_decisions],
-        )
-        .run(dry_run)
-        .await
+        ))
     }
 
     /// The state directory's decision log if the file exists (a host whose participants

@@ -94,7 +94,12 @@ pub struct Recovery {
     sources: Vec<Arc<dyn DecisionSource>>,
     /// Where DONE goes once every branch of a committed transaction is committed.
     store: Option<Arc<dyn DecisionStore>>,
+    /// Which gids to look at (all when `None`): one gid retried now, or those not backing off.
+    keep: Option<GidFilter>,
 }
+
+/// Chooses the gids a recovery run looks at.
+pub type GidFilter = Arc<dyn Fn(&Gid) -> bool + Send + Sync>;
 
 impl Recovery {
     /// Recovery of `node`'s branches on `participants`. `store` (the decision store, if
@@ -116,7 +121,15 @@ impl Recovery {
             participants,
             sources,
             store,
+            keep: None,
         }
+    }
+
+    /// The same recovery, looking only at the branches of gids `keep` accepts; the others
+    /// are neither reported nor touched.
+    pub fn only(mut self, keep: GidFilter) -> Self {
+        self.keep = Some(keep);
+        self
     }
 
     /// Scans every participant and resolves (or with `dry_run`, only reports) this node's
@@ -135,7 +148,10 @@ impl Recovery {
                     continue;
                 }
             };
-            for branch in branches {
+            let chosen = branches
+                .into_iter()
+                .filter(|branch| self.keep.as_ref().is_none_or(|keep| keep(&branch.gid)));
+            for branch in chosen {
                 // The clock is read before the decision: a COMMIT is only recorded before the
                 // deadline, so if it is absent now and the deadline had passed already, it
                 // can never appear.

@@ -1,13 +1,13 @@
 //! What a global transaction ended as: the outcome, the typed error if any, and each
 //! participant's part. The CLI prints it; `--json` serializes it as is.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::dialect::Dialect;
 use crate::participant::ParticipantError;
 
 /// How the global transaction ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// Every participant committed.
@@ -20,7 +20,7 @@ pub enum Outcome {
 }
 
 /// The class of a failure, for programs that act on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
     /// The script returned `Err`.
@@ -60,7 +60,7 @@ impl ErrorKind {
 }
 
 /// A typed failure: what happened, and apart from it, what the user can do about it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxError {
     pub kind: ErrorKind,
     pub message: String,
@@ -102,7 +102,7 @@ impl std::fmt::Display for TxError {
 }
 
 /// What happened to one participant's branch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BranchOutcome {
     Committed,
@@ -113,7 +113,7 @@ pub enum BranchOutcome {
     NotStarted,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ParticipantReport {
     pub name: String,
     pub dialect: Dialect,
@@ -124,7 +124,7 @@ pub struct ParticipantReport {
 }
 
 /// The full account of one global transaction.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TxReport {
     pub gid: String,
     pub outcome: Outcome,

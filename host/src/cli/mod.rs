@@ -1,14 +1,17 @@
 //! Command-line interface: argument parsing, the commands, and exit codes.
 //!
 //! Exit status: 0 committed (or success), 1 aborted, 2 usage/configuration/input error,
-//! 3 in doubt (decided COMMIT, some branch pending: run `wasmtx recover`).
+//! 3 in doubt (decided COMMIT, some branch pending: run `wasmtx recover`), 4 (client
+//! commands) the server gave no outcome.
 
 mod bench;
+mod client;
 mod demo;
 mod inspect;
 mod output;
 mod recover;
 mod run;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -53,6 +56,19 @@ enum Command {
     Recover(recover::RecoverArgs),
     /// List what is in doubt without touching it (same as `recover --dry-run`).
     Status(recover::RecoverArgs),
+    /// Run a long-running host: a plugin registry and an HTTP API to invoke plugins, with
+    /// automatic recovery, bearer tokens and Prometheus metrics.
+    ///
+    /// Routes are under /v1 (GET /v1/openapi.json lists them), plus /healthz, /readyz and
+    /// /metrics. SIGTERM or Ctrl-C stops it after in-flight transactions finish.
+    Serve(serve::ServeArgs),
+    /// Publish a component to a server's registry as NAME@VERSION.
+    Publish(client::PublishArgs),
+    /// Invoke a published plugin on a server and print what `run` prints.
+    ///
+    /// Exit status: 0 committed, 1 aborted, 2 bad input, 3 in doubt, 4 no outcome (server
+    /// unreachable, not ready or overloaded).
+    Invoke(client::InvokeArgs),
 }
 
 /// Options shared by commands that use participants.
@@ -143,6 +159,8 @@ pub fn main() -> ExitCode {
     // A benchmark's scripts log once per transaction: only warnings by default there.
     init_tracing(if matches!(cli.command, Command::Bench(_)) {
         "warn"
+    } else if matches!(cli.command, Command::Serve(_)) {
+        "info,wasmtx::script=warn,tower_http=warn,sqlx=warn"
     } else {
         "warn,wasmtx::script=info"
     });
@@ -164,6 +182,9 @@ pub fn main() -> ExitCode {
             Command::Bench(args) => bench::bench(args).await,
             Command::Recover(args) => recover::run(args, false).await,
             Command::Status(args) => recover::run(args, true).await,
+            Command::Serve(args) => serve::serve(args).await,
+            Command::Publish(args) => client::publish(args).await,
+            Command::Invoke(args) => client::invoke(args).await,
         }
     })
 }

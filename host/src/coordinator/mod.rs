@@ -236,11 +236,41 @@ impl Coordinator {
         })
     }
 
+    /// The same coordinator with another transaction deadline (`limits.timeout_secs`), e.g.
+    /// a request's own timeout.
+    pub fn with_timeout(&self, timeout: Duration) -> Coordinator {
+        let mut settings = (*self.settings).clone();
+        settings.limits.timeout_secs = timeout.as_secs_f64();
+        Coordinator {
+            settings: Arc::new(settings),
+            participants: self.participants.clone(),
+            decisions: self.decisions.clone(),
+        }
+    }
+
+    /// A gid for a transaction starting now: this node's, its deadline the timeout from now.
+    /// Give it to [`Coordinator::run_as`] when something must be recorded under the gid
+    /// before the transaction runs.
+    pub fn new_gid(&self) -> Gid {
+        Gid::new(
+            &self.settings.node,
+            SystemTime::now() + self.settings.limits.timeout(),
+        )
+    }
+
     /// Runs one global transaction with `logic` as its prepare phase.
     pub async fn run(&self, logic: &dyn PrepareLogic, input: &str) -> TxReport {
+        self.run_as(self.new_gid(), logic, input).await
+    }
+
+    /// [`Coordinator::run`] under a gid from [`Coordinator::new_gid`]; the deadline is the
+    /// gid's.
+    pub async fn run_as(&self, gid: Gid, logic: &dyn PrepareLogic, input: &str) -> TxReport {
         let started = Instant::now();
-        let timeout = self.settings.limits.timeout();
-        let gid = Gid::new(&self.settings.node, SystemTime::now() + timeout);
+        let timeout = gid
+            .deadline()
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
         let mut report = ReportBuilder::new(&self.participants, gid.clone(), started);
 
         let tx = match self.begin(gid, started + timeout, &mut report).await {

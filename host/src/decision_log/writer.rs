@@ -269,7 +269,13 @@ impl Shared {
         }
         // Sync before letting go of the append lock: then only the last frame in the file can
         // be not yet durable, and a crash can only tear the tail (see the module docs).
-        if let Err(e) = state.file.sync_data() {
+        let sync_started = std::time::Instant::now();
+        let synced = state.file.sync_data();
+        metrics::histogram!("wasmtx_decision_log_sync_seconds")
+            .record(sync_started.elapsed().as_secs_f64());
+        metrics::histogram!("wasmtx_decision_log_batch_size")
+            .record((commits.len() + dones.len()) as f64);
+        if let Err(e) = synced {
             // After a failed fsync the kernel may have dropped the dirty pages: the content on
             // disk is unknown, and a later fsync could report success regardless.
             self.fail(format!("fdatasync failed: {e}"));

@@ -15,9 +15,11 @@ use wasmtx::{Host, HostOptions};
 
 use super::run::{check_json, input_text};
 use super::{HostArgs, input_error, output, resolve_script};
+use http::HttpInvokeUnit;
 use native::NativeTransfer;
 use runner::{CoordinatedUnit, PlainTransferUnit, Stop, Variant, VariantResult};
 
+mod http;
 mod native;
 mod runner;
 mod usage;
@@ -29,6 +31,9 @@ enum Compare {
     Native,
     /// The transfer's statements as plain single-phase commits, one per participant.
     Plain,
+    /// The same script invoked over HTTP on a running `wasmtx serve` (give --server and
+    /// --plugin; the server should have the same participants).
+    Http,
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +63,20 @@ pub struct BenchArgs {
     /// Untimed transactions per variant before timing starts (warms pools and caches).
     #[arg(long, default_value_t = 50, value_name = "K")]
     warmup: u64,
+    /// For `--compare http`: the server's base URL.
+    #[arg(long, value_name = "URL", env = "WASMTX_SERVER")]
+    server: Option<String>,
+    /// For `--compare http`: the published plugin to invoke, NAME or NAME@VERSION.
+    #[arg(long, value_name = "NAME")]
+    plugin: Option<String>,
+    /// For `--compare http`: a token with the `invoke` scope.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "WASMTX_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -136,6 +155,17 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
                     unit: Arc::new(unit),
                 }
             }
+            Compare::Http => {
+                let (Some(server), Some(plugin)) = (&args.server, &args.plugin) else {
+                    return Err(input_error(
+                        "--compare http needs --server URL and --plugin NAME (published on that server)",
+                    ));
+                };
+                Variant {
+                    name: "http".into(),
+                    unit: Arc::new(HttpInvokeUnit::new(server, plugin, args.token.clone())),
+                }
+            }
         });
     }
 
@@ -186,6 +216,7 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
         wasm_vs_native: ratio("wasm", "native"),
         two_phase_vs_plain: ratio("wasm", "plain"),
         two_phase_native_vs_plain: ratio("native", "plain"),
+        http_vs_wasm: ratio("http", "wasm"),
         variants: results,
         rss_kib_before: rss_before,
         rss_kib_after: rss_after,
@@ -204,6 +235,8 @@ struct BenchReport {
     /// The same with the native closure (the same logic as `plain`, so only the protocol
     /// differs: the cost of two-phase commit itself).
     two_phase_native_vs_plain: Option<f64>,
+    /// The script invoked over HTTP on a server against the same script in process.
+    http_vs_wasm: Option<f64>,
     rss_kib_before: Option<u64>,
     rss_kib_after: Option<u64>,
 }
@@ -274,6 +307,9 @@ fn print_text(result: &BenchReport) {
     }
     if let Some(r) = result.two_phase_native_vs_plain {
         println!("two-phase (native) / plain single-phase throughput: {r:.3}");
+    }
+    if let Some(r) = result.http_vs_wasm {
+        println!("http (wasmtx serve) / in-process throughput: {r:.3}");
     }
     if let (Some(before), Some(after)) = (result.rss_kib_before, result.rss_kib_after) {
         println!("resident memory: {before} KiB before timing, {after} KiB after");

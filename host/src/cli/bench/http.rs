@@ -1,0 +1,57 @@
+//! The `http` variant of `wasmtx bench`: the same transaction as an invoke of a plugin on a
+//! running `wasmtx serve`, over HTTP on the same machine — what the server's HTTP layer,
+//! JSON and task hand-off add to the in-process run.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::runner::{BenchUnit, UnitOutcome};
+
+/// `POST {server}/v1/plugins/{name}/invoke` with the unit's input.
+pub struct HttpInvokeUnit {
+    client: reqwest::Client,
+    url: String,
+    version: Option<String>,
+    token: Option<String>,
+}
+
+impl HttpInvokeUnit {
+    /// `plugin` is `NAME` or `NAME@VERSION`.
+    pub fn new(server: &str, plugin: &str, token: Option<String>) -> Self {
+        let (name, version) = match plugin.split_once('@') {
+            Some((name, version)) => (name, Some(version.to_owned())),
+            None => (plugin, None),
+        };
+        HttpInvokeUnit {
+            client: reqwest::Client::new(),
+            url: format!("{}/v1/plugins/{name}/invoke", server.trim_end_matches('/')),
+            version,
+            token,
+        }
+    }
+}
+
+#[async_trait]
+impl BenchUnit for HttpInvokeUnit {
+    async fn run(&self, input: &str) -> UnitOutcome {
+        let input: Value = serde_json::from_str(input).unwrap_or(Value::Null);
+        let mut body = serde_json::json!({ "input": input });
+        if let Some(version) = &self.version {
+            body["version"] = version.clone().into();
+        }
+        let mut request = self.client.post(&self.url).body(body.to_string());
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let Ok(response) = request.send().await else {
+            return UnitOutcome::Error;
+        };
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        match (status, body.get("code").and_then(Value::as_str)) {
+            (200, _) => UnitOutcome::Committed,
+            (422, Some("script-aborted")) => UnitOutcome::Aborted,
+            _ => UnitOutcome::Error,
+        }
+    }
+}

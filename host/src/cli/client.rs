@@ -1,0 +1,228 @@
+//! `wasmtx publish` and `wasmtx invoke`: the command line as a client of `wasmtx serve`.
+//!
+//! Exit status of `invoke`: as `run` (0 committed, 1 aborted, 2 bad input, 3 in doubt),
+//! and 4 when the server gave no outcome (unreachable, not ready, overloaded): nothing ran.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::Value;
+use wasmtx::report::TxReport;
+
+use super::run::read_input;
+use super::{output, resolve_script};
+
+/// Exit status when the server gave no outcome.
+const NO_OUTCOME: u8 = 4;
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The server's base URL.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "WASMTX_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    /// Bearer token (prefer the environment variable: arguments are visible to other users).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "WASMTX_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+}
+
+impl ServerArgs {
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let url = format!("{}{path}", self.server.trim_end_matches('/'));
+        let request = client.request(method, url);
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The component: a .wasm file, or a guest crate directory (built first).
+    #[arg(value_name = "SCRIPT")]
+    script: PathBuf,
+    /// Plugin name (a-z 0-9 . _ -).
+    #[arg(long, value_name = "NAME")]
+    name: String,
+    /// Version (semver, e.g. 1.0.0); immutable once published.
+    #[arg(long, value_name = "VERSION")]
+    version: String,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// The plugin's name.
+    #[arg(value_name = "NAME")]
+    name: String,
+    /// A version, an alias or sha256:<hex> (default: latest).
+    #[arg(long, value_name = "VERSION")]
+    version: Option<String>,
+    /// The script's input: JSON text, or @FILE.
+    #[arg(long, value_name = "JSON|@FILE", default_value = "{}")]
+    input: String,
+    /// Only these of the server's participants (comma-separated names).
+    #[arg(long = "participants", value_name = "A,B", value_delimiter = ',')]
+    participants: Vec<String>,
+    /// The transaction's deadline in milliseconds (default: the server's).
+    #[arg(long, value_name = "MS")]
+    timeout_ms: Option<u64>,
+    /// Runs at most once per key: a repeat returns the first run's answer.
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
+    /// Print one JSON object (the transaction's report) instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .expect("an HTTP client with default settings")
+}
+
+pub async fn publish(args: PublishArgs) -> ExitCode {
+    let path = match resolve_script(&args.script, false) {
+        Ok(path) => path,
+        Err(error) => return output::print_failure(&error, false),
+    };
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            eprintln!("wasmtx: cannot read {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let route = format!("/v1/plugins/{}/versions/{}", args.name, args.version);
+    let response = args
+        .server
+        .request(&client(), reqwest::Method::PUT, &route)
+        .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+        .body(bytes)
+        .send()
+        .await;
+    let (status, body) = match read(response).await {
+        Ok(answer) => answer,
+        Err(code) => return code,
+    };
+    if !status.is_success() {
+        return problem(status, &body);
+    }
+    let digest = body.get("digest").and_then(Value::as_str).unwrap_or("?");
+    let what = if status == reqwest::StatusCode::CREATED {
+        "published"
+    } else {
+        "already published (same bytes)"
+    };
+    println!("{what}: {}@{} {digest}", args.name, args.version);
+    ExitCode::SUCCESS
+}
+
+pub async fn invoke(args: InvokeArgs) -> ExitCode {
+    let input = match read_input(&args.input) {
+        Ok(input) => input,
+        Err(error) => return output::print_failure(&error, args.json),
+    };
+    let input: Value = serde_json::from_str(&input).expect("read_input checked the JSON");
+    let mut body = serde_json::json!({ "input": input });
+    if let Some(version) = &args.version {
+        body["version"] = version.clone().into();
+    }
+    if !args.participants.is_empty() {
+        body["participants"] = args.participants.clone().into();
+    }
+    if let Some(ms) = args.timeout_ms {
+        body["timeout_ms"] = ms.into();
+    }
+    let mut request = args
+        .server
+        .request(
+            &client(),
+            reqwest::Method::POST,
+            &format!("/v1/plugins/{}/invoke", args.name),
+        )
+        .json(&body);
+    if let Some(key) = &args.idempotency_key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let (status, body) = match read(request.send().await).await {
+        Ok(answer) => answer,
+        Err(code) => return code,
+    };
+    match body
+        .get("transaction")
+        .cloned()
+        .map(serde_json::from_value::<TxReport>)
+    {
+        Some(Ok(report)) => {
+            output::print_report(&report, args.json);
+            output::exit_code(&report)
+        }
+        _ if status.is_success() => {
+            // A repeated key whose first run was interrupted: its status, not a report.
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&body).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        _ => problem(status, &body),
+    }
+}
+
+/// The status and JSON body, or the exit status after saying why there is none.
+async fn read(
+    response: reqwest::Result<reqwest::Response>,
+) -> Result<(reqwest::StatusCode, Value), ExitCode> {
+    let response = response.map_err(|e| {
+        eprintln!("wasmtx: no answer from the server: {e}");
+        ExitCode::from(NO_OUTCOME)
+    })?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| {
+        eprintln!("wasmtx: the server's answer was cut off: {e}");
+        ExitCode::from(NO_OUTCOME)
+    })?;
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Ok((status, body))
+}
+
+/// Prints a problem answer; 2 for the request's fault, 4 for the server's.
+fn problem(status: reqwest::StatusCode, body: &Value) -> ExitCode {
+    let code = body.get("code").and_then(Value::as_str).unwrap_or("error");
+    let detail = body
+        .get("detail")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| body.to_string());
+    eprintln!("wasmtx: {} {code}: {detail}", status.as_u16());
+    if let Some(hint) = body.get("hint").and_then(Value::as_str) {
+        eprintln!("hint: {hint}");
+    }
+    if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(NO_OUTCOME)
+    }
+}

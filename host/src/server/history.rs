@@ -1,0 +1,265 @@
+//! The server's record of transactions it ran: what status, history and idempotency answer
+//! from. One SQLite file in the state directory (`server-<node>.sqlite`, WAL).
+//!
+//! A row is written when a transaction finishes, with the response that was sent. An invoke
+//! with an `Idempotency-Key` gets its row *before* the transaction runs, written with a full
+//! sync, so that after a crash the key still names the gid that ran: a repeat then answers
+//! from that gid's decision instead of running again. Finished rows of keyed requests are
+//! synced too; other rows only reach the WAL (a crash may lose the last few, never a key).
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use utoipa::ToSchema;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS transactions (
+    gid            TEXT PRIMARY KEY,
+    plugin         TEXT NOT NULL,
+    version        TEXT NOT NULL,
+    digest         TEXT NOT NULL,
+    participants   TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    http_status    INTEGER,
+    response       TEXT,
+    idem_key       TEXT,
+    request_sha256 TEXT,
+    started_at     INTEGER NOT NULL,
+    finished_at    INTEGER,
+    resolution     TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS transactions_idem
+    ON transactions (plugin, idem_key) WHERE idem_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS transactions_started ON transactions (started_at);
+";
+
+/// One transaction as the server recorded it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TxRecord {
+    pub gid: String,
+    pub plugin: String,
+    pub version: String,
+    pub digest: String,
+    pub participants: Vec<String>,
+    /// `running` (recorded before it ran, not yet finished), `committed`, `aborted`,
+    /// `in-doubt`, or after a heuristic decision `heuristic-commit` / `heuristic-rollback`.
+    pub status: String,
+    #[serde(skip)]
+    pub http_status: Option<u16>,
+    /// The response body that was sent.
+    #[schema(value_type = Object)]
+    pub response: Option<serde_json::Value>,
+    #[serde(skip)]
+    pub idem_key: Option<String>,
+    #[serde(skip)]
+    pub request_sha256: Option<String>,
+    /// Unix milliseconds.
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    /// What an operator did to it (force-resolve), if anything.
+    #[schema(value_type = Object)]
+    pub resolution: Option<serde_json::Value>,
+}
+
+/// What a history listing is filtered by.
+#[derive(Debug, Default, Clone)]
+pub struct HistoryFilter {
+    pub plugin: Option<String>,
+    pub status: Option<String>,
+    /// Unix ms, inclusive.
+    pub since: Option<i64>,
+    /// Unix ms, exclusive.
+    pub until: Option<i64>,
+    /// `started_at:gid` of the last row of the previous page.
+    pub after: Option<(i64, String)>,
+    pub limit: u32,
+}
+
+/// The history file.
+#[derive(Clone)]
+pub struct History {
+    /// Full sync on commit: keys, and finished rows of keyed requests.
+    synced: SqlitePool,
+    /// WAL only: other finished rows.
+    relaxed: SqlitePool,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl History {
+    pub async fn open(path: &Path) -> Result<History, sqlx::Error> {
+        let options = |sync| {
+            SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(sync)
+                .busy_timeout(Duration::from_secs(5))
+        };
+        let synced = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options(SqliteSynchronous::Full))
+            .await?;
+        sqlx::raw_sql(SCHEMA).execute(&synced).await?;
+        let relaxed = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options(SqliteSynchronous::Normal))
+            .await?;
+        Ok(History { synced, relaxed })
+    }
+
+    /// Records a keyed transaction before it runs. `Ok(false)`: the key is taken already.
+    pub async fn reserve_key(&self, record: &TxRecord) -> Result<bool, sqlx::Error> {
+        let result = sqlx::query(
+            "INSERT INTO transactions (gid, plugin, version, digest, participants, status, idem_key, request_sha256, started_at)
+             VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(&record.gid)
+        .bind(&record.plugin)
+        .bind(&record.version)
+        .bind(&record.digest)
+        .bind(serde_json::to_string(&record.participants).unwrap_or_default())
+        .bind(&record.idem_key)
+        .bind(&record.request_sha256)
+        .bind(record.started_at)
+        .execute(&self.synced)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Records how a transaction ended and the response sent.
+    pub async fn finish(&self, record: &TxRecord) -> Result<(), sqlx::Error> {
+        let pool = if record.idem_key.is_some() {
+            &self.synced
+        } else {
+            &self.relaxed
+        };
+        sqlx::query(
+            "INSERT INTO transactions (gid, plugin, version, digest, participants, status, http_status, response, idem_key, request_sha256, started_at, finished_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (gid) DO UPDATE SET status = excluded.status, http_status = excluded.http_status,
+                 response = excluded.response, finished_at = excluded.finished_at",
+        )
+        .bind(&record.gid)
+        .bind(&record.plugin)
+        .bind(&record.version)
+        .bind(&record.digest)
+        .bind(serde_json::to_string(&record.participants).unwrap_or_default())
+        .bind(&record.status)
+        .bind(record.http_status.map(i64::from))
+        .bind(record.response.as_ref().map(|r| r.to_string()))
+        .bind(&record.idem_key)
+        .bind(&record.request_sha256)
+        .bind(record.started_at)
+        .bind(record.finished_at)
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records an operator's action on a transaction and its new status.
+    pub async fn resolve(
+        &self,
+        gid: &str,
+        status: &str,
+        resolution: &serde_json::Value,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE transactions SET status = ?, resolution = ? WHERE gid = ?")
+            .bind(status)
+            .bind(resolution.to_string())
+            .bind(gid)
+            .execute(&self.synced)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn get(&self, gid: &str) -> Result<Option<TxRecord>, sqlx::Error> {
+        let row = sqlx::query("SELECT * FROM transactions WHERE gid = ?")
+            .bind(gid)
+            .fetch_optional(&self.synced)
+            .await?;
+        Ok(row.as_ref().map(record))
+    }
+
+    pub async fn by_key(&self, plugin: &str, key: &str) -> Result<Option<TxRecord>, sqlx::Error> {
+        let row = sqlx::query("SELECT * FROM transactions WHERE plugin = ? AND idem_key = ?")
+            .bind(plugin)
+            .bind(key)
+            .fetch_optional(&self.synced)
+            .await?;
+        Ok(row.as_ref().map(record))
+    }
+
+    /// Newest first.
+    pub async fn list(&self, filter: &HistoryFilter) -> Result<Vec<TxRecord>, sqlx::Error> {
+        let (after_time, after_gid) = filter.after.clone().unwrap_or((i64::MAX, String::new()));
+        let rows = sqlx::query(
+            "SELECT * FROM transactions
+              WHERE (? IS NULL OR plugin = ?) AND (? IS NULL OR status = ?)
+                AND started_at >= ? AND started_at < ?
+                AND (started_at < ? OR (started_at = ? AND gid < ?) OR ? = '')
+              ORDER BY started_at DESC, gid DESC LIMIT ?",
+        )
+        .bind(&filter.plugin)
+        .bind(&filter.plugin)
+        .bind(&filter.status)
+        .bind(&filter.status)
+        .bind(filter.since.unwrap_or(i64::MIN))
+        .bind(filter.until.unwrap_or(i64::MAX))
+        .bind(after_time)
+        .bind(after_time)
+        .bind(&after_gid)
+        .bind(&after_gid)
+        .bind(filter.limit as i64)
+        .fetch_all(&self.relaxed)
+        .await?;
+        Ok(rows.iter().map(record).collect())
+    }
+
+    /// Deletes finished rows that ended before `older_than` ago; returns how many.
+    pub async fn prune(&self, older_than: Duration) -> Result<u64, sqlx::Error> {
+        let cutoff = now_ms() - older_than.as_millis() as i64;
+        let done = sqlx::query(
+            "DELETE FROM transactions WHERE finished_at IS NOT NULL AND finished_at < ?",
+        )
+        .bind(cutoff)
+        .execute(&self.relaxed)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+fn record(row: &sqlx::sqlite::SqliteRow) -> TxRecord {
+    let json = |column: &str| -> Option<serde_json::Value> {
+        row.get::<Option<String>, _>(column)
+            .and_then(|text| serde_json::from_str(&text).ok())
+    };
+    TxRecord {
+        gid: row.get("gid"),
+        plugin: row.get("plugin"),
+        version: row.get("version"),
+        digest: row.get("digest"),
+        participants: row
+            .get::<Option<String>, _>("participants")
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default(),
+        status: row.get("status"),
+        http_status: row.get::<Option<i64>, _>("http_status").map(|s| s as u16),
+        response: json("response"),
+        idem_key: row.get("idem_key"),
+        request_sha256: row.get("request_sha256"),
+        started_at: row.get("started_at"),
+        finished_at: row.get("finished_at"),
+        resolution: json("resolution"),
+    }
+}

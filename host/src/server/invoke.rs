@@ -1,0 +1,404 @@
+//! `POST /v1/plugins/{name}/invoke`: one transaction of a published plugin.
+//!
+//! Order of checks (each refusal changes nothing): token, readiness, body, plugin and
+//! version, participants, timeout; then a slot (429 after the queue timeout); then, with an
+//! `Idempotency-Key`, the key (answered from the first run, or 409 for another body) and its
+//! record, synced before anything runs. The transaction runs on its own task, which also
+//! records how it ended: a client that disconnects changes nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::history::{TxRecord, now_ms};
+use super::plugins::registry_problem;
+use super::problem::{Problem, body_rejection, parse_json};
+use super::settings::Scope;
+use super::state::{AppState, Running};
+use crate::registry::Resolved;
+use crate::report::{ErrorKind, Outcome, TxReport};
+
+/// The idempotency header.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvokeRequest {
+    /// The script's input (any JSON; `{}` when absent).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub input: Option<serde_json::Value>,
+    /// A version, an alias or `sha256:<hex>`; `latest` when absent.
+    pub version: Option<String>,
+    /// Some of the configured participants, by name; all when absent.
+    pub participants: Option<Vec<String>>,
+    /// The transaction's deadline; the configured `limits.timeout_secs` when absent, at
+    /// most `[server] max_timeout_ms`.
+    pub timeout_ms: Option<u64>,
+}
+
+/// Which plugin ran.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PluginRef {
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+}
+
+/// A transaction's answer: 200 committed, 202 committing (in doubt; see `Location`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvokeResponse {
+    pub gid: String,
+    /// `committed` or `committing`.
+    pub status: String,
+    pub plugin: PluginRef,
+    /// The script's output, as JSON when it is JSON.
+    #[schema(value_type = Object)]
+    pub output: Option<serde_json::Value>,
+    /// The full report, as `wasmtx run --json` prints it.
+    #[schema(value_type = Object)]
+    pub transaction: TxReport,
+}
+
+#[utoipa::path(post, path = "/v1/plugins/{name}/invoke", tag = "transactions",
+    params(("name" = String, Path, description = "plugin name"),
+           ("Idempotency-Key" = Option<String>, Header, description = "runs once per key and body")),
+    request_body = InvokeRequest,
+    responses((status = 200, description = "committed", body = InvokeResponse),
+              (status = 202, description = "COMMIT decided, phase 2 still running; see Location", body = InvokeResponse),
+              (status = 400, description = "bad request", body = Problem),
+              (status = 404, description = "unknown plugin or version", body = Problem),
+              (status = 409, description = "idempotency key reused with another body", body = Problem),
+              (status = 410, description = "version withdrawn", body = Problem),
+              (status = 413, description = "input too large", body = Problem),
+              (status = 422, description = "aborted by the script or a statement", body = Problem),
+              (status = 429, description = "overloaded", body = Problem),
+              (status = 503, description = "not ready", body = Problem),
+              (status = 504, description = "deadline passed; aborted", body = Problem)),
+    security(("bearer" = ["invoke"])))]
+pub async fn invoke(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    state.auth.check(&headers, Scope::Invoke)?;
+    state.ensure_ready()?;
+    let body = body.map_err(|r| body_rejection(r, state.settings.max_input_bytes))?;
+    let request: InvokeRequest = parse_json(&body)?;
+    let resolved = state
+        .registry
+        .resolve(&name, request.version.as_deref())
+        .map_err(registry_problem)?;
+    let chosen: Vec<String> = match &request.participants {
+        Some(names) if names.is_empty() => {
+            return Err(Problem::bad_request(
+                "no-participants",
+                "`participants` is empty; name some, or leave it out for all",
+            ));
+        }
+        Some(names) => names.clone(),
+        None => state
+            .host
+            .coordinator()
+            .participants()
+            .iter()
+            .map(|p| p.name().to_owned())
+            .collect(),
+    };
+    let names: Vec<&str> = chosen.iter().map(String::as_str).collect();
+    let coordinator = state.host.coordinator().subset(&names).map_err(|unknown| {
+        Problem::bad_request(
+            "unknown-participant",
+            format!(
+                "`{unknown}` is not a participant of this server; it has: {}",
+                configured_names(&state)
+            ),
+        )
+    })?;
+    let coordinator = match request.timeout_ms {
+        None => coordinator,
+        Some(0) => {
+            return Err(Problem::bad_request(
+                "invalid-timeout",
+                "timeout_ms must be at least 1",
+            ));
+        }
+        Some(ms) if ms > state.settings.max_timeout_ms => {
+            return Err(Problem::bad_request(
+                "invalid-timeout",
+                format!(
+                    "timeout_ms {ms} is above this server's maximum of {} ([server] max_timeout_ms)",
+                    state.settings.max_timeout_ms
+                ),
+            ));
+        }
+        Some(ms) => coordinator.with_timeout(Duration::from_millis(ms)),
+    };
+    let key = idempotency_key(&headers)?;
+    let input = match &request.input {
+        Some(value) => value.to_string(),
+        None => "{}".to_owned(),
+    };
+    let script = state.script(&resolved)?;
+    let permit = state.admit().await?;
+
+    let key_lock = key.as_ref().map(|key| state.key_lock(&resolved.name, key));
+    let _key_guard = match &key_lock {
+        Some(lock) => Some(lock.clone().lock_owned().await),
+        None => None,
+    };
+    let request_sha256 = hex::encode(Sha256::digest(&body));
+    let gid = coordinator.new_gid();
+    let mut record = TxRecord {
+        gid: gid.to_string(),
+        plugin: resolved.name.clone(),
+        version: resolved.version.clone(),
+        digest: resolved.digest.clone(),
+        participants: coordinator
+            .participants()
+            .iter()
+            .map(|p| p.name().to_owned())
+            .collect(),
+        status: "running".into(),
+        http_status: None,
+        response: None,
+        idem_key: key.clone(),
+        request_sha256: key.as_ref().map(|_| request_sha256.clone()),
+        started_at: now_ms(),
+        finished_at: None,
+        resolution: None,
+    };
+    if let Some(key) = &key {
+        if let Some(earlier) = state
+            .history
+            .by_key(&resolved.name, key)
+            .await
+            .map_err(Problem::internal)?
+        {
+            drop(permit);
+            return replay(&state, earlier, &request_sha256).await;
+        }
+        let reserved = state
+            .history
+            .reserve_key(&record)
+            .await
+            .map_err(Problem::internal)?;
+        if !reserved {
+            return Err(Problem::internal(
+                "the idempotency key was taken while this request held its lock",
+            ));
+        }
+    }
+
+    state.running.lock().unwrap().insert(
+        record.gid.clone(),
+        Running {
+            plugin: record.plugin.clone(),
+            version: record.version.clone(),
+            digest: record.digest.clone(),
+            participants: record.participants.clone(),
+            started_at: record.started_at,
+        },
+    );
+    let task_state = state.clone();
+    let plugin = PluginRef {
+        name: resolved.name.clone(),
+        version: resolved.version.clone(),
+        digest: resolved.digest.clone(),
+    };
+    let span = tracing::info_span!("transaction", gid = %gid, plugin = %resolved.name);
+    let task = state.tasks.spawn(tracing::Instrument::instrument(
+        async move {
+            let state = task_state;
+            let report = coordinator.run_as(gid, &script, &input).await;
+            drop(permit);
+            state.metrics.transaction(&plugin.name, &report);
+            let (status, body) = answer(&plugin, &report);
+            record.status = tx_status(&report).to_owned();
+            record.http_status = Some(status.as_u16());
+            record.response = Some(body.clone());
+            record.finished_at = Some(now_ms());
+            if let Err(err) = state.history.finish(&record).await {
+                tracing::error!(gid = %record.gid, "cannot record the transaction's end: {err}");
+            }
+            state.running.lock().unwrap().remove(&record.gid);
+            (status, body)
+        },
+        span,
+    ));
+    let outcome = task.await;
+    if let (Some(key), Some(lock)) = (&key, key_lock) {
+        drop(_key_guard);
+        state.release_key_lock(&resolved.name, key, lock);
+    }
+    let (status, body) =
+        outcome.map_err(|e| Problem::internal(format!("the transaction's task failed: {e}")))?;
+    Ok(json_response(status, &body, false))
+}
+
+/// A repeat of a keyed request: the first run's answer, or 409 for another body.
+async fn replay(
+    state: &AppState,
+    earlier: TxRecord,
+    request_sha256: &str,
+) -> Result<Response, Problem> {
+    if earlier.request_sha256.as_deref() != Some(request_sha256) {
+        return Err(Problem::conflict(
+            "idempotency-conflict",
+            format!(
+                "this Idempotency-Key was used for another request body (transaction {}); use a new key for a new request",
+                earlier.gid
+            ),
+        )
+        .with("gid", &earlier.gid));
+    }
+    if let (Some(status), Some(body)) = (earlier.http_status, &earlier.response) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+        return Ok(json_response(status, body, true));
+    }
+    // Recorded before it ran, never finished here: the server stopped meanwhile. Its
+    // decision says what became of it.
+    let status = super::transactions::status_of(state, &earlier.gid).await?;
+    let code = match status.status.as_str() {
+        "committed" => StatusCode::OK,
+        "aborted" => StatusCode::CONFLICT,
+        _ => StatusCode::ACCEPTED,
+    };
+    let body = serde_json::to_value(&status).map_err(Problem::internal)?;
+    Ok(json_response(code, &body, true))
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value, replayed: bool) -> Response {
+    let problem = !status.is_success();
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(if problem {
+            super::problem::PROBLEM_JSON
+        } else {
+            "application/json"
+        }),
+    );
+    if status == StatusCode::ACCEPTED
+        && let Some(gid) = body.get("gid").and_then(|g| g.as_str())
+        && let Ok(location) = HeaderValue::from_str(&format!("/v1/transactions/{gid}"))
+    {
+        headers.insert(header::LOCATION, location);
+    }
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// The status word of a finished transaction.
+pub fn tx_status(report: &TxReport) -> &'static str {
+    match report.outcome {
+        Outcome::Committed => "committed",
+        Outcome::InDoubt => "committing",
+        Outcome::Aborted => "aborted",
+    }
+}
+
+/// The status code and body for a transaction's report.
+pub fn answer(plugin: &PluginRef, report: &TxReport) -> (StatusCode, serde_json::Value) {
+    let output = report.output.as_ref().map(|text| {
+        serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.clone()))
+    });
+    match report.outcome {
+        Outcome::Committed | Outcome::InDoubt => {
+            let status = if report.outcome == Outcome::Committed {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            let body = InvokeResponse {
+                gid: report.gid.clone(),
+                status: tx_status(report).into(),
+                plugin: plugin.clone(),
+                output,
+                transaction: report.clone(),
+            };
+            (status, serde_json::to_value(body).unwrap_or_default())
+        }
+        Outcome::Aborted => {
+            let error = report.error.clone();
+            let kind = error.as_ref().map(|e| e.kind);
+            let (status, code) = match kind {
+                Some(ErrorKind::Script) => (StatusCode::UNPROCESSABLE_ENTITY, "script-aborted"),
+                Some(ErrorKind::Trap) | Some(ErrorKind::Memory) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "script-trapped")
+                }
+                Some(ErrorKind::Limit) => (StatusCode::UNPROCESSABLE_ENTITY, "limit-exceeded"),
+                Some(ErrorKind::Forbidden) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "statement-forbidden")
+                }
+                Some(ErrorKind::Database) => (StatusCode::UNPROCESSABLE_ENTITY, "statement-failed"),
+                Some(ErrorKind::Timeout) => (StatusCode::GATEWAY_TIMEOUT, "deadline-exceeded"),
+                Some(ErrorKind::Participant) => (StatusCode::BAD_GATEWAY, "participant-failed"),
+                Some(ErrorKind::Input) => (StatusCode::BAD_REQUEST, "invalid-input"),
+                None => (StatusCode::UNPROCESSABLE_ENTITY, "aborted"),
+            };
+            let detail = error
+                .as_ref()
+                .map(|e| e.message.clone())
+                .unwrap_or_else(|| "the transaction was rolled back".into());
+            let mut problem = Problem::new(status, code, detail)
+                .with("gid", &report.gid)
+                .with("tx_status", "aborted")
+                .with("plugin", plugin)
+                .with("transaction", report);
+            if let Some(hint) = error.and_then(|e| e.hint) {
+                problem = problem.with("hint", hint);
+            }
+            (status, serde_json::to_value(problem).unwrap_or_default())
+        }
+    }
+}
+
+/// The `Idempotency-Key` header, if any: 1–255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value.to_str().ok().map(str::trim).unwrap_or_default();
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Problem::bad_request(
+            "invalid-idempotency-key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+fn configured_names(state: &AppState) -> String {
+    state
+        .host
+        .coordinator()
+        .participants()
+        .iter()
+        .map(|p| p.name().to_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a `Resolved` plugin is called in answers.
+impl From<&Resolved> for PluginRef {
+    fn from(resolved: &Resolved) -> Self {
+        PluginRef {
+            name: resolved.name.clone(),
+            version: resolved.version.clone(),
+            digest: resolved.digest.clone(),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Prometheus metrics (the `metrics` crate, rendered by its Prometheus exporter at
+//! `/metrics`). Labels are bounded: plugin names come from the registry, participants from
+//! the configuration, routes are templates; never a gid.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `wasmtx_build_info` | gauge | `version`, `node` |
+//! | `wasmtx_transactions_total` | counter | `plugin`, `outcome` (committed, committing, aborted) , `error` (script, trap, timeout, …, none) |
+//! | `wasmtx_transaction_duration_seconds` | histogram | `plugin`, `outcome` |
+//! | `wasmtx_decision_log_batch_size`, `wasmtx_decision_log_sync_seconds` | histogram | — |
+//! | `wasmtx_decision_log_commits_total`, `_batches_total`, `_syncs_total` | counter | — |
+//! | `wasmtx_in_doubt_branches` | gauge | — (left by the last recovery run) |
+//! | `wasmtx_pending_commits` | gauge | — (COMMIT recorded, phase 2 not confirmed) |
+//! | `wasmtx_oldest_in_doubt_age_seconds` | gauge | — (since the oldest one's deadline) |
+//! | `wasmtx_recovery_runs_total` | counter | `trigger` (startup, periodic, manual), `result` |
+//! | `wasmtx_recovery_actions_total` | counter | `action` |
+//! | `wasmtx_component_cache_total` | counter | `result` (hit, compiled) |
+//! | `wasmtx_sandbox_instances_in_use` | gauge | — |
+//! | `wasmtx_http_requests_total` | counter | `route`, `method`, `status` |
+//! | `wasmtx_http_request_duration_seconds` | histogram | `route`, `method` |
+
+use std::sync::OnceLock;
+use std::time::{Instant, SystemTime};
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use super::state::AppState;
+use crate::cache::CacheState;
+use crate::gid::Gid;
+use crate::recovery::{Action, RecoveryReport};
+use crate::report::TxReport;
+
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's metrics recorder.
+pub struct Metrics {
+    handle: PrometheusHandle,
+}
+
+impl Metrics {
+    /// Installs the recorder (once per process) and records the build info.
+    pub fn install(node: &str) -> Metrics {
+        let handle = HANDLE
+            .get_or_init(|| {
+                let builder = PrometheusBuilder::new()
+                    .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                    .and_then(|b| {
+                        b.set_buckets_for_metric(
+                            Matcher::Suffix("_batch_size".into()),
+                            BATCH_BUCKETS,
+                        )
+                    })
+                    .expect("bucket lists are not empty");
+                let recorder = builder.build_recorder();
+                let handle = recorder.handle();
+                // Another recorder already installed (a library user's): keep ours unexported.
+                let _ = metrics::set_global_recorder(recorder);
+                handle
+            })
+            .clone();
+        gauge!("wasmtx_build_info", "version" => env!("CARGO_PKG_VERSION"), "node" => node.to_owned())
+            .set(1.0);
+        Metrics { handle }
+    }
+
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    pub fn transaction(&self, plugin: &str, report: &TxReport) {
+        let outcome = super::invoke::tx_status(report);
+        let error = report.error.as_ref().map_or("none", |e| e.kind.as_str());
+        counter!("wasmtx_transactions_total", "plugin" => plugin.to_owned(), "outcome" => outcome, "error" => error)
+            .increment(1);
+        histogram!("wasmtx_transaction_duration_seconds", "plugin" => plugin.to_owned(), "outcome" => outcome)
+            .record(report.elapsed_ms / 1000.0);
+    }
+
+    pub fn cache_result(&self, state: CacheState) {
+        let result = match state {
+            CacheState::Compiled => "compiled",
+            _ => "hit",
+        };
+        counter!("wasmtx_component_cache_total", "result" => result).increment(1);
+    }
+
+    /// One recovery run: its result, its actions, and what it left in doubt.
+    pub fn recovery(&self, trigger: &'static str, report: &RecoveryReport) {
+        let result = if report.all_resolved() {
+            "resolved"
+        } else {
+            "unresolved"
+        };
+        counter!("wasmtx_recovery_runs_total", "trigger" => trigger, "result" => result)
+            .increment(1);
+        let mut left: Vec<&str> = Vec::new();
+        for branch in &report.branches {
+            let action = match &branch.action {
+                Action::Committed => "committed",
+                Action::RolledBack => "rolled-back",
+                Action::AlreadyResolved => "already-resolved",
+                Action::LeftInDoubt => "left-in-doubt",
+                Action::WouldCommit | Action::WouldRollBack => continue,
+                Action::Failed(_) => "failed",
+            };
+            counter!("wasmtx_recovery_actions_total", "action" => action).increment(1);
+            if matches!(branch.action, Action::LeftInDoubt | Action::Failed(_)) {
+                left.push(&branch.gid);
+            }
+        }
+        gauge!("wasmtx_in_doubt_branches").set(left.len() as f64);
+        let oldest = left
+            .iter()
+            .filter_map(|gid| Gid::parse(gid).ok())
+            .map(|gid| gid.deadline())
+            .min()
+            .and_then(|deadline| SystemTime::now().duration_since(deadline).ok())
+            .map_or(0.0, |age| age.as_secs_f64());
+        gauge!("wasmtx_oldest_in_doubt_age_seconds").set(oldest);
+    }
+
+    /// Gauges read at scrape time.
+    pub fn sample(&self, state: &AppState) {
+        gauge!("wasmtx_sandbox_instances_in_use").set(state.slots_in_use() as f64);
+        if let Some(store) = state.host.coordinator().decision_store() {
+            let stats = store.stats();
+            counter!("wasmtx_decision_log_commits_total").absolute(stats.commits_written);
+            counter!("wasmtx_decision_log_batches_total").absolute(stats.batches_written);
+            counter!("wasmtx_decision_log_syncs_total").absolute(stats.syncs);
+        }
+    }
+
+    pub fn pending_commits(&self, count: usize) {
+        gauge!("wasmtx_pending_commits").set(count as f64);
+    }
+}
+
+/// Counts and times every request by its route template (never the raw path).
+pub async fn track_http(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    counter!("wasmtx_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    histogram!("wasmtx_http_request_duration_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,227 @@
+//! `wasmtx serve`: a long-running host behind an HTTP API.
+//!
+//! - plugins are published to a registry in the state directory ([`crate::registry`]) and
+//!   invoked by name; participants are this server's configuration, a request only picks
+//!   some of them by name;
+//! - each transaction runs on its own task, so a client that goes away cannot cancel it
+//!   half-way: phase 2 finishes, nothing is left prepared;
+//! - an `Idempotency-Key` is recorded (synced) before its transaction runs, so a repeat —
+//!   also after a crash — answers from the first run instead of running again;
+//! - recovery runs at start (`/readyz` is false until nothing this node left prepared is
+//!   unresolved) and then periodically, a gid that keeps failing backing off up to a minute;
+//! - bearer tokens with scopes on every route but the health checks; without tokens the
+//!   server only listens on loopback;
+//! - Prometheus metrics at `/metrics`, an OpenAPI document at `/v1/openapi.json`;
+//! - SIGTERM or Ctrl-C: stop accepting, let in-flight transactions finish, flush the
+//!   decision log, exit.
+//!
+//! Files: `settings.rs` (the `[server]` section), `state.rs` (what every handler shares),
+//! `invoke.rs`, `plugins.rs`, `transactions.rs` (status, history, in-doubt, retry,
+//! resolve, recovery), `ops.rs` (health, readiness, metrics), `recovery_loop.rs`,
+//! `history.rs`, `auth.rs`, `problem.rs`, `metrics.rs`, `openapi.rs`.
+
+mod auth;
+mod history;
+mod invoke;
+mod metrics;
+mod openapi;
+mod ops;
+mod plugins;
+mod problem;
+mod recovery_loop;
+mod settings;
+mod state;
+mod transactions;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::host::{Host, HostError, HostOptions};
+pub use problem::{PROBLEM_JSON, Problem};
+pub use settings::{Scope, ServerSettings, TokenSetting};
+use state::AppState;
+
+/// Why the server could not start. Nothing was touched.
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    State(String),
+}
+
+/// A server bound to its address, not yet serving.
+pub struct Server {
+    state: Arc<AppState>,
+    listener: TcpListener,
+}
+
+impl Server {
+    /// Checks the settings, connects the participants, opens the registry and history, and
+    /// binds `listen` (or `[server] listen`).
+    pub async fn bind(mut config: Config, listen: Option<String>) -> Result<Server, ServeError> {
+        if let Some(listen) = listen {
+            config.server.listen = listen;
+        }
+        let settings = config.server.clone();
+        settings.validate().map_err(ServeError::Config)?;
+        let addr: SocketAddr = settings.listen.parse().map_err(|_| {
+            ServeError::Config(format!(
+                "--listen {:?} is not an address: give IP:PORT, e.g. 127.0.0.1:8080",
+                settings.listen
+            ))
+        })?;
+        if settings.tokens.is_empty() && !addr.ip().is_loopback() {
+            return Err(ServeError::Config(format!(
+                "no tokens are configured, so the server only listens on loopback (127.0.0.1 or ::1), not {addr}: add [[server.tokens]] to the configuration to listen elsewhere"
+            )));
+        }
+        if config.participants.is_empty() {
+            return Err(ServeError::Config(
+                "no participants: give -p NAME=URL or [participants] in --config".into(),
+            ));
+        }
+        std::fs::create_dir_all(&config.state_dir).map_err(|e| {
+            ServeError::State(format!(
+                "cannot create the state directory {}: {e}",
+                config.state_dir.display()
+            ))
+        })?;
+        let lock = state::lock_state_dir(&config).map_err(ServeError::State)?;
+        let host = Host::open(
+            config,
+            HostOptions {
+                concurrency: settings.concurrency,
+                max_connections: settings.max_connections,
+            },
+        )
+        .await?;
+        let state = AppState::open(host, settings, lock)
+            .await
+            .map_err(ServeError::State)?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Listen {
+                addr: addr.to_string(),
+                source,
+            })?;
+        Ok(Server {
+            state: Arc::new(state),
+            listener,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, waits for in-flight
+    /// transactions and flushes the decision log.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state;
+        let recovery = tokio::spawn(recovery_loop::run(state.clone()));
+        let app = router(state.clone());
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        state.draining();
+        recovery.abort();
+        state.tasks.close();
+        state.tasks.wait().await;
+        state.flush().await;
+        result
+    }
+}
+
+/// Every route. Upload and invoke bodies have their own limits; everything else is small.
+fn router(state: Arc<AppState>) -> Router {
+    let upload_limit = state.settings.max_upload_bytes;
+    let input_limit = state.settings.max_input_bytes;
+    let v1 = Router::new()
+        .route("/plugins", get(plugins::list))
+        .route("/plugins/{name}", get(plugins::show))
+        .route(
+            "/plugins/{name}/versions/{version}",
+            put(plugins::publish)
+                .layer(DefaultBodyLimit::max(upload_limit))
+                .get(plugins::version)
+                .delete(plugins::withdraw),
+        )
+        .route(
+            "/plugins/{name}/versions/{version}/wasm",
+            get(plugins::download),
+        )
+        .route("/plugins/{name}/aliases/{alias}", put(plugins::set_alias))
+        .route(
+            "/plugins/{name}/invoke",
+            post(invoke::invoke).layer(DefaultBodyLimit::max(input_limit)),
+        )
+        .route("/transactions", get(transactions::history))
+        .route("/transactions/{gid}", get(transactions::status))
+        .route("/transactions/{gid}/retry", post(transactions::retry))
+        .route("/transactions/{gid}/resolve", post(transactions::resolve))
+        .route("/in-doubt", get(transactions::in_doubt))
+        .route("/recovery/run", post(transactions::run_recovery))
+        .route("/openapi.json", get(openapi::document))
+        .route("/version", get(ops::version));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .layer(axum::middleware::from_fn(metrics::track_http))
+        .layer(DefaultBodyLimit::max(64 << 10))
+        .layer(CatchPanicLayer::custom(ops::panic_response))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// The OpenAPI document of every route, as JSON text.
+pub fn openapi_json() -> String {
+    openapi::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,187 @@
+//! The registry's routes: publish, list, show, download, alias, withdraw.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::problem::{Problem, body_rejection, parse_json};
+use super::settings::Scope;
+use super::state::AppState;
+use crate::registry::{PluginDetail, PluginSummary, RegistryError, VersionInfo};
+
+/// A registry refusal as a problem with the registry's stable code.
+pub fn registry_problem(err: RegistryError) -> Problem {
+    let status = match &err {
+        RegistryError::PluginNotFound { .. } | RegistryError::VersionNotFound { .. } => {
+            StatusCode::NOT_FOUND
+        }
+        RegistryError::Withdrawn { .. } => StatusCode::GONE,
+        RegistryError::VersionExists { .. } => StatusCode::CONFLICT,
+        RegistryError::Io { .. }
+        | RegistryError::Rejected(crate::script::LoadError::Read { .. }) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    Problem::new(status, err.code(), err.to_string())
+}
+
+#[utoipa::path(put, path = "/v1/plugins/{name}/versions/{version}", tag = "plugins",
+    params(("name" = String, Path), ("version" = String, Path, description = "semver, e.g. 1.2.0")),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "the component"),
+    responses((status = 201, description = "published", body = VersionInfo),
+              (status = 200, description = "the same bytes were published under this version already", body = VersionInfo),
+              (status = 400, description = "not a component of this world, or a bad name or version", body = Problem),
+              (status = 409, description = "other bytes are published under this version", body = Problem),
+              (status = 413, description = "larger than [server] max_upload_bytes", body = Problem)),
+    security(("bearer" = ["admin"])))]
+pub async fn publish(
+    State(state): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let caller = state.auth.check(&headers, Scope::Admin)?;
+    let bytes = body.map_err(|r| body_rejection(r, state.settings.max_upload_bytes))?;
+    let registry = state.registry.clone();
+    let sandbox = state.host.sandbox().clone();
+    // Checking compiles the component: seconds of CPU for a large one, off the async pool.
+    let published = tokio::task::spawn_blocking(move || {
+        registry.publish(&sandbox, &name, &version, &bytes, Some(caller.name()))
+    })
+    .await
+    .map_err(Problem::internal)?
+    .map_err(registry_problem)?;
+    let status = if published.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(published.info)).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins",
+    responses((status = 200, body = Vec<PluginSummary>)), security(("bearer" = ["read"])))]
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<PluginSummary>>, Problem> {
+    state.auth.check(&headers, Scope::Read)?;
+    Ok(Json(state.registry.list()))
+}
+
+#[utoipa::path(get, path = "/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path)),
+    responses((status = 200, body = PluginDetail), (status = 404, body = Problem)),
+    security(("bearer" = ["read"])))]
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<PluginDetail>, Problem> {
+    state.auth.check(&headers, Scope::Read)?;
+    state
+        .registry
+        .show(&name)
+        .map(Json)
+        .map_err(registry_problem)
+}
+
+#[utoipa::path(get, path = "/v1/plugins/{name}/versions/{version}", tag = "plugins",
+    params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, body = VersionInfo), (status = 404, body = Problem)),
+    security(("bearer" = ["read"])))]
+pub async fn version(
+    State(state): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<VersionInfo>, Problem> {
+    state.auth.check(&headers, Scope::Read)?;
+    state
+        .registry
+        .version(&name, &version)
+        .map(Json)
+        .map_err(registry_problem)
+}
+
+#[utoipa::path(get, path = "/v1/plugins/{name}/versions/{version}/wasm", tag = "plugins",
+    params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, description = "the component's bytes", content_type = "application/wasm"),
+              (status = 404, body = Problem)),
+    security(("bearer" = ["admin"])))]
+pub async fn download(
+    State(state): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    state.auth.check(&headers, Scope::Admin)?;
+    let info = state
+        .registry
+        .version(&name, &version)
+        .map_err(registry_problem)?;
+    let bytes = tokio::fs::read(state.registry.blob_path(&info.digest))
+        .await
+        .map_err(Problem::internal)?;
+    let mut response = (StatusCode::OK, bytes).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/wasm"),
+    );
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", info.digest)) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AliasRequest {
+    /// The version the alias names.
+    pub version: String,
+}
+
+#[utoipa::path(put, path = "/v1/plugins/{name}/aliases/{alias}", tag = "plugins",
+    params(("name" = String, Path), ("alias" = String, Path, description = "e.g. stable; `latest` is kept by the server")),
+    request_body = AliasRequest,
+    responses((status = 200, body = PluginDetail), (status = 400, body = Problem),
+              (status = 404, body = Problem), (status = 410, body = Problem)),
+    security(("bearer" = ["admin"])))]
+pub async fn set_alias(
+    State(state): State<Arc<AppState>>,
+    Path((name, alias)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PluginDetail>, Problem> {
+    state.auth.check(&headers, Scope::Admin)?;
+    let body = body.map_err(|r| body_rejection(r, 64 << 10))?;
+    let request: AliasRequest = parse_json(&body)?;
+    state
+        .registry
+        .set_alias(&name, &alias, &request.version)
+        .map(Json)
+        .map_err(registry_problem)
+}
+
+#[utoipa::path(delete, path = "/v1/plugins/{name}/versions/{version}", tag = "plugins",
+    params(("name" = String, Path), ("version" = String, Path)),
+    responses((status = 200, description = "withdrawn: no new invocations; history keeps its digest", body = VersionInfo),
+              (status = 404, body = Problem)),
+    security(("bearer" = ["admin"])))]
+pub async fn withdraw(
+    State(state): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<VersionInfo>, Problem> {
+    state.auth.check(&headers, Scope::Admin)?;
+    state
+        .registry
+        .withdraw(&name, &version)
+        .map(Json)
+        .map_err(registry_problem)
+}

@@ -1,0 +1,152 @@
+//! Recovery without anyone running `wasmtx recover`.
+//!
+//! At start, recovery runs until nothing this node left prepared is unresolved — branches
+//! of a crashed predecessor become resolvable once their deadline (plus recovery's margin)
+//! has passed — and only then does `/readyz` turn true. After that it runs every
+//! `recovery_interval_ms`; a gid whose branches fail to resolve (a database down) backs off,
+//! doubling from one second up to a minute, so one stuck gid does not cost every run.
+//! History rows older than the retention are pruned on the same beat.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::state::AppState;
+use crate::gid::Gid;
+use crate::recovery::{Action, RecoveryReport};
+
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How often start-up recovery looks again while something is unresolved.
+const STARTUP_RETRY: Duration = Duration::from_millis(500);
+
+/// When a failing gid may be tried again.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    failures: u32,
+    next: Instant,
+}
+
+pub async fn run(state: Arc<AppState>) {
+    let backoff: Arc<Mutex<HashMap<Gid, Backoff>>> = Arc::default();
+    startup(&state).await;
+    let mut tick = tokio::time::interval(state.settings.recovery_interval());
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let report = pass(&state, &backoff).await;
+        state.metrics.recovery("periodic", &report);
+        pending_commits(&state).await;
+        match state
+            .history
+            .prune(state.settings.history_retention())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("pruned {n} finished transactions past the retention"),
+            Err(err) => tracing::warn!("cannot prune the history: {err}"),
+        }
+    }
+}
+
+/// Start-up: until everything this node left prepared is resolved, then ready.
+async fn startup(state: &AppState) {
+    let started = Instant::now();
+    loop {
+        let report = {
+            let _serial = state.recovery_lock.lock().await;
+            state.host.recover(false).await
+        };
+        state.metrics.recovery("startup", &report);
+        if report.all_resolved() {
+            let resolved = report.branches.len();
+            tracing::info!(
+                resolved,
+                "start-up recovery finished in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            pending_commits(state).await;
+            state.set_ready();
+            return;
+        }
+        let reason = unresolved_reason(&report);
+        tracing::info!("start-up recovery: {reason}; looking again");
+        state.set_not_ready_reason(format!("start-up recovery: {reason}"));
+        tokio::time::sleep(STARTUP_RETRY).await;
+    }
+}
+
+fn unresolved_reason(report: &RecoveryReport) -> String {
+    if let Some(failure) = report.failures.first() {
+        return format!(
+            "cannot list {}'s prepared branches: {}",
+            failure.participant, failure.message
+        );
+    }
+    let waiting = report
+        .branches
+        .iter()
+        .filter(|b| b.action == Action::LeftInDoubt)
+        .count();
+    let failed = report
+        .branches
+        .iter()
+        .filter(|b| matches!(b.action, Action::Failed(_)))
+        .count();
+    format!("{waiting} branches wait for their deadline, {failed} could not be resolved yet")
+}
+
+/// One periodic run, skipping gids that are backing off.
+async fn pass(state: &AppState, backoff: &Arc<Mutex<HashMap<Gid, Backoff>>>) -> RecoveryReport {
+    let recovery = match state.host.recovery().await {
+        Ok(recovery) => recovery,
+        Err(failure) => {
+            return RecoveryReport {
+                branches: Vec::new(),
+                failures: vec![failure],
+            };
+        }
+    };
+    let now = Instant::now();
+    let waiting = backoff.clone();
+    let recovery = recovery.only(Arc::new(move |gid: &Gid| {
+        waiting
+            .lock()
+            .unwrap()
+            .get(gid)
+            .is_none_or(|b| b.next <= now)
+    }));
+    let report = {
+        let _serial = state.recovery_lock.lock().await;
+        recovery.run(false).await
+    };
+    let mut backoff = backoff.lock().unwrap();
+    for branch in &report.branches {
+        let Ok(gid) = Gid::parse(&branch.gid) else {
+            continue;
+        };
+        if matches!(branch.action, Action::Failed(_)) {
+            let entry = backoff.entry(gid).or_insert(Backoff {
+                failures: 0,
+                next: now,
+            });
+            entry.failures += 1;
+            let delay = BACKOFF_FIRST
+                .saturating_mul(1 << (entry.failures - 1).min(6))
+                .min(BACKOFF_MAX);
+            entry.next = Instant::now() + delay;
+            tracing::warn!(gid = %branch.gid, participant = %branch.participant, failures = entry.failures, "recovery could not resolve a branch; next try in {} s", delay.as_secs());
+        } else if branch.action != Action::LeftInDoubt {
+            backoff.remove(&gid);
+        }
+    }
+    report
+}
+
+async fn pending_commits(state: &AppState) {
+    if let Some(store) = state.host.coordinator().decision_store()
+        && let Ok(snapshot) = store.snapshot().await
+    {
+        state.metrics.pending_commits(snapshot.pending.len());
+    }
+}

@@ -1,0 +1,218 @@
+//! What every request handler shares: the host, the registry, the history, the tokens, the
+//! admission limit, the transactions running now, and whether the server is ready.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::http::StatusCode;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::task::TaskTracker;
+
+use super::auth::Auth;
+use super::history::History;
+use super::metrics::Metrics;
+use super::problem::Problem;
+use super::settings::ServerSettings;
+use crate::config::Config;
+use crate::host::Host;
+use crate::registry::{Registry, Resolved};
+use crate::script::ScriptLogic;
+
+/// A transaction running on this server now.
+#[derive(Debug, Clone)]
+pub struct Running {
+    pub plugin: String,
+    pub version: String,
+    pub digest: String,
+    pub participants: Vec<String>,
+    pub started_at: i64,
+}
+
+pub struct AppState {
+    pub host: Host,
+    pub settings: ServerSettings,
+    pub registry: Arc<Registry>,
+    pub history: History,
+    pub auth: Auth,
+    pub metrics: Metrics,
+    /// One permit per transaction running at once (the sandbox's instance pool).
+    slots: Arc<Semaphore>,
+    /// Loaded components by digest: compiled once, instantiated fresh per transaction.
+    scripts: Mutex<HashMap<String, ScriptLogic>>,
+    pub running: Mutex<HashMap<String, Running>>,
+    /// One lock per (plugin, idempotency key) in use: requests with one key run one at a
+    /// time, so two can never both commit.
+    key_locks: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    /// Serializes recovery runs and force-resolves.
+    pub recovery_lock: tokio::sync::Mutex<()>,
+    /// Transactions' tasks: they outlive their requests and are awaited at shutdown.
+    pub tasks: TaskTracker,
+    ready: AtomicBool,
+    not_ready_reason: Mutex<String>,
+    draining: AtomicBool,
+    /// Held while the server runs: one server per state directory and node.
+    _lock: File,
+}
+
+/// Takes the state directory's server lock, or says who has it.
+pub fn lock_state_dir(config: &Config) -> Result<File, String> {
+    let path = config
+        .state_dir
+        .join(format!("server-{}.lock", config.node));
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another `wasmtx serve` for node {} is running on the state directory {} (it holds {}); stop it or give another --state-dir or node",
+            config.node,
+            config.state_dir.display(),
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+impl AppState {
+    pub async fn open(host: Host, settings: ServerSettings, lock: File) -> Result<Self, String> {
+        let config = host.config();
+        let registry = Arc::new(
+            Registry::open(&config.state_dir.join("plugins"))
+                .map_err(|e| format!("cannot open the plugin registry: {e}"))?,
+        );
+        let history_path = config
+            .state_dir
+            .join(format!("server-{}.sqlite", config.node));
+        let history = History::open(&history_path)
+            .await
+            .map_err(|e| format!("cannot open {}: {e}", history_path.display()))?;
+        let metrics = Metrics::install(&config.node.to_string());
+        Ok(AppState {
+            auth: Auth::new(&settings.tokens),
+            slots: Arc::new(Semaphore::new(settings.concurrency as usize)),
+            host,
+            settings,
+            registry,
+            history,
+            metrics,
+            scripts: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+            key_locks: Mutex::new(HashMap::new()),
+            recovery_lock: tokio::sync::Mutex::new(()),
+            tasks: TaskTracker::new(),
+            ready: AtomicBool::new(false),
+            not_ready_reason: Mutex::new("start-up recovery has not finished".into()),
+            draining: AtomicBool::new(false),
+            _lock: lock,
+        })
+    }
+
+    /// 503 unless start-up recovery has finished and the server is not shutting down.
+    pub fn ensure_ready(&self) -> Result<(), Problem> {
+        match self.readiness() {
+            Ok(()) => Ok(()),
+            Err(reason) => Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-ready",
+                format!("the server is not ready: {reason}"),
+            )),
+        }
+    }
+
+    pub fn readiness(&self) -> Result<(), String> {
+        if self.draining.load(Ordering::SeqCst) {
+            return Err("it is shutting down".into());
+        }
+        if self.ready.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(self.not_ready_reason.lock().unwrap().clone())
+        }
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    pub fn set_not_ready_reason(&self, reason: String) {
+        *self.not_ready_reason.lock().unwrap() = reason;
+    }
+
+    pub fn draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// A slot to run a transaction in, waiting up to the queue timeout; 429 after that.
+    pub async fn admit(&self) -> Result<OwnedSemaphorePermit, Problem> {
+        let wait = self.settings.queue_timeout();
+        match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "overloaded",
+                format!(
+                    "all {} transaction slots stayed busy for {} ms; retry later",
+                    self.settings.concurrency, self.settings.queue_timeout_ms
+                ),
+            )),
+        }
+    }
+
+    /// Slots in use now.
+    pub fn slots_in_use(&self) -> usize {
+        self.settings.concurrency as usize - self.slots.available_permits()
+    }
+
+    /// The loaded component for `resolved`, loading (from the compiled cache) the first time.
+    pub fn script(&self, resolved: &Resolved) -> Result<ScriptLogic, Problem> {
+        if let Some(script) = self.scripts.lock().unwrap().get(&resolved.digest) {
+            return Ok(script.clone());
+        }
+        let script = self.host.load_script(&resolved.path).map_err(|e| {
+            Problem::internal(format!(
+                "plugin {}@{} was accepted but cannot be loaded now: {e}",
+                resolved.name, resolved.version
+            ))
+        })?;
+        self.metrics.cache_result(script.script.cache);
+        self.scripts
+            .lock()
+            .unwrap()
+            .insert(resolved.digest.clone(), script.clone());
+        Ok(script)
+    }
+
+    /// The lock for one idempotency key of one plugin.
+    pub fn key_lock(&self, plugin: &str, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.key_locks
+            .lock()
+            .unwrap()
+            .entry((plugin.to_owned(), key.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets a key's lock once nobody else holds or waits for it.
+    pub fn release_key_lock(&self, plugin: &str, key: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut locks = self.key_locks.lock().unwrap();
+        // The map's reference and `lock`: no one else.
+        if Arc::strong_count(&lock) == 2 {
+            locks.remove(&(plugin.to_owned(), key.to_owned()));
+        }
+    }
+
+    /// Makes the decision log's DONE records durable (at shutdown).
+    pub async fn flush(&self) {
+        if let Some(store) = self.host.coordinator().decision_store()
+            && let Err(err) = store.flush().await
+        {
+            tracing::warn!("cannot flush the decision log: {err}");
+        }
+    }
+}

@@ -1,0 +1,1046 @@
+//! End-to-end tests of `wasmtx serve`: real server processes on 127.0.0.1 (port 0), real
+//! SQLite files, PostgreSQL and MariaDB, driven over HTTP, asserting on what the databases
+//! hold.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-secret";
+const INVOKER: &str = "invoke-secret";
+const READER: &str = "read-secret";
+const TRANSFER: &str = "examples/transfer";
+const INSERT_USER: &str = "examples/insert-user";
+const HOSTILE: &str = "tests/guests/hostile";
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// A configuration file with the test tokens, `participants` (NAME, URL) and `extra` TOML.
+fn write_config(dir: &TestDir, participants: &[(&str, String)], extra: &str) -> PathBuf {
+    let mut text = format!(
+        "state_dir = {:?}\ncache_dir = {:?}\n\n[participants]\n",
+        dir.path("state"),
+        repo().join("target/wasmtx-test-cache")
+    );
+    for (name, url) in participants {
+        text.push_str(&format!("{name} = {url:?}\n"));
+    }
+    text.push_str(&format!(
+        "\n{extra}\n\n[[server.tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"admin\", \"invoke\", \"read\"]\n\n[[server.tokens]]\nname = \"app\"\nsha256 = \"{}\"\nscopes = [\"invoke\"]\n\n[[server.tokens]]\nname = \"dashboard\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n",
+        sha256_hex(ADMIN),
+        sha256_hex(INVOKER),
+        sha256_hex(READER)
+    ));
+    let path = dir.path("wasmtx.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A running `wasmtx serve`; killed when dropped.
+struct ServerProcess {
+    child: Child,
+    url: String,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl ServerProcess {
+    /// Starts a server with `config` and waits until `/readyz` says ready.
+    fn start(dir: &TestDir, config: &Path, envs: &[(&str, &str)]) -> ServerProcess {
+        let server = Self::spawn(dir, config, envs);
+        server.wait_ready(Duration::from_secs(90));
+        server
+    }
+
+    /// Starts a server and returns once it listens (it may not be ready yet).
+    fn spawn(dir: &TestDir, config: &Path, envs: &[(&str, &str)]) -> ServerProcess {
+        let mut command: Command = dir.wasmtx();
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("starting wasmtx serve");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = stderr.clone();
+        let mut pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = std::io::Read::read(&mut pipe, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                tx.send(line).ok();
+            }
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                child.kill().ok();
+                panic!(
+                    "wasmtx serve printed no address; stderr: {}",
+                    String::from_utf8_lossy(&stderr.lock().unwrap())
+                )
+            });
+        let url = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_owned();
+        ServerProcess { child, url, stderr }
+    }
+
+    fn wait_ready(&self, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            let (status, body) = http(&self.url, "GET", "/readyz", None, None);
+            if status == 200 {
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "not ready after {limit:?}: {body}; stderr: {}",
+                self.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    fn signal(&self, signal: i32) {
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
+    /// Waits for the process to exit; its status code.
+    fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the server did not exit within {limit:?}; stderr: {}",
+                self.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn publish(&self, name: &str, version: &str, wasm: &Path) -> (u16, Value) {
+        let bytes = std::fs::read(wasm).unwrap();
+        http_bytes(
+            &self.url,
+            "PUT",
+            &format!("/v1/plugins/{name}/versions/{version}"),
+            Some(ADMIN),
+            bytes,
+        )
+    }
+
+    fn invoke(&self, name: &str, body: Value) -> (u16, Value) {
+        http(
+            &self.url,
+            "POST",
+            &format!("/v1/plugins/{name}/invoke"),
+            Some(INVOKER),
+            Some(body),
+        )
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// One JSON request; the status and the JSON body (`Null` when there is none).
+fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let bytes = body.map(|b| b.to_string().into_bytes());
+    runtime().block_on(request(base, method, path, token, bytes, &[]))
+}
+
+fn http_bytes(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    runtime().block_on(request(base, method, path, token, Some(body), &[]))
+}
+
+async fn request(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Vec<u8>>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut builder = client.request(method.parse().unwrap(), format!("{base}{path}"));
+    if let Some(token) = token {
+        builder = builder.bearer_auth(token);
+    }
+    for (key, value) in headers {
+        builder = builder.header(*key, *value);
+    }
+    if let Some(body) = body {
+        builder = builder.body(body);
+    }
+    let response = builder.send().await.expect("the server answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn transfer_body(from: (&str, &str), to: (&str, &str), amount: i64) -> Value {
+    json!({"input": serde_json::from_str::<Value>(&transfer_input(from, to, amount)).unwrap()})
+}
+
+/// Two PostgreSQL/MariaDB databases with accounts; `None` when the servers are unreachable
+/// outside CI.
+fn server_bank(name: &str) -> Option<(String, String)> {
+    let pg = postgres_db(&format!("wtx_{name}"))?;
+    let my = mysql_db(&format!("wtx_{name}"))?;
+    server_accounts(&pg, &[("alice", 1000)]);
+    server_accounts(&my, &[("bob", 1000)]);
+    Some((pg, my))
+}
+
+fn bank_total(pg: &str, my: &str) -> i64 {
+    server_balance(pg, "alice") + server_balance(my, "bob")
+}
+
+// ── the basics ──────────────────────────────────────────────────────────────────────────
+
+#[test]
+fn publish_and_invoke_commits_on_two_sqlite_files_and_an_abort_changes_nothing() {
+    let dir = TestDir::new();
+    let (a, b) = (dir.path("a.db"), dir.path("b.db"));
+    accounts_db(&a, &[("alice", 100)]);
+    accounts_db(&b, &[("bob", 0)]);
+    let config = write_config(
+        &dir,
+        &[
+            ("a", format!("sqlite://{}", a.display())),
+            ("b", format!("sqlite://{}", b.display())),
+        ],
+        "",
+    );
+    let server = ServerProcess::start(&dir, &config, &[]);
+    let (status, published) = server.publish("transfer", "1.0.0", &guest(TRANSFER));
+    assert_eq!(status, 201, "{published}");
+    assert!(published["digest"].as_str().unwrap().starts_with("sha256:"));
+
+    let (status, body) = server.invoke("transfer", transfer_body(("a", "alice"), ("b", "bob"), 30));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "committed");
+    assert_eq!(body["plugin"]["version"], "1.0.0");
+    assert_eq!((balance(&a, "alice"), balance(&b, "bob")), (70, 30));
+
+    let (status, body) =
+        server.invoke("transfer", transfer_body(("a", "alice"), ("b", "bob"), 500));
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "script-aborted");
+    assert!(
+        body["detail"].as_str().unwrap().contains("insufficient"),
+        "{body}"
+    );
+    assert_eq!((balance(&a, "alice"), balance(&b, "bob")), (70, 30));
+
+    // The status of both, by gid, from the history.
+    let gid = body["gid"].as_str().unwrap();
+    let (status, tx) = http(
+        &server.url,
+        "GET",
+        &format!("/v1/transactions/{gid}"),
+        Some(READER),
+        None,
+    );
+    assert_eq!(
+        (status, tx["status"].as_str()),
+        (200, Some("aborted")),
+        "{tx}"
+    );
+    let (status, page) = http(
+        &server.url,
+        "GET",
+        "/v1/transactions?plugin=transfer",
+        Some(READER),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(page["transactions"].as_array().unwrap().len(), 2, "{page}");
+}
+
+#[test]
+fn transfers_commit_on_postgres_and_mariadb_and_the_insufficient_funds_abort_changes_nothing() {
+    let Some((pg, my)) = server_bank("srv_basic") else {
+        return;
+    };
+    let dir = TestDir::new();
+    let config = write_config(
+        &dir,
+        &[("pg", pg.clone()), ("my", my.clone())],
+        "node = \"srv-basic\"",
+    );
+    let server = ServerProcess::start(&dir, &config, &[]);
+    assert_eq!(server.publish("transfer", "1.0.0", &guest(TRANSFER)).0, 201);
+    let (status, body) = server.invoke(
+        "transfer",
+        transfer_body(("pg", "alice"), ("my", "bob"), 40),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (server_balance(&pg, "alice"), server_balance(&my, "bob")),
+        (960, 1040)
+    );
+    let (status, body) = server.invoke(
+        "transfer",
+        transfer_body(("pg", "alice"), ("my", "bob"), 5000),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("script-aborted")),
+        "{body}"
+    );
+    assert_eq!(
+        (server_balance(&pg, "alice"), server_balance(&my, "bob")),
+        (960, 1040)
+    );
+    assert!(prepared_branches("srv-basic").is_empty());
+}
+
+#[test]
+fn the_seed_scenario_through_the_api_commits_a_user_row_in_test1_and_test2_and_a_clash_aborts() {
+    let (Some(test1), Some(test2)) = (mysql_db("wtx_srv_test1"), mysql_db("wtx_srv_test2")) else {
+        return;
+    };
+    let table = "CREATE TABLE `user` (username VARCHAR(64) PRIMARY KEY, password VARCHAR(255) NOT NULL, created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL) ENGINE=InnoDB";
+    server_sql(&test1, table);
+    server_sql(&test2, table);
+    // The clash: `bob` exists on test2 only.
+    server_sql(
+        &test2,
+        "INSERT INTO `user` VALUES ('bob', 'x', NOW(), NOW())",
+    );
+    let dir = TestDir::new();
+    let config = write_config(
+        &dir,
+        &[("test1", test1.clone()), ("test2", test2.clone())],
+        "node = \"srv-seed\"",
+    );
+    let server = ServerProcess::start(&dir, &config, &[]);
+    assert_eq!(
+        server
+            .publish("insert-user", "1.0.0", &guest(INSERT_USER))
+            .0,
+        201
+    );
+    let users = |url: &str| server_sql(url, "SELECT username FROM `user` ORDER BY username");
+
+    let (status, body) = server.invoke(
+        "insert-user",
+        json!({"input": {"username": "ann", "password": "s3cret"}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["output"], json!({"inserted": 2}));
+    assert_eq!(users(&test1), vec![vec!["ann".to_string()]]);
+    assert_eq!(
+        users(&test2),
+        vec![vec!["ann".to_string()], vec!["bob".to_string()]]
+    );
+
+    let (status, body) = server.invoke(
+        "insert-user",
+        json!({"input": {"username": "bob", "password": "y"}}),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("Duplicate"),
+        "{body}"
+    );
+    assert_eq!(
+        users(&test1),
+        vec![vec!["ann".to_string()]],
+        "nothing of the clash is left"
+    );
+    assert!(prepared_branches("srv-seed").is_empty());
+}
+
+// ── bad input ───────────────────────────────────────────────────────────────────────────
+
+#[test]
+fn bad_input_gets_a_problem_and_changes_nothing() {
+    let dir = TestDir::new();
+    let (a, b) = (dir.path("a.db"), dir.path("b.db"));
+    accounts_db(&a, &[("alice", 100)]);
+    accounts_db(&b, &[("bob", 0)]);
+    let config = write_config(
+        &dir,
+        &[
+            ("a", format!("sqlite://{}", a.display())),
+            ("b", format!("sqlite://{}", b.display())),
+        ],
+        "[server]\nmax_upload_bytes = 4000000\n",
+    );
+    let server = ServerProcess::start(&dir, &config, &[]);
+    let url = &server.url;
+    let put = |name: &str, bytes: Vec<u8>| {
+        http_bytes(
+            url,
+            "PUT",
+            &format!("/v1/plugins/{name}/versions/1.0.0"),
+            Some(ADMIN),
+            bytes,
+        )
+    };
+    let expect = |(status, body): (u16, Value), want: u16, code: &str| {
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (want, Some(code)),
+            "{body}"
+        );
+        assert!(
+            !body["detail"].as_str().unwrap_or_default().is_empty(),
+            "{body}"
+        );
+    };
+    expect(put("junk", b"not wasm at all".to_vec()), 400, "not-wasm");
+    let core_module = b"\0asm\x01\0\0\0".to_vec();
+    expect(put("core", core_module), 400, "core-module");
+    expect(
+        put(
+            "other",
+            std::fs::read(guest("tests/guests/other-world")).unwrap(),
+        ),
+        400,
+        "wrong-world",
+    );
+    expect(put("big", vec![0u8; 5_000_000]), 413, "too-large");
+    expect(
+        put("Bad Name", std::fs::read(guest(TRANSFER)).unwrap()),
+        400,
+        "invalid-name",
+    );
+    let (status, list) = http(url, "GET", "/v1/plugins", Some(READER), None);
+    assert_eq!((status, list), (200, json!([])), "nothing was registered");
+
+    assert_eq!(server.publish("transfer", "1.0.0", &guest(TRANSFER)).0, 201);
+    let good = transfer_body(("a", "alice"), ("b", "bob"), 1);
+    expect(server.invoke("nope", good.clone()), 404, "plugin-not-found");
+    let mut unknown_version = good.clone();
+    unknown_version["version"] = "9.9.9".into();
+    expect(
+        server.invoke("transfer", unknown_version),
+        404,
+        "version-not-found",
+    );
+    let mut unknown_participant = good.clone();
+    unknown_participant["participants"] = json!(["a", "zzz"]);
+    expect(
+        server.invoke("transfer", unknown_participant),
+        400,
+        "unknown-participant",
+    );
+    let malformed = runtime().block_on(request(
+        url,
+        "POST",
+        "/v1/plugins/transfer/invoke",
+        Some(INVOKER),
+        Some(b"{\"input\": ".to_vec()),
+        &[],
+    ));
+    expect(malformed, 400, "malformed-json");
+    let deep = format!(
+        "{{\"input\": {}{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let deep = runtime().block_on(request(
+        url,
+        "POST",
+        "/v1/plugins/transfer/invoke",
+        Some(INVOKER),
+        Some(deep.into_bytes()),
+        &[],
+    ));
+    assert!(matches!(deep.0, 400 | 413), "{deep:?}");
+    let too_big = json!({"input": {"pad": "x".repeat(2 << 20)}});
+    expect(server.invoke("transfer", too_big), 413, "too-large");
+
+    // Tokens: none, unknown, without the scope.
+    expect(
+        http(
+            url,
+            "POST",
+            "/v1/plugins/transfer/invoke",
+            None,
+            Some(good.clone()),
+        ),
+        401,
+        "unauthenticated",
+    );
+    expect(
+        http(
+            url,
+            "POST",
+            "/v1/plugins/transfer/invoke",
+            Some("guess"),
+            Some(good.clone()),
+        ),
+        401,
+        "unauthenticated",
+    );
+    expect(
+        http(
+            url,
+            "POST",
+            "/v1/plugins/transfer/invoke",
+            Some(READER),
+            Some(good.clone()),
+        ),
+        403,
+        "forbidden",
+    );
+    expect(
+        http_bytes(
+            url,
+            "PUT",
+            "/v1/plugins/x/versions/1.0.0",
+            Some(INVOKER),
+            std::fs::read(guest(TRANSFER)).unwrap(),
+        ),
+        403,
+        "forbidden",
+    );
+    expect(
+        http(url, "GET", "/v1/in-doubt", Some(INVOKER), None),
+        403,
+        "forbidden",
+    );
+    // Health checks need no token.
+    assert_eq!(http(url, "GET", "/healthz", None, None).0, 200);
+
+    assert_eq!(
+        (balance(&a, "alice"), balance(&b, "bob")),
+        (100, 0),
+        "nothing moved"
+    );
+    // The same bytes again are fine; other bytes under the version are a conflict.
+    assert_eq!(server.publish("transfer", "1.0.0", &guest(TRANSFER)).0, 200);
+    expect(
+        server.publish("transfer", "1.0.0", &guest(INSERT_USER)),
+        409,
+        "version-exists",
+    );
+    // Withdrawn: 410.
+    assert_eq!(
+        http(
+            url,
+            "DELETE",
+            "/v1/plugins/transfer/versions/1.0.0",
+            Some(ADMIN),
+            None
+        )
+        .0,
+        200
+    );
+    expect(server.invoke("transfer", good), 410, "plugin-withdrawn");
+}
+
+#[test]
+fn the_openapi_document_lists_every_route() {
+    let dir = TestDir::new();
+    let a = dir.path("a.db");
+    accounts_db(&a, &[("alice", 1)]);
+    let config = write_config(&dir, &[("a", format!("sqlite://{}", a.display()))], "");
+    let server = ServerProcess::start(&dir, &config, &[]);
+    let (status, doc) = http(&server.url, "GET", "/v1/openapi.json", None, None);
+    assert_eq!(status, 200);
+    let paths = doc["paths"].as_object().expect("paths");
+    for route in [
+        "/v1/plugins",
+        "/v1/plugins/{name}",
+        "/v1/plugins/{name}/versions/{version}",
+        "/v1/plugins/{name}/versions/{version}/wasm",
+        "/v1/plugins/{name}/aliases/{alias}",
+        "/v1/plugins/{name}/invoke",
+        "/v1/transactions",
+        "/v1/transactions/{gid}",
+        "/v1/transactions/{gid}/retry",
+        "/v1/transactions/{gid}/resolve",
+        "/v1/in-doubt",
+        "/v1/recovery/run",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(
+            paths.contains_key(route),
+            "{route} missing from {:?}",
+            paths.keys()
+        );
+    }
+    // Metrics: the request just made is counted by its route template.
+    let metrics = runtime().block_on(async {
+        reqwest::get(format!("{}/metrics", server.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(
+        metrics.contains("wasmtx_http_requests_total{route=\"/v1/openapi.json\""),
+        "{metrics}"
+    );
+}
+
+// ── concurrency, idempotency ────────────────────────────────────────────────────────────
+
+/// Sends `count` transfers of 1 from alice (pg) to bob (my), `parallel` at a time; the
+/// statuses.
+async fn transfer_stream(url: String, count: usize, parallel: usize) -> Vec<Result<u16, String>> {
+    use futures::StreamExt;
+    let body = transfer_body(("pg", "alice"), ("my", "bob"), 1).to_string();
+    futures::stream::iter(0..count)
+        .map(|_| {
+            let (url, body) = (url.clone(), body.clone());
+            async move {
+                let response = reqwest::Client::new()
+                    .post(format!("{url}/v1/plugins/transfer/invoke"))
+                    .bearer_auth(INVOKER)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = response.status().as_u16();
+                response.text().await.map_err(|e| e.to_string())?;
+                Ok(status)
+            }
+        })
+        .buffer_unordered(parallel)
+        .collect()
+        .await
+}
+
+#[test]
+fn sixty_four_concurrent_transfers_between_the_same_accounts_all_end_and_conserve_the_total() {
+    let Some((pg, my)) = server_bank("srv_many") else {
+        return;
+    };
+    let dir = TestDir::new();
+    let config = write_config(
+        &dir,
+        &[("pg", pg.clone()), ("my", my.clone())],
+        "node = \"srv-many\"\n[server]\nconcurrency = 64\nmax_connections = 64\nqueue_timeout_ms = 30000\n",
+    );
+    let server = ServerProcess::start(&dir, &config, &[]);
+    assert_eq!(server.publish("transfer", "1.0.0", &guest(TRANSFER)).0, 201);
+    let statuses = runtime().block_on(transfer_stream(server.url.clone(), 64, 64));
+    let committed = statuses.iter().filter(|s| **s == Ok(200)).count();
+    assert!(
+        statuses.iter().all(|s| s.is_ok()),
+        "every request got an answer: {statuses:?}"
+    );
+    assert!(committed > 0, "{statuses:?}");
+    assert_eq!(bank_total(&pg, &my), 2000);
+    assert_eq!(
+        server_balance(&my, "bob"),
+        1000 + committed as i64,
+        "each 200 moved exactly 1: {statuses:?}"
+    );
+    assert!(prepared_branches("srv-many").is_empty());
+}
+
+#[test]
+fn an_idempotency_key_runs_once_also_across_a_restart_and_another_body_is_a_conflict() {
+    let dir = TestDir::new();
+    let (a, b) = (dir.path("a.db"), dir.path("b.db"));
+    accounts_db(&a, &[("alice", 100)]);
+    accounts_db(&b, &[("bob", 0)]);
+    let config = write_config(
+        &dir,
+        &[
+            ("a", format!("sqlite://{}", a.display())),
+            ("b", format!("sqlite://{}", b.display())),
+        ],
+        "",
+    );
+    let body = transfer_body(("a", "alice"), ("b", "bob"), 10)
+        .to_string()
+        .into_bytes();
+    let keyed = |url: &str, body: Vec<u8>| {
+        runtime().block_on(request(
+            url,
+            "POST",
+            "/v1/plugins/transfer/invoke",
+            Some(INVOKER),
+            Some(body),
+            &[("Idempotency-Key", "order-1")],
+        ))
+    };
+    let first = {
+        let server = ServerProcess::start(&dir, &config, &[]);
+        assert_eq!(server.publish("transfer", "1.0.0", &guest(TRANSFER)).0, 201);
+        let first = keyed(&server.url, body.clone());
+        assert_eq!(first.0, 200, "{:?}", first.1);
+        let again = keyed(&server.url, body.clone());
+        assert_eq!(again, first, "the same answer, not a second run");
+        // Two at once with a fresh key: one run.
+        let both = runtime().block_on(async {
+            let send = || {
+                request(
+                    &server.url,
+                    "POST",
+                    "/v1/plugins/transfer/invoke",
+                    Some(INVOKER),
+                    Some(body.clone()),
+                    &[("Idempotency-Key", "order-2")],
+                )
+            };
+            futures::join!(send(), send())
+        });
+        assert_eq!(both.0, both.1);
+        first
+    };
+    assert_eq!(
+        (balance(&a, "alice"), balance(&b, "bob")),
+        (80, 20),
+        "two keys, two runs"
+    );
+    let server = ServerProcess::start(&dir, &config, &[]);
+    assert_eq!(
+        keyed(&server.url, body.clone()),
+        first,
+        "after a restart too"
+    );
+    let other = transfer_body(("a", "alice"), ("b", "bob"), 11)
+        .to_string()
+        .into_bytes();
+    let conflict = keyed(&server.url, other);
+    assert_eq!(
+        (conflict.0, conflict.1["code"].as_str()),
+        (409, Some("idempotency-conflict"))
+    );
+    assert_eq!((balance(&a, "alice"), balance(&b, "bob")), (80, 20));
+}
+
+// ── faults ──────────────────────────────────────────────────────────────────────────────
+
+#[test]
+fn sigkill_during_a_stream_then_a_restart_recovers_everything_before_ready() {
+    let Some((pg, my)) = server_bank("srv_kill") else {
+        return;
+    };
+    let dir = TestDir::new();
+    let config = write_config(
+        &dir,
+        &[("pg", pg.clone()), ("my", my.clone())],
+        "node = \"srv-kill\"\n[limits]\ntimeout_secs = 2\n",
+    );
+    let server = ServerProcess::start(&dir, &config, &[]);
+    assert_eq!(server.publish("transfer", "1.0.0", &guest(TRANSFER)).0, 201);
+    let url = server.url.clone();
+    let stream = std::thread::spawn(move || runtime().block_on(transfer_stream(url, 400, 16)));
+    std::thread::sleep(Duration::from_millis(1500));
+    server.signal(libc::SIGKILL);
+    let statuses = stream.join().unwrap();
+    drop(server);
+    let answered = statuses.iter().filter(|s| **s == Ok(200)).count();
+    assert!(
+        answered > 0,
+        "some transfers committed before the kill: {statuses:?}"
+    );
+
+    let restarted = ServerProcess::start(&dir, &config, &[]);
+    assert!(
+        prepared_branches("srv-kill").is_empty(),
+        "ready means nothing is left prepared"
+    );
+    assert_eq!(bank_total(&pg, &my), 2000);
+    assert!(
+        server_balance(&my, "bob") >= 1000 + answered as i64,
+        "every answered commit is there"
+    );
+    let (status, in_doubt) = http(&restarted.url, "GET", "/v1/in-doubt", Some(READER), None);
+    assert_eq!(
+        (status, in_doubt["entries"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{in_doubt}"
+    );
+}
+
+#[test]
+fn a_client_that_disconnects_mid_invoke_leaves_no_prepared_branch() {
+    let Some((pg, my)) = server_bank("srv_gone") else {
+        return;
+    };
+    let dir = TestDir::new();
+    let config = write_config(
+        &dir,
+        &[("pg", pg.clone()), ("my", my.clone())],
+        "node = \"srv-gone\"",
+    );
+    // Phase 2 waits 1.5 s after the decision: the client is long gone by then.
+    let server = ServerProcess::start(
+        &dir,
+        &config,
+        &[("WASMTX_FAULT_PAUSE", "after-decision:1500")],
+    );
+    assert_eq!(server.publish("transfer", "1.0.0", &guest(TRANSFER)).0, 201);
+    let gave_up = runtime().block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/v1/plugins/transfer/invoke", server.url))
+            .bearer_auth(INVOKER)
+            .timeout(Duration::from_millis(300))
+            .body(transfer_body(("pg", "alice"), ("my", "bob"), 5).to_string())
+            .send()
+            .await
+    });
+    assert!(gave_up.is_err(), "the client gave up before the answer");
+    let started = Instant::now();
+    let committed = loop {
+        let (_, page) = http(
+            &server.url,
+            "GET",
+            "/v1/transactions?status=committed",
+            Some(READER),
+            None,
+        );
+        if page["transactions"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty())
+        {
+            break true;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(committed, "the transaction finished without its client");
+    assert!(prepared_branches("srv-gone").is_empty());
+    assert_eq!(
+        (server_balance(&pg, "alice"), server_balance(&my, "bob")),
+        (995, 1005)
+    );
+}
+
+#[test]
+fn sigterm_during_load_finishes_in_flight_requests_and_exits_zero() {
+    let Some((pg, my)) = server_bank("srv_term") else {
+        return;
+    };
+    let dir = TestDir::new();
+    let config = write_config(
+        &dir,
+        &[("pg", pg.clone()), ("my", my.clone())],
+        "node = \"srv-term\"",
+    );
+    let mut server = ServerProcess::start(&dir, &config, &[]);
+    assert_eq!(server.publish("transfer", "1.0.0", &guest(TRANSFER)).0, 201);
+    let url = server.url.clone();
+    let stream = std::thread::spawn(move || runtime().block_on(transfer_stream(url, 300, 16)));
+    std::thread::sleep(Duration::from_millis(1000));
+    server.signal(libc::SIGTERM);
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(60)),
+        Some(0),
+        "stderr: {}",
+        server.stderr_text()
+    );
+    let statuses = stream.join().unwrap();
+    let committed = statuses.iter().filter(|s| **s == Ok(200)).count();
+    assert!(committed > 0, "{statuses:?}");
+    assert!(prepared_branches("srv-term").is_empty(), "nothing in doubt");
+    assert_eq!(bank_total(&pg, &my), 2000);
+    assert_eq!(
+        server_balance(&my, "bob"),
+        1000 + committed as i64,
+        "every 200 committed, nothing else did: {statuses:?}"
+    );
+}
+
+// ── hostile plugins ─────────────────────────────────────────────────────────────────────
+
+#[test]
+fn hostile_plugins_are_contained_and_the_server_keeps_serving() {
+    let dir = TestDir::new();
+    let (a, b) = (dir.path("a.db"), dir.path("b.db"));
+    accounts_db(&a, &[("alice", 100)]);
+    accounts_db(&b, &[("bob", 0)]);
+    let config = write_config(
+        &dir,
+        &[
+            ("a", format!("sqlite://{}", a.display())),
+            ("b", format!("sqlite://{}", b.display())),
+        ],
+        "[limits]\ntimeout_secs = 2\nmax_statements = 100\n",
+    );
+    let server = ServerProcess::start(&dir, &config, &[]);
+    assert_eq!(server.publish("hostile", "1.0.0", &guest(HOSTILE)).0, 201);
+    assert_eq!(server.publish("transfer", "1.0.0", &guest(TRANSFER)).0, 201);
+    let flood = |name: &str, lines: u32, bytes: usize| json!({"attack": name, "lines": lines, "bytes": bytes});
+    let cases: Vec<(Value, u16, &str, &str)> = vec![
+        (
+            json!({"attack": "infinite-loop"}),
+            504,
+            "deadline-exceeded",
+            "deadline",
+        ),
+        (
+            json!({"attack": "memory-bomb"}),
+            422,
+            "script-trapped",
+            "memory limit",
+        ),
+        (
+            json!({"attack": "recursion", "frame": "small"}),
+            422,
+            "script-trapped",
+            "stack",
+        ),
+        (
+            json!({"attack": "recursion", "frame": "large"}),
+            422,
+            "script-trapped",
+            "out of bounds",
+        ),
+        (
+            flood("stdout-flood", 10_000, 1_000),
+            422,
+            "script-aborted",
+            "flooded stdout",
+        ),
+        (
+            flood("stderr-flood", 10_000, 1_000),
+            422,
+            "script-aborted",
+            "flooded stderr",
+        ),
+        (
+            flood("log-flood", 100_000, 10),
+            422,
+            "script-aborted",
+            "flooded the log",
+        ),
+        (
+            json!({"attack": "many-statements", "count": 5_000}),
+            422,
+            "limit-exceeded",
+            "limits.max_statements",
+        ),
+        (
+            json!({"attack": "handle-flood", "count": 100_000}),
+            422,
+            "limit-exceeded",
+            "limits.max_handles",
+        ),
+        (
+            json!({"attack": "huge-output", "bytes": 10 << 20}),
+            422,
+            "limit-exceeded",
+            "limits.max_output_bytes",
+        ),
+        (
+            json!({"attack": "statement", "sql": "ATTACH DATABASE '/tmp/x.db' AS x"}),
+            422,
+            "statement-forbidden",
+            "",
+        ),
+        (
+            json!({"attack": "wasi-file", "paths": ["/etc/passwd"]}),
+            422,
+            "script-aborted",
+            "denied: ",
+        ),
+    ];
+    let mut expected = (100, 0);
+    for (input, status, code, phrase) in cases {
+        let (got, body) = server.invoke("hostile", json!({"input": input}));
+        assert_eq!(got, status, "{input}: {body}");
+        if !code.is_empty() {
+            assert_eq!(body["code"], code, "{input}: {body}");
+        }
+        assert!(
+            body["detail"].as_str().unwrap_or_default().contains(phrase),
+            "{input}: {body}"
+        );
+        assert_eq!(
+            (balance(&a, "alice"), balance(&b, "bob")),
+            expected,
+            "{input} changed nothing"
+        );
+        let (ok, body) = server.invoke("transfer", transfer_body(("a", "alice"), ("b", "bob"), 1));
+        assert_eq!(ok, 200, "after {input} the server keeps serving: {body}");
+        expected = (expected.0 - 1, expected.1 + 1);
+        assert_eq!((balance(&a, "alice"), balance(&b, "bob")), expected);
+    }
+    assert_eq!(http(&server.url, "GET", "/healthz", None, None).0, 200);
+}
+
+#[test]
+fn without_tokens_the_server_refuses_to_listen_beyond_loopback() {
+    let dir = TestDir::new();
+    let a = dir.path("a.db");
+    accounts_db(&a, &[("alice", 1)]);
+    let out = output_within(
+        {
+            let mut command = dir.wasmtx();
+            command
+                .args(["serve", "--listen", "0.0.0.0:0", "-p"])
+                .arg(format!("a=sqlite://{}", a.display()));
+            command
+        },
+        RUN_LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("only listens on loopback"), "{stderr}");
+}
