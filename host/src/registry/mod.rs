@@ -1,0 +1,427 @@
+//! The plugin registry: script components published as immutable `name@version`, found
+//! again by version, alias or digest. It lives in the state directory, no server needed:
+//!
+//! ```text
+//! <dir>/index.json               versions, aliases, withdrawals (replaced atomically)
+//! <dir>/blobs/sha256/<hex>.wasm  each component once, named by its content digest
+//! <dir>/staging/                 uploads being checked (removed when refused)
+//! <dir>/lock                     serialises writers across processes
+//! ```
+//!
+//! Rules:
+//! - a component is checked when published — a component, of the script world, that
+//!   compiles — by [`Sandbox::load`], which also stores its compiled form in the cache, so
+//!   the first invocation costs no compile. A refused upload leaves nothing behind;
+//! - `name@version` is immutable: the same bytes again are accepted and change nothing
+//!   (`created: false`), other bytes are [`RegistryError::VersionExists`];
+//! - `latest` is kept by the registry: the highest version not withdrawn, releases before
+//!   pre-releases; other aliases are set by hand and may not point at a withdrawn version;
+//! - withdrawing keeps the bytes and the version's digest (history still names them), but
+//!   resolving it — directly, through an alias or by digest — is [`RegistryError::Withdrawn`];
+//! - every write is durable before it returns: blobs and the index are written to a temporary
+//!   file, synced, renamed into place and their directory synced, the blob before the index
+//!   that names it.
+//!
+//! A [`Registry`] is shared behind an `Arc`; several processes may open the same directory
+//! (writers take `lock` in turn and re-read the index first; readers notice a replaced index).
+
+mod durable;
+mod error;
+mod index;
+mod names;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::script::Sandbox;
+pub use error::RegistryError;
+use index::{Index, PublishCheck, VersionEntry};
+pub use names::{LATEST, Selector};
+
+/// Staged uploads older than this are left by a crash and removed when a registry opens.
+const STALE_UPLOAD: Duration = Duration::from_secs(3600);
+
+/// The plugin registry in one directory. `Send + Sync`; share it behind an `Arc`.
+pub struct Registry {
+    dir: PathBuf,
+    cached: Mutex<Cached>,
+    /// One writer at a time: this process's writers queue here, then take `lock` (a file
+    /// lock) against other processes' writers.
+    writer: Mutex<File>,
+}
+
+/// The index as last read, and which file it was read from.
+struct Cached {
+    index: Index,
+    file: Option<FileId>,
+}
+
+/// Identifies one version of the index file: every write renames a new file into place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    inode: u64,
+    modified_ns: i128,
+    size: u64,
+}
+
+/// What [`Registry::publish`] did.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub info: VersionInfo,
+    /// `false`: these bytes were published under this version already; nothing changed.
+    pub created: bool,
+}
+
+/// A selector resolved to one published, usable version.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub name: String,
+    pub version: String,
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// The component file, for [`Sandbox::load`].
+    pub path: PathBuf,
+}
+
+/// One published version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionInfo {
+    pub name: String,
+    pub version: String,
+    /// `sha256:<hex>` of the component's bytes.
+    pub digest: String,
+    pub size: u64,
+    /// RFC 3339, UTC.
+    pub published_at: String,
+    pub published_by: Option<String>,
+    /// RFC 3339, UTC; set once a version is withdrawn.
+    pub withdrawn_at: Option<String>,
+}
+
+/// A plugin in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginSummary {
+    pub name: String,
+    /// The highest version not withdrawn.
+    pub latest: Option<String>,
+    /// How many versions were published, withdrawn ones included.
+    pub versions: usize,
+    /// Alias → version, `latest` included.
+    pub aliases: BTreeMap<String, String>,
+}
+
+/// A plugin with all its versions (lowest first) and aliases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PluginDetail {
+    pub name: String,
+    pub versions: Vec<VersionInfo>,
+    /// Alias → version, `latest` included.
+    pub aliases: BTreeMap<String, String>,
+}
+
+impl Registry {
+    /// Opens the registry under `dir`, creating it if needed.
+    pub fn open(dir: &Path) -> Result<Registry, RegistryError> {
+        durable::create_dir(&dir.join("blobs").join("sha256"))?;
+        durable::create_dir(&dir.join("staging"))?;
+        let lock_path = dir.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| RegistryError::io(&lock_path, "open", e))?;
+        let registry = Registry {
+            dir: dir.to_owned(),
+            cached: Mutex::new(Cached {
+                index: Index::default(),
+                file: None,
+            }),
+            writer: Mutex::new(lock),
+        };
+        if let Err(e) = durable::remove_stale(&registry.staging_dir(), STALE_UPLOAD) {
+            tracing::warn!(dir = %registry.staging_dir().display(), "cannot clear old uploads: {e}");
+        }
+        drop(registry.current()?);
+        Ok(registry)
+    }
+
+    /// Checks a component and publishes it as `name@version`. The check is
+    /// [`Sandbox::load`]: a component, of the script world, that compiles (which also fills
+    /// the compiled cache).
+    pub fn publish(
+        &self,
+        sandbox: &Sandbox,
+        name: &str,
+        version: &str,
+        bytes: &[u8],
+        published_by: Option<&str>,
+    ) -> Result<Published, RegistryError> {
+        names::check_name(name)?;
+        let version = names::parse_version(version)?.to_string();
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        // Answer a repeat or a conflict without compiling anything.
+        if let PublishCheck::Same(info) = self
+            .current()?
+            .index
+            .check_publish(name, &version, &digest)?
+        {
+            return Ok(Published {
+                info,
+                created: false,
+            });
+        }
+        let staged = durable::stage(&self.staging_dir(), bytes)?;
+        sandbox.load(staged.path()).map_err(|e| {
+            RegistryError::Rejected(error::relabel(e, &format!("{name}@{version}")))
+        })?;
+
+        self.write(|index| {
+            // Someone may have published this version while the component was checked.
+            if let PublishCheck::Same(info) = index.check_publish(name, &version, &digest)? {
+                return Ok((
+                    Published {
+                        info,
+                        created: false,
+                    },
+                    false,
+                ));
+            }
+            let blob = self.blob_path(&digest);
+            if blob.is_file() {
+                drop(staged); // the same bytes are stored already, under another version
+            } else {
+                durable::install(staged, &blob)?;
+            }
+            let entry = VersionEntry {
+                digest: digest.clone(),
+                size: bytes.len() as u64,
+                published_at: now(),
+                published_by: published_by.map(str::to_owned),
+                withdrawn_at: None,
+            };
+            let info = entry.info(name, &version);
+            index.insert(name, &version, entry);
+            tracing::info!(plugin = name, version, digest, "published");
+            Ok((
+                Published {
+                    info,
+                    created: true,
+                },
+                true,
+            ))
+        })
+    }
+
+    /// Resolves `selector` (`None` is `latest`) — an exact version, an alias or
+    /// `sha256:<hex>` of a component published under `name` — to a usable version.
+    pub fn resolve(&self, name: &str, selector: Option<&str>) -> Result<Resolved, RegistryError> {
+        names::check_name(name)?;
+        let selector = Selector::parse(selector)?;
+        let cached = self.current()?;
+        let (version, entry) = cached.index.resolve(name, &selector)?;
+        let path = self.blob_path(&entry.digest);
+        if !path.is_file() {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the index names it but the file is missing",
+            );
+            return Err(RegistryError::io(path, "read the component", e));
+        }
+        Ok(Resolved {
+            name: name.to_owned(),
+            version,
+            digest: entry.digest.clone(),
+            path,
+        })
+    }
+
+    /// Every plugin, by name. An index that cannot be re-read leaves the last one read.
+    pub fn list(&self) -> Vec<PluginSummary> {
+        match self.current() {
+            Ok(cached) => cached.index.summaries(),
+            Err(e) => {
+                tracing::warn!("cannot re-read the plugin index, listing the last one read: {e}");
+                self.lock_cached().index.summaries()
+            }
+        }
+    }
+
+    /// A plugin's versions and aliases.
+    pub fn show(&self, name: &str) -> Result<PluginDetail, RegistryError> {
+        names::check_name(name)?;
+        self.current()?.index.detail(name)
+    }
+
+    /// One version's metadata, withdrawn or not.
+    pub fn version(&self, name: &str, version: &str) -> Result<VersionInfo, RegistryError> {
+        names::check_name(name)?;
+        let version = names::parse_version(version)?.to_string();
+        Ok(self
+            .current()?
+            .index
+            .entry(name, &version)?
+            .info(name, &version))
+    }
+
+    /// Points `alias` at `name@version` (existing, not withdrawn). `latest` cannot be set.
+    pub fn set_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: &str,
+    ) -> Result<PluginDetail, RegistryError> {
+        names::check_name(name)?;
+        names::check_alias(alias)?;
+        let version = names::parse_version(version)?.to_string();
+        self.write(|index| {
+            index.set_alias(name, alias, &version)?;
+            tracing::info!(plugin = name, alias, version, "alias set");
+            Ok((index.detail(name)?, true))
+        })
+    }
+
+    /// Withdraws `name@version`: it can no longer be resolved, but its bytes and digest stay.
+    /// Withdrawing it again changes nothing.
+    pub fn withdraw(&self, name: &str, version: &str) -> Result<VersionInfo, RegistryError> {
+        names::check_name(name)?;
+        let version = names::parse_version(version)?.to_string();
+        self.write(|index| {
+            let changed = index.withdraw(name, &version, &now())?;
+            if changed {
+                tracing::info!(plugin = name, version, "withdrawn");
+            }
+            Ok((index.entry(name, &version)?.info(name, &version), changed))
+        })
+    }
+
+    /// The component file stored for `digest` (`sha256:<hex>`), for download. A string that
+    /// is not such a digest gets a path inside the registry that never exists.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        match names::digest_hex(digest) {
+            Some(hex) => self.blob_dir().join(format!("{hex}.wasm")),
+            None => self.blob_dir().join("not-a-digest"),
+        }
+    }
+
+    fn blob_dir(&self) -> PathBuf {
+        self.dir.join("blobs").join("sha256")
+    }
+
+    fn staging_dir(&self) -> PathBuf {
+        self.dir.join("staging")
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.dir.join("index.json")
+    }
+
+    fn lock_cached(&self) -> MutexGuard<'_, Cached> {
+        self.cached.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cached index, re-read first if another writer replaced the file.
+    fn current(&self) -> Result<MutexGuard<'_, Cached>, RegistryError> {
+        let mut cached = self.lock_cached();
+        let path = self.index_path();
+        let file = match fs::metadata(&path) {
+            Ok(meta) => Some(FileId::of(&meta)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(RegistryError::io(path, "read", e)),
+        };
+        if file != cached.file {
+            cached.index = match file {
+                Some(_) => read_index(&path)?,
+                None => Index::default(),
+            };
+            cached.file = file;
+        }
+        Ok(cached)
+    }
+
+    /// Runs `change` on the current index under the cross-process lock and, when it reports
+    /// a change, writes the index durably before returning. A failed write leaves the index
+    /// as it was.
+    fn write<T>(
+        &self,
+        change: impl FnOnce(&mut Index) -> Result<(T, bool), RegistryError>,
+    ) -> Result<T, RegistryError> {
+        let lock = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        lock.lock()
+            .map_err(|e| RegistryError::io(self.dir.join("lock"), "lock", e))?;
+        let result = self.write_locked(change);
+        if let Err(e) = lock.unlock() {
+            tracing::warn!("cannot unlock the plugin registry's lock file: {e}");
+        }
+        result
+    }
+
+    fn write_locked<T>(
+        &self,
+        change: impl FnOnce(&mut Index) -> Result<(T, bool), RegistryError>,
+    ) -> Result<T, RegistryError> {
+        // Readers are not held up by the syncs below: they keep reading the cache (or the
+        // old file) until the new index is in place.
+        let mut index = self.current()?.index.clone();
+        let (result, changed) = change(&mut index)?;
+        if changed {
+            let path = self.index_path();
+            let mut text = serde_json::to_vec_pretty(&index).expect("the index serialises");
+            text.push(b'\n');
+            durable::replace(&path, &text)?;
+            let meta = fs::metadata(&path).map_err(|e| RegistryError::io(&path, "read", e))?;
+            let mut cached = self.lock_cached();
+            cached.index = index;
+            cached.file = Some(FileId::of(&meta));
+        }
+        Ok(result)
+    }
+}
+
+impl FileId {
+    fn of(meta: &fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            inode: meta.ino(),
+            modified_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            size: meta.size(),
+        }
+    }
+}
+
+fn read_index(path: &Path) -> Result<Index, RegistryError> {
+    let text = fs::read(path).map_err(|e| RegistryError::io(path, "read", e))?;
+    let index: Index = serde_json::from_slice(&text).map_err(|e| {
+        let e = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not a plugin index: {e}"),
+        );
+        RegistryError::io(path, "parse", e)
+    })?;
+    if index.format != index::FORMAT {
+        let e = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "index format {} is not {} (written by another wasmtx version)",
+                index.format,
+                index::FORMAT
+            ),
+        );
+        return Err(RegistryError::io(path, "parse", e));
+    }
+    Ok(index)
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests;
