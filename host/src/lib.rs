@@ -21,6 +21,8 @@
 //!   the file log, durable COMMIT decisions with group commit;
 //! - [`recovery`]: resolves branches left prepared by a crash, consulting every decision
 //!   source;
+//! - [`registry`]: published plugins — components stored by digest as immutable
+//!   `name@version`, with aliases, in the state directory;
 //! - [`report`]: what a transaction ended as, for humans and `--json`;
 //! - [`gid`]: global transaction ids; [`value`]: SQL values; [`dialect`]: SQL dialects;
 //! - [`guest_build`]: builds a guest crate directory into a component.

@@ -445,3 +445,34 @@ pub fn prepared_branches(node: &str) -> Vec<String> {
     found.retain(|gid| gid.starts_with(&prefix));
     found
 }
+
+/// The least-privilege role scripts/setup-databases.sh creates on both servers.
+pub const APP_ROLE: &str = "wasmtx_app";
+
+/// Grants [`APP_ROLE`] what a participant needs on the database of `admin_url` — reading
+/// and writing its tables (and, on PostgreSQL, using its sequences), nothing else — and
+/// returns the URL that connects to that database as the role. Call it after creating the
+/// tables.
+pub fn least_privilege(admin_url: &str) -> String {
+    let (scheme, rest) = admin_url.split_once("://").expect("a URL");
+    let (_, host_and_db) = rest.split_once('@').expect("a URL with a user");
+    let database = host_and_db
+        .rsplit('/')
+        .next()
+        .expect("a URL with a database");
+    if scheme == "postgres" {
+        server_sql(
+            admin_url,
+            &format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}; \
+                 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}"
+            ),
+        );
+    } else {
+        server_sql(
+            admin_url,
+            &format!("GRANT SELECT, INSERT, UPDATE, DELETE ON `{database}`.* TO '{APP_ROLE}'@'%'"),
+        );
+    }
+    format!("{scheme}://{APP_ROLE}:{APP_ROLE}@{host_and_db}")
+}

@@ -4,7 +4,16 @@
 use std::process::ExitCode;
 
 use serde_json::json;
+use wasmtx::Host;
 use wasmtx::report::{BranchOutcome, ErrorKind, Outcome, TxError, TxReport};
+
+/// Warns on stderr, once per participant, about participants connected as a superuser.
+pub async fn warn_superusers(host: &Host) {
+    let participants = host.coordinator().participants();
+    for warning in wasmtx::participant::superuser_warnings(participants).await {
+        eprintln!("warning: {warning}");
+    }
+}
 
 /// Prints a finished transaction.
 pub fn print_report(report: &TxReport, json: bool) {

@@ -54,6 +54,7 @@ async fn prepare(args: &RunArgs) -> Result<(Host, ScriptLogic, String), TxError>
     )?;
     let script = host.load_script(&script_path).map_err(input_error)?;
     let host = host.connect().await?;
+    output::warn_superusers(&host).await;
     Ok((host, script, input))
 }
 

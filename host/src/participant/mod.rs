@@ -13,6 +13,7 @@
 
 pub mod mysql;
 pub mod postgres;
+mod privilege;
 pub mod server_branch;
 mod slot;
 mod spec;
@@ -28,6 +29,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use thiserror::Error;
 
+pub use self::privilege::{PrivilegeReport, superuser_warnings};
 pub use self::slot::ParticipantSlot;
 pub use self::spec::{Location, ParticipantSpec, SpecError};
 use crate::dialect::Dialect;
@@ -225,6 +227,17 @@ pub trait ServerParticipant: Send + Sync {
 
     /// Rolls back a prepared branch from any connection (recovery).
     async fn rollback_prepared(&self, branch: &BranchId) -> Result<Resolution, ParticipantError>;
+
+    /// Whether this participant connects as a superuser. A participant that cannot tell
+    /// says so rather than pass as safe.
+    async fn privilege_check(&self) -> Result<PrivilegeReport, ParticipantError> {
+        Err(ParticipantError::new(
+            self.name(),
+            "check privileges",
+            "this participant cannot report its privileges",
+        )
+        .class(ErrorClass::Configuration))
+    }
 }
 
 /// One open branch of a global transaction on a PostgreSQL or MySQL participant; owns its

@@ -53,7 +53,9 @@ use super::sql_common::{
     collect_rows, columns_of, connect_error, decode_error, describe, is_connection_error,
     millis_at_least_one, scrub, unsupported_column,
 };
-use super::{ErrorClass, ParticipantError, Resolution, StatementError, StatementTimeouts};
+use super::{
+    ErrorClass, ParticipantError, PrivilegeReport, Resolution, StatementError, StatementTimeouts,
+};
 use crate::dialect::Dialect;
 use crate::gid::{BranchId, Gid};
 use crate::value::{ResultLimits, RowSet, Value};
@@ -370,6 +372,12 @@ impl ServerProtocol for MysqlProtocol {
                 Some(Gid::parse(&gtrid).ok()?.branch(index))
             })
             .collect())
+    }
+
+    async fn privilege_check(
+        server: &ServerPool<MySql>,
+    ) -> Result<PrivilegeReport, ParticipantError> {
+        super::privilege::mysql(server).await
     }
 
     async fn execute(

@@ -46,7 +46,9 @@ use super::sql_common::{
     connect_error, decode_error, describe, is_connection_error, millis_at_least_one, scrub,
     unsupported_column,
 };
-use super::{ErrorClass, ParticipantError, Resolution, StatementError, StatementTimeouts};
+use super::{
+    ErrorClass, ParticipantError, PrivilegeReport, Resolution, StatementError, StatementTimeouts,
+};
 use crate::dialect::Dialect;
 use crate::gid::BranchId;
 use crate::value::{ResultLimits, RowSet, Value};
@@ -208,6 +210,12 @@ impl ServerProtocol for PostgresProtocol {
             .iter()
             .filter_map(|g| BranchId::parse_joined(g).ok())
             .collect())
+    }
+
+    async fn privilege_check(
+        server: &ServerPool<Postgres>,
+    ) -> Result<PrivilegeReport, ParticipantError> {
+        super::privilege::postgres(server).await
     }
 
     async fn execute(

@@ -34,8 +34,8 @@ use super::sql_common::{
     DriverCause, StatementFailure, TextSql, describe, is_connection_error, statement_error,
 };
 use super::{
-    DbError, ErrorClass, ParticipantError, Resolution, ServerBranch, ServerParticipant,
-    StatementError, StatementTimeouts,
+    DbError, ErrorClass, ParticipantError, PrivilegeReport, Resolution, ServerBranch,
+    ServerParticipant, StatementError, StatementTimeouts,
 };
 use crate::dialect::Dialect;
 use crate::gid::BranchId;
@@ -149,6 +149,11 @@ pub trait ServerProtocol: Send + Sync + Sized + 'static {
         server: &ServerPool<Self::Database>,
         gid_prefix: &str,
     ) -> impl Future<Output = Result<Vec<BranchId>, ParticipantError>> + Send;
+
+    /// Whether the pool's role is a superuser ([`super::privilege`]).
+    fn privilege_check(
+        server: &ServerPool<Self::Database>,
+    ) -> impl Future<Output = Result<PrivilegeReport, ParticipantError>> + Send;
 
     /// Runs a script's statement on `conn` and returns the rows it affected.
     fn execute(
@@ -284,6 +289,10 @@ impl<P: ServerProtocol> ServerParticipant for Server<P> {
         self.shared
             .finish_prepared_elsewhere(branch, Finish::Rollback)
             .await
+    }
+
+    async fn privilege_check(&self) -> Result<PrivilegeReport, ParticipantError> {
+        P::privilege_check(&self.shared.server).await
     }
 }
 

@@ -130,6 +130,7 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
     )?;
     let logic = host.load_script(&script_path).map_err(input_error)?;
     let host = host.connect().await?;
+    output::warn_superusers(&host).await;
     let coordinator = host.coordinator();
 
     let mut variants = vec![Variant {
