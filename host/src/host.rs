@@ -149,7 +149,7 @@ impl Host {
 
     /// Resolves (or with `dry_run`, only lists) this node's branches left prepared, using
     /// every decision source of this host: the decision store (or the state directory's
-    /// log, if one exists) and the SQLite coordinator file.
+    /// log, if one exists), the SQLite coordinator file and the last agent's decision table.
     pub async fn recover(&self, dry_run: bool) -> RecoveryReport {
         let store = match self.coordinator.decision_store() {
             Some(store) => Some(store.clone()),
@@ -166,12 +166,18 @@ impl Host {
         let sqlite_decisions: Arc<dyn DecisionSource> = Arc::new(SqliteDecisionTable::new(
             self.config.sqlite_coordinator_path(),
         ));
+        let decision_tables = self
+            .coordinator
+            .server_participants()
+            .filter_map(|p| p.decision_table())
+            .collect();
         Recovery::new(
             &self.config.node,
             self.coordinator.server_participants().cloned().collect(),
             store,
             vec![sqlite_decisions],
         )
+        .with_decision_tables(decision_tables)
         .run(dry_run)
         .await
     }
