@@ -1178,3 +1178,50 @@ fn every_path_of_a_postgres_branch_leaves_its_connection_clean_or_closed() {
     assert_eq!(server_balance(&pg, "alice"), 103);
     assert!(prepared_branches("clean").is_empty());
 }
+
+#[test]
+fn bench_of_insert_user_compares_plain_commits_and_counts_durable_writes() {
+    let (Some(a), Some(b)) = (mysql_db("wtx_benchuser_a"), mysql_db("wtx_benchuser_b")) else {
+        return;
+    };
+    create_user_table(&a);
+    create_user_table(&b);
+    let sb = TestDir::new();
+    let mut command = wasmtx(&sb, "benchuser");
+    command
+        .arg("bench")
+        .arg(guest("examples/insert-user"))
+        .args(["--json", "--concurrency", "2", "--transactions", "20"])
+        .args(["--warmup", "2", "--compare", "native", "--compare", "plain"])
+        .args(["--durable-writes", "--durable-sample", "10"])
+        .args([
+            "--input",
+            r#"{"username":"u-{worker}-{seq}","password":"pw"}"#,
+        ])
+        .args([
+            "-p",
+            &format!("a={}", as_last_agent(&a)),
+            "-p",
+            &format!("b={b}"),
+        ]);
+    let (output, result) = run_json(command);
+    assert!(output.status.success(), "{result}");
+    for v in result["variants"].as_array().unwrap() {
+        assert_eq!(v["commits"], 20, "{v}");
+        let durable = &v["durable_writes"];
+        assert_eq!(durable["transactions"], 10, "{v}");
+        // Both databases are on one server: at least one InnoDB log write per unit.
+        assert!(durable["innodb_log_writes"].as_f64().unwrap() >= 1.0, "{v}");
+        assert_eq!(durable["postgres_wal_flushes"], 0.0, "{v}");
+        assert_eq!(
+            durable["host_fsyncs"], 0.0,
+            "a last agent needs no decision log: {v}"
+        );
+    }
+    // Every unit of every variant (timed, warm-up, counted) put the user on both sides.
+    let rows = 3 * (20 + 2 + 10);
+    for url in [&a, &b] {
+        assert_eq!(server_usernames(url).len(), rows, "{url}");
+    }
+    assert!(prepared_branches("benchuser").is_empty());
+}
