@@ -1,16 +1,19 @@
 //! Two-phase commit on real PostgreSQL and MariaDB servers, through the real CLI: the
 //! original insert-user scenario, transactions spanning three kinds of database, faults at
-//! the edges, and crashes at every protocol step followed by `wasmtx recover`.
+//! the edges, crashes at every protocol step followed by `wasmtx recover`, and the same for a
+//! last agent (a server committed last in one phase, with the decision row inside it).
 
 mod common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{
-    TestDir, create_sqlite, guest, mysql_db, postgres_db, prepared_branches, server_accounts,
-    server_balance, server_sql, sqlite, transfer_input,
+    TestDir, create_sqlite, guest, mysql_db, node_of, postgres_db, prepared_branches,
+    server_accounts, server_balance, server_sql, sqlite, transfer_input,
 };
 
 /// The `user` table of the original scenario, per server.
@@ -355,16 +358,21 @@ fn a_crash_at_every_protocol_step_is_resolved_by_recover() {
         server_accounts(pg, &[("alice", 100)]);
         server_accounts(my, &[("bob", 100)]);
     };
-    for_each_crash_point("crash", setup, |node, point, applied, pg, my| {
-        let sb = TestDir::new();
-        let participants = [&format!("a={pg}")[..], &format!("b={my}")[..]];
-        let input = transfer_input(("a", "alice"), ("b", "bob"), 30);
-        let report = crash_then_recover(&sb, node, point, &script, &participants, &input);
-        let (alice, bob) = (server_balance(pg, "alice"), server_balance(my, "bob"));
-        assert_eq!(alice + bob, 200, "{point}: total changed");
-        let expected = if applied { (70, 130) } else { (100, 100) };
-        assert_eq!((alice, bob), expected, "{point}: {report}");
-    });
+    for_each_crash_point(
+        "crash",
+        &CRASH_POINTS,
+        setup,
+        |node, point, applied, pg, my| {
+            let sb = TestDir::new();
+            let participants = [&format!("a={pg}")[..], &format!("b={my}")[..]];
+            let input = transfer_input(("a", "alice"), ("b", "bob"), 30);
+            let report = crash_then_recover(&sb, node, point, &script, &participants, &input);
+            let (alice, bob) = (server_balance(pg, "alice"), server_balance(my, "bob"));
+            assert_eq!(alice + bob, 200, "{point}: total changed");
+            let expected = if applied { (70, 130) } else { (100, 100) };
+            assert_eq!((alice, bob), expected, "{point}: {report}");
+        },
+    );
 }
 
 /// The same crash points with an SQLite participant as well: the SQLite group commits
@@ -376,48 +384,54 @@ fn a_crash_with_sqlite_as_the_last_resource_is_resolved_by_recover() {
         create_user_table(pg);
         create_user_table(my);
     };
-    for_each_crash_point("lr", setup, |node, point, applied, pg, my| {
-        let sb = TestDir::new();
-        let lite = sb.path("c.db");
-        create_sqlite(
-            &lite,
-            "CREATE TABLE user (id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE, password TEXT NOT NULL, created_at TIMESTAMP, updated_at TIMESTAMP);",
-        );
-        let sqlite_arg = format!("c=sqlite://{}", lite.display());
-        let participants = [
-            &format!("a={pg}")[..],
-            &format!("b={my}")[..],
-            &sqlite_arg[..],
-        ];
-        let input = r#"{"username":"ann","password":"pw"}"#;
-        let report = crash_then_recover(&sb, node, point, &script, &participants, input);
-        let sqlite_names: Vec<String> = sqlite(&lite, "SELECT username FROM user")
-            .into_iter()
-            .map(|r| r[0].clone())
-            .collect();
-        let expected: Vec<String> = if applied { vec!["ann".into()] } else { vec![] };
-        assert_eq!(
-            server_usernames(pg),
-            expected,
-            "{point}: PostgreSQL: {report}"
-        );
-        assert_eq!(server_usernames(my), expected, "{point}: MariaDB: {report}");
-        assert_eq!(sqlite_names, expected, "{point}: SQLite: {report}");
-    });
+    for_each_crash_point(
+        "lr",
+        &CRASH_POINTS,
+        setup,
+        |node, point, applied, pg, my| {
+            let sb = TestDir::new();
+            let lite = sb.path("c.db");
+            create_sqlite(
+                &lite,
+                "CREATE TABLE user (id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE, password TEXT NOT NULL, created_at TIMESTAMP, updated_at TIMESTAMP);",
+            );
+            let sqlite_arg = format!("c=sqlite://{}", lite.display());
+            let participants = [
+                &format!("a={pg}")[..],
+                &format!("b={my}")[..],
+                &sqlite_arg[..],
+            ];
+            let input = r#"{"username":"ann","password":"pw"}"#;
+            let report = crash_then_recover(&sb, node, point, &script, &participants, input);
+            let sqlite_names: Vec<String> = sqlite(&lite, "SELECT username FROM user")
+                .into_iter()
+                .map(|r| r[0].clone())
+                .collect();
+            let expected: Vec<String> = if applied { vec!["ann".into()] } else { vec![] };
+            assert_eq!(
+                server_usernames(pg),
+                expected,
+                "{point}: PostgreSQL: {report}"
+            );
+            assert_eq!(server_usernames(my), expected, "{point}: MariaDB: {report}");
+            assert_eq!(sqlite_names, expected, "{point}: SQLite: {report}");
+        },
+    );
 }
 
-/// Runs `check(node, point, applied, postgres_url, mysql_url)` for every crash point, all
+/// Runs `check(node, point, applied, postgres_url, mysql_url)` for every one of `points`, all
 /// in parallel, each with its own node `<prefix><k>` and fresh databases `wtx_<prefix><k>`
 /// on both servers, prepared by `setup`. Skips (or, under CI, fails) like the servers do.
 fn for_each_crash_point(
     prefix: &str,
+    points: &[(&'static str, bool)],
     setup: impl Fn(&str, &str),
     check: impl Fn(&str, &str, bool, &str, &str) + Sync,
 ) {
     if !fault_injection_built() {
         return;
     }
-    let cases: Vec<_> = CRASH_POINTS
+    let cases: Vec<_> = points
         .iter()
         .enumerate()
         .filter_map(|(k, &(point, applied))| {
@@ -427,7 +441,7 @@ fn for_each_crash_point(
             Some((format!("{prefix}{k}"), point, applied, pg, my))
         })
         .collect();
-    if cases.len() < CRASH_POINTS.len() {
+    if cases.len() < points.len() {
         return;
     }
     std::thread::scope(|scope| {
@@ -584,4 +598,630 @@ fn sigkill_during_a_stream_of_transfers_then_recover_conserves_the_total() {
         "{} transfers committed; {in_doubt} branches were prepared after the kills; recovery: {report}",
         1_000_000 - alice
     );
+}
+
+// ---- the last agent ---------------------------------------------------------------------
+
+/// `url` marked as the last agent.
+fn as_last_agent(url: &str) -> String {
+    format!("{url}?last_agent=true")
+}
+
+/// The decision rows of `node` in the last agent's database at `url`, as `[gid, decision]`.
+fn decision_rows(url: &str, node: &str) -> Vec<Vec<String>> {
+    server_sql(
+        url,
+        &format!(
+            "SELECT gid, decision FROM wasmtx_decisions WHERE gid LIKE 'wtx.{node}.%' ORDER BY gid"
+        ),
+    )
+}
+
+/// The two ways round: PostgreSQL as the last agent, and MariaDB.
+const LAST_AGENTS: [&str; 2] = ["a", "b"];
+
+/// Transfer participants `a` (PostgreSQL) and `b` (MariaDB), with `agent` marked last
+/// agent; also returns the agent's plain URL.
+fn last_agent_participants(agent: &str, pg: &str, my: &str) -> ([String; 2], String) {
+    let mark = |name: &str, url: &str| {
+        if name == agent {
+            format!("{name}={}", as_last_agent(url))
+        } else {
+            format!("{name}={url}")
+        }
+    };
+    let agent_url = if agent == "a" { pg } else { my };
+    ([mark("a", pg), mark("b", my)], agent_url.to_owned())
+}
+
+/// A transfer of alice's (on `a`, PostgreSQL) to bob (on `b`, MariaDB), 100 each, with
+/// `agent` as the last agent, in fresh databases `db` of node `node_of(db)`.
+struct LastAgentCase {
+    pg: String,
+    my: String,
+    node: String,
+    sb: TestDir,
+    script: std::path::PathBuf,
+    participants: [String; 2],
+    agent_url: String,
+}
+
+impl LastAgentCase {
+    /// `None` when the servers cannot be reached (outside CI).
+    fn new(db: &str, agent: &str) -> Option<Self> {
+        let (pg, my) = (postgres_db(db)?, mysql_db(db)?);
+        server_accounts(&pg, &[("alice", 100)]);
+        server_accounts(&my, &[("bob", 100)]);
+        let (participants, agent_url) = last_agent_participants(agent, &pg, &my);
+        Some(LastAgentCase {
+            node: node_of(db),
+            sb: TestDir::new(),
+            script: guest("examples/transfer"),
+            participants,
+            agent_url,
+            pg,
+            my,
+        })
+    }
+
+    /// `wasmtx run` of a transfer of `amount`.
+    fn transfer(&self, amount: i64) -> Command {
+        let participants: Vec<&str> = self.participants.iter().map(String::as_str).collect();
+        run_command(
+            &self.sb,
+            &self.node,
+            &self.script,
+            &participants,
+            &transfer_input(("a", "alice"), ("b", "bob"), amount),
+        )
+    }
+
+    /// (alice, bob).
+    fn balances(&self) -> (i64, i64) {
+        (
+            server_balance(&self.pg, "alice"),
+            server_balance(&self.my, "bob"),
+        )
+    }
+
+    fn decision_rows(&self) -> Vec<Vec<String>> {
+        decision_rows(&self.agent_url, &self.node)
+    }
+}
+
+#[test]
+fn a_last_agent_commits_with_its_decision_row_and_aborts_cleanly() {
+    for agent in LAST_AGENTS {
+        let Some(case) = LastAgentCase::new(&format!("wtx_la_{agent}"), agent) else {
+            return;
+        };
+        let (out, json) = run_json(case.transfer(40));
+        assert_eq!(out.status.code(), Some(0), "{agent}: {json}");
+        assert_eq!(case.balances(), (60, 140), "{agent}");
+        let gid = json["gid"].as_str().unwrap();
+        assert_eq!(
+            case.decision_rows(),
+            [[gid, "C"]],
+            "{agent}: the commit is the decision row"
+        );
+
+        // The script votes abort (61 > 60): nothing changes, no decision row.
+        let (out, json) = run_json(case.transfer(61));
+        assert_eq!(out.status.code(), Some(1), "{agent}: {json}");
+        assert_eq!(json["error"]["kind"], "script", "{agent}: {json}");
+        assert_eq!(case.balances(), (60, 140), "{agent}");
+        assert_eq!(case.decision_rows().len(), 1, "{agent}");
+        assert!(prepared_branches(&case.node).is_empty(), "{agent}");
+    }
+}
+
+#[test]
+fn two_last_agents_or_one_next_to_sqlite_are_refused() {
+    let (Some(pg), Some(my)) = (postgres_db("wtx_la_two"), mysql_db("wtx_la_two")) else {
+        return;
+    };
+    let sb = TestDir::new();
+    let script = guest("examples/transfer");
+    let lite = sb.path("c.db");
+    create_sqlite(&lite, "CREATE TABLE t (x INTEGER);");
+    let cases = [
+        vec![
+            format!("a={}", as_last_agent(&pg)),
+            format!("b={}", as_last_agent(&my)),
+        ],
+        vec![
+            format!("a={}", as_last_agent(&pg)),
+            format!("c=sqlite://{}", lite.display()),
+        ],
+    ];
+    for participants in cases {
+        let participants: Vec<&str> = participants.iter().map(String::as_str).collect();
+        let (out, json) = run_json(run_command(&sb, "la-two", &script, &participants, "{}"));
+        assert!(!out.status.success(), "{json}");
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("last agent"),
+            "{json}"
+        );
+    }
+}
+
+#[test]
+fn a_last_agent_refuses_the_decision_past_the_deadline_by_its_own_clock() {
+    if !fault_injection_built() {
+        return;
+    }
+    for agent in LAST_AGENTS {
+        let Some(case) = LastAgentCase::new(&format!("wtx_la_late_{agent}"), agent) else {
+            return;
+        };
+        // The host checks its clock, then stalls past the 1 s deadline before it sends the
+        // decision: the database's clock refuses the row.
+        let mut command = case.transfer(10);
+        command
+            .args(["--timeout", "1"])
+            .env("WASMTX_FAULT_PAUSE", "before-decision:1500");
+        let (out, json) = run_json(command);
+        assert_eq!(out.status.code(), Some(1), "{agent}: {json}");
+        let message = json["error"]["message"].as_str().unwrap();
+        assert!(message.contains("deadline"), "{agent}: {message}");
+        assert_eq!(case.balances(), (100, 100), "{agent}");
+        assert!(case.decision_rows().is_empty(), "{agent}");
+        assert!(prepared_branches(&case.node).is_empty(), "{agent}");
+    }
+}
+
+/// Every step of a last-agent transfer a crash can hit (the agent is `a` or `b`; the other
+/// one is branch 0 of the prepared ones), and whether the transfer must end up applied.
+const LAST_AGENT_CRASH_POINTS: [(&str, bool); 6] = [
+    ("after-begin", false),
+    ("after-script", false),
+    ("after-prepare-0", false),
+    ("before-decision", false),
+    ("after-decision", true),
+    ("after-commit-0", true),
+];
+
+fn crash_with_last_agent(agent: &str, prefix: &str) {
+    let script = guest("examples/transfer");
+    let setup = |pg: &str, my: &str| {
+        server_accounts(pg, &[("alice", 100)]);
+        server_accounts(my, &[("bob", 100)]);
+    };
+    for_each_crash_point(
+        prefix,
+        &LAST_AGENT_CRASH_POINTS,
+        setup,
+        |node, point, applied, pg, my| {
+            let sb = TestDir::new();
+            let (participants, agent_url) = last_agent_participants(agent, pg, my);
+            let participants: Vec<&str> = participants.iter().map(String::as_str).collect();
+            let input = transfer_input(("a", "alice"), ("b", "bob"), 30);
+            let report = crash_then_recover(&sb, node, point, &script, &participants, &input);
+            let (alice, bob) = (server_balance(pg, "alice"), server_balance(my, "bob"));
+            assert_eq!(alice + bob, 200, "{point}: total changed");
+            let expected = if applied { (70, 130) } else { (100, 100) };
+            assert_eq!((alice, bob), expected, "{point}: {report}");
+            assert!(
+                decision_rows(&agent_url, node).is_empty(),
+                "{point}: recovery prunes the decision rows of finished transactions: {report}"
+            );
+        },
+    );
+}
+
+#[test]
+fn a_crash_at_every_step_with_postgres_as_last_agent_is_resolved_by_recover() {
+    crash_with_last_agent("a", "lapg");
+}
+
+#[test]
+fn a_crash_at_every_step_with_mariadb_as_last_agent_is_resolved_by_recover() {
+    crash_with_last_agent("b", "lamy");
+}
+
+/// Kills every session on the database of `url` (PostgreSQL or MariaDB).
+fn kill_sessions(url: &str) {
+    let database = url.rsplit('/').next().unwrap();
+    if url.starts_with("postgres") {
+        server_sql(
+            "postgres://postgres@127.0.0.1:5432/postgres",
+            &format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
+            ),
+        );
+    } else {
+        for id in server_sql(
+            "mysql://root@127.0.0.1:3306/",
+            &format!("SELECT id FROM information_schema.processlist WHERE db = '{database}'"),
+        ) {
+            server_sql(
+                "mysql://root@127.0.0.1:3306/",
+                &format!("KILL CONNECTION {}", id[0]),
+            );
+        }
+    }
+}
+
+#[test]
+fn a_last_agent_killed_during_its_commit_is_in_doubt_then_resolved_from_its_table() {
+    if !fault_injection_built() {
+        return;
+    }
+    for agent in LAST_AGENTS {
+        let Some(case) = LastAgentCase::new(&format!("wtx_la_kill_{agent}"), agent) else {
+            return;
+        };
+        let mut command = case.transfer(25);
+        command
+            .env("WASMTX_FAULT_PAUSE", "before-decision:2500")
+            .stderr(Stdio::null());
+        let child = command.stdout(Stdio::piped()).spawn().unwrap();
+        // While the host holds its decision, the last agent's session is killed: its COMMIT
+        // then fails with the outcome unknown, and the table says what happened.
+        std::thread::sleep(Duration::from_millis(1200));
+        kill_sessions(&case.agent_url);
+        let output = child.wait_with_output().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(json["outcome"], "aborted", "{agent}: {json}");
+        assert!(
+            notes(&json)
+                .iter()
+                .any(|n| n.contains("decision table says ABORT")),
+            "{agent}: resolved from the table: {json}"
+        );
+        assert_eq!(case.balances(), (100, 100), "{agent}");
+        let gid = json["gid"].as_str().unwrap();
+        assert_eq!(case.decision_rows(), [[gid, "A"]], "{agent}");
+        assert!(prepared_branches(&case.node).is_empty(), "{agent}");
+    }
+}
+
+/// The participants' notes of a report.
+fn notes(json: &serde_json::Value) -> Vec<&str> {
+    json["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["note"].as_str())
+        .collect()
+}
+
+/// A TCP forwarder that can lose the answers of the connections open so far: once cut,
+/// what the server sends on them is dropped and the client's side is closed, while what the
+/// client had sent still reached the server. New connections forward normally.
+struct CuttingProxy {
+    port: u16,
+    opened: Arc<AtomicU64>,
+    cut_below: Arc<AtomicU64>,
+}
+
+impl CuttingProxy {
+    fn start(target: &str) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (opened, cut_below) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let target = target.to_owned();
+        let (opened_in, cut_in) = (opened.clone(), cut_below.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                let id = opened_in.fetch_add(1, Ordering::SeqCst);
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut s_write);
+                    let _ = s_write.shutdown(std::net::Shutdown::Write);
+                });
+                let cut = cut_in.clone();
+                let (mut s_read, mut c_write) = (server, client);
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        let n = match s_read.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if id < cut.load(Ordering::SeqCst) {
+                            let _ = c_write.shutdown(std::net::Shutdown::Both);
+                            break;
+                        }
+                        if c_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        CuttingProxy {
+            port,
+            opened,
+            cut_below,
+        }
+    }
+
+    /// Loses the answers of every connection opened so far.
+    fn cut(&self) {
+        self.cut_below
+            .store(self.opened.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_last_agent_whose_commit_answer_is_lost_commits_from_its_table() {
+    if !fault_injection_built() {
+        return;
+    }
+    let db = "wtx_la_lost";
+    let (Some(pg), Some(my)) = (postgres_db(db), mysql_db(db)) else {
+        return;
+    };
+    let node = node_of(db);
+    server_accounts(&pg, &[("alice", 100)]);
+    server_accounts(&my, &[("bob", 100)]);
+    let proxy = CuttingProxy::start("127.0.0.1:5432");
+    let via_proxy = pg.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let sb = TestDir::new();
+    let script = guest("examples/transfer");
+    let participants = [
+        format!("a={}", as_last_agent(&via_proxy)),
+        format!("b={my}"),
+    ];
+    let participants: Vec<&str> = participants.iter().map(String::as_str).collect();
+    let mut command = run_command(
+        &sb,
+        &node,
+        &script,
+        &participants,
+        &transfer_input(("a", "alice"), ("b", "bob"), 25),
+    );
+    command
+        .env("WASMTX_FAULT_PAUSE", "before-decision:2500")
+        .stderr(Stdio::null());
+    let child = command.stdout(Stdio::piped()).spawn().unwrap();
+    // The COMMIT will reach PostgreSQL, but its answer will not reach the host.
+    std::thread::sleep(Duration::from_millis(1200));
+    proxy.cut();
+    let output = child.wait_with_output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["outcome"], "committed", "{json}");
+    assert!(
+        notes(&json)
+            .iter()
+            .any(|n| n.contains("decision table says COMMIT")),
+        "resolved from the table: {json}"
+    );
+    assert_eq!(
+        (server_balance(&pg, "alice"), server_balance(&my, "bob")),
+        (75, 125)
+    );
+    assert!(prepared_branches(&node).is_empty());
+}
+
+#[test]
+fn a_script_cannot_touch_the_decision_table() {
+    let (Some(pg), Some(my)) = (postgres_db("wtx_la_policy"), mysql_db("wtx_la_policy")) else {
+        return;
+    };
+    let node = node_of("wtx_la_policy");
+    server_accounts(&pg, &[("alice", 100)]);
+    server_accounts(&my, &[("bob", 100)]);
+    let sb = TestDir::new();
+    let participants = [format!("a={}", as_last_agent(&pg)), format!("b={my}")];
+    let participants: Vec<&str> = participants.iter().map(String::as_str).collect();
+    let (out, json) = run_json(run_command(
+        &sb,
+        &node,
+        &guest("examples/transfer"),
+        &participants,
+        &transfer_input(("a", "alice"), ("b", "bob"), 1),
+    ));
+    assert_eq!(out.status.code(), Some(0), "{json}");
+    let rows = decision_rows(&pg, &node);
+    assert_eq!(rows.len(), 1);
+
+    let hostile = guest("tests/guests/hostile");
+    for sql in [
+        "DELETE FROM wasmtx_decisions",
+        "UPDATE wasmtx_decisions SET decision = 'A'",
+        "SELECT * FROM \"wasmtx_decisions\"",
+    ] {
+        let input =
+            serde_json::json!({"attack": "statement", "participant": "a", "sql": sql}).to_string();
+        let (out, json) = run_json(run_command(&sb, &node, &hostile, &participants, &input));
+        assert_eq!(out.status.code(), Some(1), "{sql}: {json}");
+        assert_eq!(json["outcome"], "aborted", "{sql}: {json}");
+        assert_eq!(json["error"]["kind"], "forbidden", "{sql}: {json}");
+    }
+    assert_eq!(decision_rows(&pg, &node), rows, "the table is untouched");
+    assert_eq!(
+        (server_balance(&pg, "alice"), server_balance(&my, "bob")),
+        (99, 101)
+    );
+    assert!(prepared_branches(&node).is_empty());
+}
+
+/// Sessions of the pool named `application` that are not idle (inside a transaction, or
+/// still running something), seen from another connection; waits a little for sessions that
+/// are closing.
+fn busy_sessions(application: &str) -> Vec<Vec<String>> {
+    let mut busy = Vec::new();
+    for _ in 0..40 {
+        busy = server_sql(
+            "postgres://postgres@127.0.0.1:5432/postgres",
+            &format!(
+                "SELECT pid::text, state, left(query, 60) FROM pg_stat_activity \
+                 WHERE application_name = '{application}' AND state <> 'idle'"
+            ),
+        );
+        if busy.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    busy
+}
+
+#[test]
+fn every_path_of_a_postgres_branch_leaves_its_connection_clean_or_closed() {
+    use wasmtx::gid::{Gid, NodeId};
+    use wasmtx::participant::postgres::PostgresParticipant;
+    use wasmtx::participant::{ServerParticipant, StatementTimeouts};
+
+    let Some(pg) = postgres_db("wtx_clean") else {
+        return;
+    };
+    server_accounts(&pg, &[("alice", 100)]);
+    let application = "wtx_clean_pool";
+    let url = format!("{pg}?application_name={application}");
+    let node = NodeId::new("clean").unwrap();
+    let timeouts = StatementTimeouts {
+        statement: Duration::from_secs(5),
+        lock: Duration::from_secs(5),
+    };
+    let branch = || {
+        Gid::new(
+            &node,
+            std::time::SystemTime::now() + Duration::from_secs(30),
+        )
+        .branch(0)
+    };
+    let update = "UPDATE accounts SET balance = balance + 1 WHERE id = 'alice'";
+    // One runtime for the pool; its worker finishes a connection's return to the pool
+    // between the paths.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let participant = runtime.block_on(async {
+        let p = PostgresParticipant::connect("a", &url, 2).await.unwrap();
+        p.into_last_agent().await.unwrap()
+    });
+    let check = |path: &str| {
+        let busy = busy_sessions(application);
+        assert!(
+            busy.is_empty(),
+            "{path}: a pooled session is not clean: {busy:?}"
+        );
+    };
+    let p = &participant;
+    // A branch that has changed alice's row.
+    let begin_updated = |id: &wasmtx::gid::BranchId| {
+        let id = id.clone();
+        async move {
+            let mut b = p.begin(&id, timeouts).await.unwrap();
+            b.execute(update, &[]).await.unwrap();
+            b
+        }
+    };
+    runtime.block_on(async {
+        let mut b = begin_updated(&branch()).await;
+        b.rollback().await.unwrap();
+    });
+    check("rolled back");
+    runtime.block_on(async {
+        let mut b = p.begin(&branch(), timeouts).await.unwrap();
+        assert!(b.execute("SELECT * FROM missing_table", &[]).await.is_err());
+        assert!(b.prepare().await.is_err());
+    });
+    check("a failed statement, then prepare");
+    runtime.block_on(async {
+        drop(begin_updated(&branch()).await);
+    });
+    check("dropped while open");
+    runtime.block_on(async {
+        let id = branch();
+        let mut b = begin_updated(&id).await;
+        b.prepare().await.unwrap();
+        drop(b);
+        p.rollback_prepared(&id).await.unwrap();
+    });
+    check("dropped while prepared, rolled back elsewhere");
+    runtime.block_on(async {
+        let mut b = begin_updated(&branch()).await;
+        b.prepare().await.unwrap();
+        b.commit_prepared().await.unwrap();
+    });
+    check("prepared and committed");
+    runtime.block_on(async {
+        let mut b = begin_updated(&branch()).await;
+        b.commit_one_phase().await.unwrap();
+    });
+    check("one-phase commit");
+    runtime.block_on(async {
+        let mut b = p.begin(&branch(), timeouts).await.unwrap();
+        assert!(b.execute("SELECT 1/0", &[]).await.is_err());
+        assert!(b.commit_one_phase().await.is_err());
+    });
+    check("a failed one-phase commit");
+    runtime.block_on(async {
+        let mut b = begin_updated(&branch()).await;
+        b.commit_with_decision().await.unwrap();
+    });
+    check("commit with the decision row");
+    runtime.block_on(async {
+        let late = Gid::new(&node, std::time::SystemTime::now() - Duration::from_secs(1)).branch(0);
+        let mut b = begin_updated(&late).await;
+        let err = b.commit_with_decision().await.unwrap_err();
+        assert!(err.to_string().contains("deadline"), "{err}");
+    });
+    check("a refused decision row (past the deadline)");
+    // Three commits of +1 went through (prepared, one-phase, with the decision row); every
+    // other path changed nothing.
+    assert_eq!(server_balance(&pg, "alice"), 103);
+    assert!(prepared_branches("clean").is_empty());
+}
+
+#[test]
+fn bench_of_insert_user_compares_plain_commits_and_counts_durable_writes() {
+    let (Some(a), Some(b)) = (mysql_db("wtx_benchuser_a"), mysql_db("wtx_benchuser_b")) else {
+        return;
+    };
+    create_user_table(&a);
+    create_user_table(&b);
+    let sb = TestDir::new();
+    let mut command = wasmtx(&sb, "benchuser");
+    command
+        .arg("bench")
+        .arg(guest("examples/insert-user"))
+        .args(["--json", "--concurrency", "2", "--transactions", "20"])
+        .args(["--warmup", "2", "--compare", "native", "--compare", "plain"])
+        .args(["--durable-writes", "--durable-sample", "10"])
+        .args([
+            "--input",
+            r#"{"username":"u-{worker}-{seq}","password":"pw"}"#,
+        ])
+        .args([
+            "-p",
+            &format!("a={}", as_last_agent(&a)),
+            "-p",
+            &format!("b={b}"),
+        ]);
+    let (output, result) = run_json(command);
+    assert!(output.status.success(), "{result}");
+    for v in result["variants"].as_array().unwrap() {
+        assert_eq!(v["commits"], 20, "{v}");
+        let durable = &v["durable_writes"];
+        assert_eq!(durable["transactions"], 10, "{v}");
+        // Both databases are on one server: at least one InnoDB log write per unit.
+        assert!(durable["innodb_log_writes"].as_f64().unwrap() >= 1.0, "{v}");
+        assert_eq!(durable["postgres_wal_flushes"], 0.0, "{v}");
+        assert_eq!(
+            durable["host_fsyncs"], 0.0,
+            "a last agent needs no decision log: {v}"
+        );
+    }
+    // Every unit of every variant (timed, warm-up, counted) put the user on both sides.
+    let rows = 3 * (20 + 2 + 10);
+    for url in [&a, &b] {
+        assert_eq!(server_usernames(url).len(), rows, "{url}");
+    }
+    assert!(prepared_branches("benchuser").is_empty());
 }

@@ -9,6 +9,8 @@
 //! [participants]                  # in transaction order
 //! bank_a = "sqlite://bank_a.db"
 //! bank_b = "postgres://app@db.internal/bank"
+//! # or, to commit it last in one phase with the decision inside it (also `?last_agent=true`):
+//! # bank_b = { url = "postgres://app@db.internal/bank", last_agent = true }
 //!
 //! [limits]
 //! timeout_secs = 30
@@ -118,13 +120,12 @@ impl Config {
         if let Some(dir) = file.cache_dir {
             config.cache_dir = base.join(dir);
         }
-        for (name, url) in &file.participants {
-            let url = url.as_str().ok_or_else(|| {
-                parse_error(format!(
-                    "participants.{name} must be a URL string, e.g. \"sqlite://a.db\""
-                ))
+        for (name, value) in &file.participants {
+            let spec = participant_entry(name, value).map_err(|e| match e {
+                EntryError::Shape(message) => parse_error(message),
+                EntryError::Spec(e) => ConfigError::Participant(e),
             })?;
-            config.add_participant(ParticipantSpec::new(name, url)?, true)?;
+            config.add_participant(spec, true)?;
         }
         config.limits = file.limits;
         file.server
@@ -184,6 +185,48 @@ impl Config {
     }
 }
 
+enum EntryError {
+    Shape(String),
+    Spec(SpecError),
+}
+
+/// One `[participants]` entry: `name = "URL"` or `name = { url = "URL", last_agent = true }`.
+fn participant_entry(name: &str, value: &toml::Value) -> Result<ParticipantSpec, EntryError> {
+    let shape = || {
+        EntryError::Shape(format!(
+            "participants.{name} must be a URL string, e.g. \"sqlite://a.db\", or a table \
+             {{ url = \"…\", last_agent = true }}"
+        ))
+    };
+    match value {
+        toml::Value::String(url) => ParticipantSpec::new(name, url).map_err(EntryError::Spec),
+        toml::Value::Table(table) => {
+            if let Some(key) = table
+                .keys()
+                .find(|k| !matches!(k.as_str(), "url" | "last_agent"))
+            {
+                return Err(EntryError::Shape(format!(
+                    "participants.{name}: unknown key `{key}`; known: url, last_agent"
+                )));
+            }
+            let url = table
+                .get("url")
+                .and_then(toml::Value::as_str)
+                .ok_or_else(shape)?;
+            let mut spec = ParticipantSpec::new(name, url).map_err(EntryError::Spec)?;
+            match table.get("last_agent") {
+                None => {}
+                Some(toml::Value::Boolean(flag)) => {
+                    spec.set_last_agent(*flag).map_err(EntryError::Spec)?
+                }
+                Some(_) => return Err(shape()),
+            }
+            Ok(spec)
+        }
+        _ => Err(shape()),
+    }
+}
+
 fn default_dir(override_var: &str, xdg_var: &str, home_relative: &str) -> PathBuf {
     if let Some(dir) = std::env::var_os(override_var).filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
@@ -237,6 +280,26 @@ mod tests {
             .apply_participant_args(&["c=sqlite://c".into(), "C=sqlite://d".into()])
             .unwrap_err();
         assert!(matches!(err, ConfigError::DuplicateParticipant(_)), "{err}");
+    }
+
+    #[test]
+    fn a_participant_table_can_name_the_last_agent() {
+        let text = r#"
+            [participants]
+            a = { url = "postgres://root@127.0.0.1/test", last_agent = true }
+            b = "mysql://root@127.0.0.1/test1"
+        "#;
+        let config = Config::parse(text, Path::new("c.toml")).unwrap();
+        let flags: Vec<_> = config.participants.iter().map(|p| p.last_agent).collect();
+        assert_eq!(flags, [true, false]);
+        for bad in [
+            "[participants]\na = { url = \"sqlite://a.db\", last_agent = true }",
+            "[participants]\na = { url = \"mysql://h/t\", last_agent = \"yes\" }",
+            "[participants]\na = { url = \"mysql://h/t\", lastagent = true }",
+            "[participants]\na = { last_agent = true }",
+        ] {
+            assert!(Config::parse(bad, Path::new("c.toml")).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! as if killed. Without the feature every point is a no-op and the variable is ignored.
 
 /// Marks a protocol step. Names: `after-begin`, `after-script`, `after-prepare-<k>`,
-/// `after-decision`, `after-commit-<k>` (k = the branch's position among server branches).
+/// `before-decision` (a last agent's, just before its commit with the decision row is sent),
+/// `after-decision`, `after-commit-<k>` (k = the branch's position among the server branches
+/// that are prepared: a last agent is not one of them).
 /// `WASMTX_FAULT_PAUSE=<name>:<ms>` sleeps there instead, so a test can break something
 /// (e.g. kill a connection) at exactly that step.
 #[cfg(feature = "fault-injection")]

@@ -161,7 +161,7 @@ impl Host {
 
     /// Recovery of this node's branches on the server participants, consulting every
     /// decision source of this host: the decision store (or the state directory's log, if
-    /// one exists) and the SQLite coordinator file.
+    /// one exists), the SQLite coordinator file and the last agent's decision table.
     pub async fn recovery(&self) -> Result<Recovery, ScanFailure> {
         let store = match self.coordinator.decision_store() {
             Some(store) => Some(store.clone()),
@@ -170,12 +170,18 @@ impl Host {
         let sqlite_decisions: Arc<dyn DecisionSource> = Arc::new(SqliteDecisionTable::new(
             self.config.sqlite_coordinator_path(),
         ));
+        let decision_tables = self
+            .coordinator
+            .server_participants()
+            .filter_map(|p| p.decision_table())
+            .collect();
         Ok(Recovery::new(
             &self.config.node,
             self.coordinator.server_participants().cloned().collect(),
             store,
             vec![sqlite_decisions],
-        ))
+        )
+        .with_decision_tables(decision_tables))
     }
 
     /// The state directory's decision log if the file exists (a host whose participants

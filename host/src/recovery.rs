@@ -2,17 +2,22 @@
 //!
 //! For every configured PostgreSQL/MySQL participant, list the prepared branches whose gid
 //! carries this node's prefix, and for each:
-//! - a COMMIT decision is recorded (decision log, or the SQLite coordinator file for
-//!   transactions whose SQLite group was the last resource) → commit it;
+//! - a COMMIT decision is recorded (decision log, the SQLite coordinator file for
+//!   transactions whose SQLite group was the last resource, or a last agent's decision
+//!   table) → commit it;
 //! - no decision and the transaction's deadline (plus a margin) has passed → roll it back
 //!   (presumed abort: no coordinator can still decide it, since COMMIT is only recorded
-//!   before the deadline);
+//!   before the deadline). First ABORT is recorded in every last agent's decision table
+//!   unless a row is there: a COMMIT row still in flight makes that wait, and if it commits
+//!   the branch is committed instead (the primary key arbitrates, not the clock);
 //! - no decision, deadline not passed → leave it: another process may be mid-flight.
 //!
 //! This also finds orphans no log knows about (a host that crashed between PREPARE and its
-//! decision), which is why it scans the databases rather than the log.
+//! decision), which is why it scans the databases rather than the log. Once every
+//! participant was scanned, the last agents' rows of this node whose transactions are done
+//! and expired are pruned.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -20,6 +25,7 @@ use serde::Serialize;
 
 use crate::decision_store::{DecisionError, DecisionSource, DecisionStore};
 use crate::gid::{BranchId, Gid, NodeId};
+use crate::participant::decision_table::{DecisionTable, TableDecision};
 use crate::participant::{ParticipantError, Resolution, ServerParticipant};
 
 /// Extra time past a transaction's deadline (carried in its gid) before recovery presumes
@@ -96,6 +102,9 @@ pub struct Recovery {
     store: Option<Arc<dyn DecisionStore>>,
     /// Which gids to look at (all when `None`): one gid retried now, or those not backing off.
     keep: Option<GidFilter>,
+    /// The last agents' decision tables: sources too, arbiters before a rollback, and
+    /// pruned at the end.
+    tables: Vec<Arc<dyn DecisionTable>>,
 }
 
 /// Chooses the gids a recovery run looks at.
@@ -122,6 +131,7 @@ impl Recovery {
             sources,
             store,
             keep: None,
+            tables: Vec::new(),
         }
     }
 
@@ -132,11 +142,23 @@ impl Recovery {
         self
     }
 
+    /// Also consults, arbitrates in and prunes these last agents' decision tables.
+    pub fn with_decision_tables(mut self, tables: Vec<Arc<dyn DecisionTable>>) -> Self {
+        for table in &tables {
+            self.sources.push(table.clone() as Arc<dyn DecisionSource>);
+        }
+        self.tables = tables;
+        self
+    }
+
     /// Scans every participant and resolves (or with `dry_run`, only reports) this node's
     /// prepared branches.
     pub async fn run(&self, dry_run: bool) -> RecoveryReport {
         let mut report = RecoveryReport::default();
         let mut committed_gids = BTreeSet::new();
+        // What the arbitration in the last agents' tables found, per gid.
+        let mut arbitrated: BTreeMap<Gid, Result<bool, String>> = BTreeMap::new();
+        let scan_started = SystemTime::now();
         for participant in &self.participants {
             let branches = match participant.prepared_branches(&self.gid_prefix).await {
                 Ok(branches) => branches,
@@ -156,8 +178,32 @@ impl Recovery {
                 // deadline, so if it is absent now and the deadline had passed already, it
                 // can never appear.
                 let now = SystemTime::now();
+                let expired = branch.gid.expired(PRESUMED_ABORT_MARGIN, now);
                 let decision = match self.decided_commit(&branch.gid).await {
                     Ok(true) => Decision::Commit,
+                    Ok(false) if expired && !dry_run && !self.tables.is_empty() => {
+                        let verdict = match arbitrated.get(&branch.gid) {
+                            Some(verdict) => verdict.clone(),
+                            None => {
+                                let verdict = self.arbitrate(&branch.gid).await;
+                                arbitrated.insert(branch.gid.clone(), verdict.clone());
+                                verdict
+                            }
+                        };
+                        match verdict {
+                            Ok(true) => Decision::Commit,
+                            Ok(false) => Decision::None,
+                            Err(message) => {
+                                report.branches.push(line(
+                                    &branch,
+                                    participant.name(),
+                                    Decision::None,
+                                    Action::Failed(message),
+                                ));
+                                continue;
+                            }
+                        }
+                    }
                     Ok(false) => Decision::None,
                     Err(err) => {
                         report.branches.push(line(
@@ -169,7 +215,6 @@ impl Recovery {
                         continue;
                     }
                 };
-                let expired = branch.gid.expired(PRESUMED_ABORT_MARGIN, now);
                 let action = match (decision, expired, dry_run) {
                     (Decision::Commit, _, true) => Action::WouldCommit,
                     (Decision::None, true, true) => Action::WouldRollBack,
@@ -205,7 +250,61 @@ impl Recovery {
                 }
             }
         }
+        // Pruning judges every row by this run's report: a run that looked at some gids
+        // only (`only`) cannot tell which of the others still have branches prepared.
+        if !dry_run && report.failures.is_empty() && self.keep.is_none() {
+            self.prune(&report, scan_started).await;
+        }
         report
+    }
+
+    /// Records ABORT for `gid` in every last agent's table unless a row is there; `Ok(true)`
+    /// if one says COMMIT (a COMMIT that was in flight won).
+    async fn arbitrate(&self, gid: &Gid) -> Result<bool, String> {
+        for table in &self.tables {
+            match table.abort_unless_committed(gid).await {
+                Ok(TableDecision::Commit) => return Ok(true),
+                Ok(TableDecision::Abort) => {}
+                Err(err) => {
+                    return Err(format!(
+                        "cannot record ABORT before rolling back: {err}; left prepared"
+                    ));
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Drops the last agents' rows of this node whose transactions are expired and have no
+    /// branch left unresolved.
+    async fn prune(&self, report: &RecoveryReport, scan_started: SystemTime) {
+        let keep: BTreeSet<Gid> = report
+            .branches
+            .iter()
+            .filter(|b| {
+                !matches!(
+                    b.action,
+                    Action::Committed | Action::RolledBack | Action::AlreadyResolved
+                )
+            })
+            .filter_map(|b| Gid::parse(&b.gid).ok())
+            .collect();
+        for table in &self.tables {
+            let pruned = table
+                .prune(
+                    &self.gid_prefix,
+                    scan_started - PRESUMED_ABORT_MARGIN,
+                    PRESUMED_ABORT_MARGIN,
+                    &keep,
+                )
+                .await;
+            if let Err(err) = pruned {
+                tracing::warn!(
+                    "cannot prune decision table of `{}`: {err}",
+                    table.participant()
+                );
+            }
+        }
     }
 
     /// Whether any source has COMMIT recorded for `gid`.

@@ -1,19 +1,26 @@
 //! Steps 3–6 of the protocol, once the prepare logic voted commit: one-phase commit for a
 //! single resource; otherwise phase 1, the decision, and phase 2.
+//!
+//! With a last agent among the branches (and no SQLite group), the last agent is taken out
+//! of the transaction's branches before phase 1: the others are prepared, then the last
+//! agent's commit with its decision row is the decision (`last_agent.rs`), and phase 2
+//! commits the others.
 
 use std::time::Instant;
 
 use futures::future::join_all;
 
+use super::last_agent::LastAgent;
 use super::report_builder::ReportBuilder;
 use super::{Coordinator, Finish, bounded};
 use crate::decision_store::DecisionError;
 use crate::participant::ParticipantError;
+use crate::participant::decision_table::DecisionTable;
 use crate::report::{BranchOutcome, ErrorKind, Outcome, TxError, TxReport};
 use crate::transaction::{OpenBranch, OpenTransaction};
 
 /// What the decision step ended with.
-enum Decided {
+pub(super) enum Decided {
     /// COMMIT is durable: go on to phase 2.
     Commit,
     /// Nothing was decided: roll everything back.
@@ -34,11 +41,24 @@ impl Coordinator {
         if resources == 1 {
             return self.commit_one_phase(tx, output, report).await;
         }
+        let last_agent = LastAgent::take_from(&mut tx);
         if let Err(error) = self.phase_one(&mut tx).await {
+            if let Some(agent) = last_agent {
+                tx.branches.push(agent.open);
+            }
             self.rollback_all(tx, &mut report).await;
             return report.finish(Outcome::Aborted, None, Some(error));
         }
-        match self.decide(&mut tx, &mut report).await {
+        let (decided, table) = match last_agent {
+            Some(agent) => {
+                let table = agent.table.clone();
+                let (gid, deadline) = (tx.gid.clone(), tx.deadline);
+                let decided = self.decide_by(agent, &gid, deadline, &mut report).await;
+                (decided, Some(table))
+            }
+            None => (self.decide(&mut tx, &mut report).await, None),
+        };
+        match decided {
             Decided::Commit => {}
             Decided::Abort(error) => {
                 self.rollback_all(tx, &mut report).await;
@@ -52,7 +72,7 @@ impl Coordinator {
             }
         }
         crate::fault::point("after-decision");
-        self.phase_two(tx, output, report).await
+        self.phase_two(tx, output, report, table).await
     }
 
     /// One resource: a plain commit, no decision to record. A COMMIT whose answer does not
@@ -175,12 +195,15 @@ impl Coordinator {
         }
     }
 
-    /// Phase 2: commits every prepared branch concurrently, each retried with backoff.
+    /// Phase 2: commits every prepared branch concurrently, each retried with backoff. Once
+    /// all are committed, the decision is forgotten where it was kept: DONE in the decision
+    /// store, or the last agent's row (`table`).
     async fn phase_two(
         &self,
         mut tx: OpenTransaction,
         output: String,
         mut report: ReportBuilder,
+        table: Option<std::sync::Arc<dyn DecisionTable>>,
     ) -> TxReport {
         let results = join_all(
             tx.branches
@@ -218,7 +241,9 @@ impl Coordinator {
             );
             return report.finish(Outcome::InDoubt, Some(output), Some(error));
         }
-        if let Some(store) = &self.decisions
+        if let Some(table) = table {
+            table.forget(&tx.gid);
+        } else if let Some(store) = &self.decisions
             && let Err(err) = store.record_done(&tx.gid).await
         {
             let gid = &tx.gid;

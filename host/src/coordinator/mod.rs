@@ -8,16 +8,20 @@
 //! 3. one resource → **one-phase commit**, no decision written;
 //! 4. otherwise **phase 1**: prepare every server branch concurrently;
 //! 5. **decide**: with an SQLite group, the group commits last with the decision row
-//!    inside it (its commit is the decision); without one, COMMIT goes to the decision
+//!    inside it (its commit is the decision); with a last agent (a server participant
+//!    configured so), that participant, unprepared, commits last with the decision row in
+//!    its own database (`last_agent.rs`); otherwise COMMIT goes to the decision
 //!    store and is durable before anything else happens — and only before the deadline. A
 //!    decision whose outcome is unknown leaves the transaction in doubt, never rolled back;
 //! 6. **phase 2**: commit every prepared branch concurrently, retried with backoff; a
 //!    branch still unconfirmed at the end is reported pending, for recovery.
 //!
-//! Steps 3–6 are in `commit.rs`; `report_builder.rs` fills in each participant's part of
+//! Steps 3–6 are in `commit.rs` (the last agent's decision in `last_agent.rs`);
+//! `report_builder.rs` fills in each participant's part of
 //! the report as the protocol advances.
 
 mod commit;
+mod last_agent;
 mod report_builder;
 
 use std::future::Future;

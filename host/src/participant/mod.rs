@@ -7,10 +7,13 @@
 //! helpers all three drivers share are in `sql_common.rs`. SQLite participants of one
 //! transaction share one connection with every file attached ([`sqlite::SqliteGroup`]), so
 //! one COMMIT is atomic across them; when the group commits last, its decision row
-//! ([`sqlite_decisions`]) is written inside that commit. [`ParticipantSlot`] turns a spec
+//! ([`sqlite_decisions`]) is written inside that commit. A server participant configured as
+//! the *last agent* plays the same part for servers: it commits last, in one phase, with the
+//! decision row in its own database ([`decision_table`]). [`ParticipantSlot`] turns a spec
 //! into one of these. Database differences live in these files; the coordinator sees only
 //! the traits.
 
+pub mod decision_table;
 pub mod mysql;
 pub mod postgres;
 mod privilege;
@@ -238,6 +241,11 @@ pub trait ServerParticipant: Send + Sync {
         )
         .class(ErrorClass::Configuration))
     }
+
+    /// The decision table, when this participant is the last agent.
+    fn decision_table(&self) -> Option<Arc<dyn decision_table::DecisionTable>> {
+        None
+    }
 }
 
 /// One open branch of a global transaction on a PostgreSQL or MySQL participant; owns its
@@ -260,6 +268,17 @@ pub trait ServerBranch: Send {
 
     /// Commits an unprepared branch in one phase (the transaction has one participant).
     async fn commit_one_phase(&mut self) -> Result<(), ParticipantError>;
+
+    /// The last agent's commit: the COMMIT decision row in its decision table and the
+    /// one-phase commit, together, refused past the deadline by the database's clock. An
+    /// error of class [`ErrorClass::Connection`] means the outcome is unknown.
+    async fn commit_with_decision(&mut self) -> Result<(), ParticipantError> {
+        Err(ParticipantError::new(
+            "?",
+            "commit",
+            "this participant is not a last agent",
+        ))
+    }
 
     /// Phase 2 on the branch's own connection.
     async fn commit_prepared(&mut self) -> Result<Resolution, ParticipantError>;

@@ -12,6 +12,8 @@
 //!   opens a fresh connection outside the pool.
 //!   There, `XAER_NOTA` counts as "already resolved" only if `XA RECOVER` no longer lists the
 //!   xid; a listed one is still held by a live session and the request fails, to be retried.
+//! - A last agent's commit is `INSERT INTO wasmtx_decisions …; XA END …; XA COMMIT … ONE PHASE`
+//!   in one message; a killed connection (`ER_CONNECTION_KILLED`) leaves its outcome unknown.
 //! - A connection goes back to the pool only after a successful `XA COMMIT` / `XA ROLLBACK`;
 //!   in any other case (including a branch dropped half way) it is closed, and the server
 //!   rolls back an unprepared branch or keeps a prepared one for recovery.
@@ -66,6 +68,8 @@ const XAER_NOTA: u16 = 1397;
 const XAER_RMFAIL: u16 = 1399;
 /// `XAER_OUTSIDE`: work was done outside the global transaction.
 const XAER_OUTSIDE: u16 = 1400;
+/// `ER_CONNECTION_KILLED`: another session killed this one.
+const ER_CONNECTION_KILLED: u16 = 1927;
 
 /// Which server speaks the MySQL protocol; decides the statement-timeout variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,8 +239,17 @@ impl ServerProtocol for MysqlProtocol {
     type Database = MySql;
 
     const DIALECT: Dialect = Dialect::Mysql;
-    /// A connection inside XA must never go back to the pool.
-    const POOL_CLEANS_RELEASED: bool = false;
+    const CREATE_DECISION_TABLE: &'static str = "CREATE TABLE IF NOT EXISTS wasmtx_decisions (\
+         gid VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY, \
+         decision CHAR(1) CHARACTER SET ascii NOT NULL, \
+         deadline_ms BIGINT NOT NULL, \
+         decided_at_ms BIGINT NOT NULL, \
+         CONSTRAINT wasmtx_decisions_decision CHECK (decision IN ('C', 'A')), \
+         CONSTRAINT wasmtx_decisions_commit_in_time CHECK (decision = 'A' OR decided_at_ms < deadline_ms)\
+         ) ENGINE=InnoDB";
+    const DECISION_TABLE_EXISTS: &'static str = "SELECT 'yes' FROM information_schema.tables \
+         WHERE table_schema = DATABASE() AND table_name = 'wasmtx_decisions'";
+    const NOW_MS: &'static str = "CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000 AS SIGNED)";
     const AFTER_FAILED_STATEMENT: &'static str = "";
 
     fn begin_sql(&self, branch: &BranchId, timeouts: StatementTimeouts) -> String {
@@ -264,6 +277,33 @@ impl ServerProtocol for MysqlProtocol {
     fn commit_one_phase_sql(branch: &BranchId) -> String {
         let xid = xid(branch);
         format!("XA END {xid}; XA COMMIT {xid} ONE PHASE")
+    }
+
+    /// The INSERT fails past the deadline (and in a rollback-only branch); then neither XA
+    /// statement runs.
+    fn commit_with_decision_sql(branch: &BranchId, deadline_ms: i64) -> String {
+        format!(
+            "INSERT INTO wasmtx_decisions (gid, decision, deadline_ms, decided_at_ms) \
+             VALUES ('{}', 'C', {deadline_ms}, {}); {}",
+            branch.gid,
+            Self::NOW_MS,
+            Self::commit_one_phase_sql(branch)
+        )
+    }
+
+    /// `ON DUPLICATE KEY UPDATE` locks an existing row, so it waits for a COMMIT row in
+    /// flight, and (unlike `INSERT IGNORE`) turns no other error into a warning.
+    fn record_abort_sql(gid: &Gid, deadline_ms: i64) -> String {
+        format!(
+            "INSERT INTO wasmtx_decisions (gid, decision, deadline_ms, decided_at_ms) \
+             VALUES ('{gid}', 'A', {deadline_ms}, {}) ON DUPLICATE KEY UPDATE gid = gid",
+            Self::NOW_MS
+        )
+    }
+
+    /// A killed connection (`ER_CONNECTION_KILLED`) may have finished the statement or not.
+    fn outcome_unknown(err: &sqlx::Error) -> bool {
+        is_connection_error(err) || mysql_error_number(err) == Some(ER_CONNECTION_KILLED)
     }
 
     fn finish_prepared_sql(branch: &BranchId, finish: Finish) -> String {

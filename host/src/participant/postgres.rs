@@ -3,10 +3,9 @@
 //! `server_branch.rs`; this file supplies PostgreSQL's statements, connection set-up, error
 //! codes and value conversions.
 //!
-//! - The pool's `after_release` hook sends `BEGIN; ROLLBACK`, so a connection can never go
-//!   back into the pool inside a transaction: idle it is a clean no-op; inside a transaction
-//!   it rolls back (with a server warning); in a failed transaction `BEGIN` errors and sqlx
-//!   closes the connection.
+//! - The pool cleans nothing when a connection comes back (no `after_release` round trip):
+//!   the branch state machine gives a connection back only once its session is out of the
+//!   transaction, and closes it on every other path (see `server_branch.rs`).
 //! - `PREPARE TRANSACTION` runs as `SAVEPOINT wtx_prepare; PREPARE TRANSACTION '…'`: sqlx does
 //!   not expose the command tag, and after an earlier error PostgreSQL answers `ROLLBACK`
 //!   without an error. The SAVEPOINT fails in a failed transaction and outside an explicit
@@ -14,7 +13,8 @@
 //!   +13 µs for reading the gid back from `pg_prepared_xact()` in the same message, which
 //!   also misses the no-BEGIN case).
 //! - `COMMIT` (one phase) runs as `SELECT 1; COMMIT`: in a failed transaction the `SELECT`
-//!   errors and nothing commits, instead of `COMMIT` silently rolling back.
+//!   errors and nothing commits, instead of `COMMIT` silently rolling back. A last agent's
+//!   commit is `INSERT INTO wasmtx_decisions …; COMMIT`, where the INSERT plays that part.
 //! - After `PREPARE TRANSACTION` the session is out of the transaction, so phase 2 may run on
 //!   any connection; "does not exist" (`42704`) means an earlier request resolved the branch.
 //! - Script statements are prepared statements whose parameter types come from the bound
@@ -50,7 +50,7 @@ use super::{
     ErrorClass, ParticipantError, PrivilegeReport, Resolution, StatementError, StatementTimeouts,
 };
 use crate::dialect::Dialect;
-use crate::gid::BranchId;
+use crate::gid::{BranchId, Gid};
 use crate::value::{ResultLimits, RowSet, Value};
 
 /// SQLSTATE `undefined_object`: `COMMIT/ROLLBACK PREPARED` of a gid that does not exist.
@@ -106,14 +106,6 @@ impl Server<PostgresProtocol> {
             // A connection that died while idle fails at BEGIN, which `begin` retries once on
             // a fresh connection; a ping on every acquire would cost a round trip per branch.
             .test_before_acquire(false)
-            .after_release(|conn, _meta| {
-                Box::pin(async move {
-                    // Idle: a no-op. In a transaction: BEGIN warns, ROLLBACK cleans. In a failed
-                    // transaction: BEGIN errors and sqlx closes the connection.
-                    conn.execute("BEGIN; ROLLBACK").await?;
-                    Ok(true)
-                })
-            })
             .connect_lazy_with(options);
         Ok(Server::new(name, pool, PostgresProtocol))
     }
@@ -123,7 +115,15 @@ impl ServerProtocol for PostgresProtocol {
     type Database = Postgres;
 
     const DIALECT: Dialect = Dialect::Postgres;
-    const POOL_CLEANS_RELEASED: bool = true;
+    const CREATE_DECISION_TABLE: &'static str = "CREATE TABLE IF NOT EXISTS wasmtx_decisions (\
+         gid text PRIMARY KEY, \
+         decision char(1) NOT NULL CHECK (decision IN ('C', 'A')), \
+         deadline_ms bigint NOT NULL, \
+         decided_at_ms bigint NOT NULL, \
+         CONSTRAINT wasmtx_decisions_commit_in_time CHECK (decision = 'A' OR decided_at_ms < deadline_ms))";
+    const DECISION_TABLE_EXISTS: &'static str =
+        "SELECT 'yes' WHERE to_regclass('wasmtx_decisions') IS NOT NULL";
+    const NOW_MS: &'static str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
     const AFTER_FAILED_STATEMENT: &'static str = ", so PostgreSQL aborted it";
 
     fn branch_label(branch: &BranchId) -> String {
@@ -154,6 +154,25 @@ impl ServerProtocol for PostgresProtocol {
     /// without an error) never runs.
     fn commit_one_phase_sql(_branch: &BranchId) -> String {
         "SELECT 1; COMMIT".to_owned()
+    }
+
+    /// The INSERT fails in a failed transaction, and past the deadline; then COMMIT does not
+    /// run.
+    fn commit_with_decision_sql(branch: &BranchId, deadline_ms: i64) -> String {
+        format!(
+            "INSERT INTO wasmtx_decisions (gid, decision, deadline_ms, decided_at_ms) \
+             VALUES ('{}', 'C', {deadline_ms}, {}); COMMIT",
+            branch.gid,
+            Self::NOW_MS
+        )
+    }
+
+    fn record_abort_sql(gid: &Gid, deadline_ms: i64) -> String {
+        format!(
+            "INSERT INTO wasmtx_decisions (gid, decision, deadline_ms, decided_at_ms) \
+             VALUES ('{gid}', 'A', {deadline_ms}, {}) ON CONFLICT (gid) DO NOTHING",
+            Self::NOW_MS
+        )
     }
 
     /// `<gid>.<index>` is made of validated characters only.

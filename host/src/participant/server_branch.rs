@@ -18,9 +18,14 @@
 //! - Phase 2 runs on the branch's own connection first. When that fails the connection is
 //!   closed (a MariaDB session keeps a prepared xid until it ends), and the branch, like any
 //!   later retry, finishes through [`ServerProtocol::finish_prepared_elsewhere`].
-//! - A connection goes back to the pool only once the session is out of the transaction,
-//!   unless the pool cleans what it gets back ([`ServerProtocol::POOL_CLEANS_RELEASED`]);
-//!   otherwise it is closed, also when a branch is dropped half way.
+//! - A last agent's branch ends with [`ServerBranch::commit_with_decision`]: the COMMIT row
+//!   of its decision table and the one-phase commit in one message (`decision_table.rs`).
+//!   A lost connection leaves its outcome unknown ([`ServerProtocol::outcome_unknown`]),
+//!   never a failure.
+//! - A connection goes back to the pool only once the session is out of the transaction;
+//!   every other path closes it: a failed `begin`, a failed rollback, a lost or failed
+//!   phase 2, and a branch dropped while it holds its connection (the drop guard). The pool
+//!   itself cleans nothing, so giving a connection back costs no round trip.
 //! - `begin` retries once on a fresh connection: an idle one may have been closed by the
 //!   server since it was last used.
 
@@ -30,6 +35,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::pool::{Pool, PoolConnection};
 
+use super::decision_table::{DecisionTable, decision_refused, unix_millis};
 use super::sql_common::{
     DriverCause, StatementFailure, TextSql, describe, is_connection_error, statement_error,
 };
@@ -38,7 +44,7 @@ use super::{
     ServerParticipant, StatementError, StatementTimeouts,
 };
 use crate::dialect::Dialect;
-use crate::gid::BranchId;
+use crate::gid::{BranchId, Gid};
 use crate::value::{ResultLimits, RowSet, Value};
 
 /// A connection of protocol `P`'s database.
@@ -104,9 +110,6 @@ pub trait ServerProtocol: Send + Sync + Sized + 'static {
     type Database: TextSql;
 
     const DIALECT: Dialect;
-    /// Whether the pool cleans a connection given back inside a transaction (PostgreSQL's
-    /// `after_release` rolls back); if not, such a connection is closed instead.
-    const POOL_CLEANS_RELEASED: bool;
     /// What a failed statement did to the server's transaction, for the message of a
     /// prepare or commit refused because of it (e.g. `, so PostgreSQL aborted it`).
     const AFTER_FAILED_STATEMENT: &'static str;
@@ -125,6 +128,25 @@ pub trait ServerProtocol: Send + Sync + Sized + 'static {
     /// one's failure counts (the ones before may fail on a branch already rollback-only).
     fn rollback_open_sql(branch: &BranchId) -> Vec<String>;
 
+    /// The last agent's COMMIT decision row for `branch`'s gid, then the one-phase commit, in
+    /// one message; the row's insert fails if the database's clock is past `deadline_ms`
+    /// (milliseconds since the Unix epoch), and then nothing after it runs.
+    fn commit_with_decision_sql(branch: &BranchId, deadline_ms: i64) -> String;
+    /// Records ABORT for `gid` in the decision table unless a row is there; waits for a
+    /// COMMIT row still in flight to commit or roll back.
+    fn record_abort_sql(gid: &Gid, deadline_ms: i64) -> String;
+    /// Creates the decision table.
+    const CREATE_DECISION_TABLE: &'static str;
+    /// One row if the decision table exists.
+    const DECISION_TABLE_EXISTS: &'static str;
+    /// The database's clock, in milliseconds since the Unix epoch, as an SQL expression.
+    const NOW_MS: &'static str;
+
+    /// Whether this failure of the statement that ends a branch leaves unknown what the
+    /// server did (the connection was lost or killed while it ran).
+    fn outcome_unknown(err: &sqlx::Error) -> bool {
+        is_connection_error(err)
+    }
     /// Whether a failed `begin` means the connection (not the request) is unusable, so a
     /// fresh connection should be tried.
     fn is_stale_connection(err: &sqlx::Error) -> bool {
@@ -174,13 +196,15 @@ pub trait ServerProtocol: Send + Sync + Sized + 'static {
 /// A PostgreSQL or MySQL/MariaDB participant speaking protocol `P`; shared by every
 /// transaction of the host.
 pub struct Server<P: ServerProtocol> {
-    shared: Arc<Shared<P>>,
+    pub(super) shared: Arc<Shared<P>>,
+    /// Set when the participant is the last agent.
+    pub(super) decision_table: Option<Arc<dyn DecisionTable>>,
 }
 
 /// What a participant's branches share with it.
-struct Shared<P: ServerProtocol> {
-    server: ServerPool<P::Database>,
-    protocol: P,
+pub(super) struct Shared<P: ServerProtocol> {
+    pub(super) server: ServerPool<P::Database>,
+    pub(super) protocol: P,
 }
 
 impl<P: ServerProtocol> Shared<P> {
@@ -215,6 +239,7 @@ impl<P: ServerProtocol> Server<P> {
         };
         Server {
             shared: Arc::new(Shared { server, protocol }),
+            decision_table: None,
         }
     }
 }
@@ -263,6 +288,9 @@ impl<P: ServerProtocol> ServerParticipant for Server<P> {
                     last_error = Some(e);
                 }
                 Err(e) => {
+                    // Part of the message may have run (PostgreSQL's BEGIN before a failed
+                    // SET): not back to the pool.
+                    conn.close_on_drop();
                     let message = format!("{}: {}", P::branch_label(branch), describe(&e));
                     return Err(shared.server.error("begin", message).driver(e));
                 }
@@ -294,6 +322,10 @@ impl<P: ServerProtocol> ServerParticipant for Server<P> {
     async fn privilege_check(&self) -> Result<PrivilegeReport, ParticipantError> {
         P::privilege_check(&self.shared.server).await
     }
+
+    fn decision_table(&self) -> Option<Arc<dyn DecisionTable>> {
+        self.decision_table.clone()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,12 +355,11 @@ struct Branch<P: ServerProtocol> {
     failed: bool,
 }
 
+/// The drop guard: a branch still holding its connection is inside the transaction (or
+/// prepared, or in the middle of a statement), so the connection is closed, never pooled.
 impl<P: ServerProtocol> Drop for Branch<P> {
     fn drop(&mut self) {
-        if !P::POOL_CLEANS_RELEASED
-            && let Some(conn) = self.conn.as_mut()
-        {
-            // Still holding the connection means it is inside the transaction.
+        if let Some(conn) = self.conn.as_mut() {
             conn.close_on_drop();
         }
     }
@@ -414,7 +445,7 @@ impl<P: ServerProtocol> Branch<P> {
                 }
                 Ok(())
             }
-            Err(e) if is_connection_error(&e) => {
+            Err(e) if P::outcome_unknown(&e) => {
                 self.state = lost;
                 self.close().await;
                 let message = format!("{}; whether it {what} is unknown", describe(&e));
@@ -531,6 +562,14 @@ impl<P: ServerProtocol> ServerBranch for Branch<P> {
         let sql = P::commit_one_phase_sql(&self.id);
         self.end_open("commit", sql, State::Ended, State::Ended, "committed")
             .await
+    }
+
+    async fn commit_with_decision(&mut self) -> Result<(), ParticipantError> {
+        let deadline_ms = unix_millis(self.id.gid.deadline());
+        let sql = P::commit_with_decision_sql(&self.id, deadline_ms);
+        self.end_open("commit", sql, State::Ended, State::Ended, "committed")
+            .await
+            .map_err(|e| decision_refused(e, deadline_ms))
     }
 
     async fn commit_prepared(&mut self) -> Result<Resolution, ParticipantError> {

@@ -40,20 +40,32 @@ impl ParticipantSlot {
                 create: *create,
                 convert_journal: *convert_journal,
             }),
-            Location::Postgres { url } => ParticipantSlot::Server(Arc::new(
-                PostgresParticipant::connect(&spec.name, url, max_connections).await?,
-            )),
-            Location::Mysql { url } => ParticipantSlot::Server(Arc::new(
-                MysqlParticipant::connect(&spec.name, url, max_connections).await?,
-            )),
+            Location::Postgres { url } => {
+                let server = PostgresParticipant::connect(&spec.name, url, max_connections).await?;
+                ParticipantSlot::Server(if spec.last_agent {
+                    Arc::new(server.into_last_agent().await?)
+                } else {
+                    Arc::new(server)
+                })
+            }
+            Location::Mysql { url } => {
+                let server = MysqlParticipant::connect(&spec.name, url, max_connections).await?;
+                ParticipantSlot::Server(if spec.last_agent {
+                    Arc::new(server.into_last_agent().await?)
+                } else {
+                    Arc::new(server)
+                })
+            }
         })
     }
 
-    /// Connects every spec, in order.
+    /// Connects every spec, in order. At most one may be the last agent, and not next to
+    /// SQLite participants (their group already commits last).
     pub async fn connect_all(
         specs: &[ParticipantSpec],
         max_connections: u32,
     ) -> Result<Vec<Self>, ParticipantError> {
+        check_last_agents(specs)?;
         let mut slots = Vec::with_capacity(specs.len());
         for spec in specs {
             slots.push(Self::connect(spec, max_connections).await?);
@@ -82,4 +94,39 @@ impl ParticipantSlot {
             ParticipantSlot::Sqlite(_) => None,
         }
     }
+}
+
+/// At most one last agent, and none with SQLite participants.
+fn check_last_agents(specs: &[ParticipantSpec]) -> Result<(), ParticipantError> {
+    let agents: Vec<&str> = specs
+        .iter()
+        .filter(|s| s.last_agent)
+        .map(|s| s.name.as_str())
+        .collect();
+    let refuse = |message: String, hint: &str| {
+        Err(ParticipantError::new(agents[0], "connect", message)
+            .class(super::ErrorClass::Configuration)
+            .hint(hint))
+    };
+    if agents.len() > 1 {
+        return refuse(
+            format!(
+                "participants {} are all marked last_agent; a transaction has one last agent",
+                agents.join(", ")
+            ),
+            "keep last_agent=true on one participant",
+        );
+    }
+    if let Some(lite) = specs.iter().find(|s| s.dialect() == Dialect::Sqlite)
+        && !agents.is_empty()
+    {
+        return refuse(
+            format!(
+                "a last agent cannot be combined with SQLite participant `{}`: the SQLite group commits last, with the decision inside it",
+                lite.name
+            ),
+            "remove last_agent=true, or the SQLite participants",
+        );
+    }
+    Ok(())
 }

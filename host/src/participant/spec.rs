@@ -1,5 +1,11 @@
 //! Participant specifications: `NAME=URL` from the command line or `name = "url"` from the
 //! configuration file, parsed and validated before anything is opened.
+//!
+//! A PostgreSQL or MySQL/MariaDB participant becomes the transaction's *last agent* with
+//! `?last_agent=true` on its URL (or `name = { url = "…", last_agent = true }` in the file):
+//! it is committed in one phase, after every other branch is prepared, with the COMMIT
+//! decision written inside its own transaction (see `decision_table.rs`). The option is taken
+//! off the URL before the driver sees it.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -78,6 +84,9 @@ impl fmt::Debug for Location {
 pub struct ParticipantSpec {
     pub name: String,
     pub location: Location,
+    /// Committed last, in one phase, with the COMMIT decision inside its own transaction
+    /// (PostgreSQL and MySQL/MariaDB only).
+    pub last_agent: bool,
 }
 
 impl ParticipantSpec {
@@ -92,10 +101,25 @@ impl ParticipantSpec {
     /// Validates a name and a URL.
     pub fn new(name: &str, url: &str) -> Result<Self, SpecError> {
         validate_name(name)?;
+        let (location, last_agent) = parse_location(name, url)?;
         Ok(ParticipantSpec {
             name: name.to_owned(),
-            location: parse_location(name, url)?,
+            location,
+            last_agent,
         })
+    }
+
+    /// Makes the participant the last agent (the configuration file's table form). Only a
+    /// server participant can be one: SQLite participants already commit last, together.
+    pub fn set_last_agent(&mut self, last_agent: bool) -> Result<(), SpecError> {
+        if last_agent && self.dialect() == Dialect::Sqlite {
+            return Err(SpecError::BadOption {
+                name: self.name.clone(),
+                reason: LAST_AGENT_NOT_SQLITE.into(),
+            });
+        }
+        self.last_agent = last_agent;
+        Ok(())
     }
 
     /// Checks what can be checked without connecting: an SQLite file must exist unless
@@ -146,7 +170,11 @@ fn validate_name(name: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn parse_location(name: &str, url: &str) -> Result<Location, SpecError> {
+const LAST_AGENT_NOT_SQLITE: &str = "last_agent applies to PostgreSQL and MySQL/MariaDB participants; \
+     SQLite participants already commit last, as one group";
+
+/// The URL's location and whether it asks for a last agent.
+fn parse_location(name: &str, url: &str) -> Result<(Location, bool), SpecError> {
     let bad_url = |reason: String| SpecError::BadUrl {
         name: name.to_owned(),
         url: redact(url),
@@ -161,28 +189,57 @@ fn parse_location(name: &str, url: &str) -> Result<Location, SpecError> {
             )
         })?;
     match scheme.as_str() {
-        "sqlite" => parse_sqlite(name, &url["sqlite://".len()..]),
+        "sqlite" => Ok((parse_sqlite(name, &url["sqlite://".len()..])?, false)),
         "postgres" | "postgresql" | "mysql" | "mariadb" => {
             let parsed = Url::parse(url).map_err(|e| bad_url(e.to_string()))?;
             if parsed.host_str().is_none_or(str::is_empty) {
                 return Err(bad_url("the URL names no host".into()));
             }
-            Ok(if scheme.starts_with("postgres") {
-                Location::Postgres {
-                    url: url.to_owned(),
-                }
+            let (url, last_agent) = take_last_agent(name, url)?;
+            let location = if scheme.starts_with("postgres") {
+                Location::Postgres { url }
             } else {
                 // sqlx knows only the mysql scheme; MariaDB speaks the same protocol.
                 Location::Mysql {
                     url: format!("mysql{}", &url[scheme.len()..]),
                 }
-            })
+            };
+            Ok((location, last_agent))
         }
         _ => Err(SpecError::UnknownScheme {
             name: name.to_owned(),
             scheme,
         }),
     }
+}
+
+/// Takes `last_agent=true|false` off a server URL's query: the URL the driver gets, and the
+/// flag.
+fn take_last_agent(name: &str, url: &str) -> Result<(String, bool), SpecError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), false));
+    };
+    let mut last_agent = false;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("last_agent", "true") => last_agent = true,
+            ("last_agent", "false") => last_agent = false,
+            ("last_agent", other) => {
+                return Err(SpecError::BadOption {
+                    name: name.to_owned(),
+                    reason: format!("last_agent must be `true` or `false`, not `{other}`"),
+                });
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, last_agent))
 }
 
 /// `sqlite://PATH[?mode=rwc][&journal_mode=delete]`; PATH is relative to the working
@@ -209,6 +266,12 @@ fn parse_sqlite(name: &str, rest: &str) -> Result<Location, SpecError> {
             ("mode", "rwc") => create = true,
             ("mode", "rw") => create = false,
             ("journal_mode", m) if m.eq_ignore_ascii_case("delete") => convert_journal = true,
+            ("last_agent", _) => {
+                return Err(SpecError::BadOption {
+                    name: name.to_owned(),
+                    reason: LAST_AGENT_NOT_SQLITE.into(),
+                });
+            }
             (key, value) => {
                 return Err(SpecError::BadOption {
                     name: name.to_owned(),
@@ -315,6 +378,53 @@ mod tests {
             ParticipantSpec::parse_arg("a=postgres://"),
             Err(SpecError::BadUrl { .. })
         ));
+    }
+
+    #[test]
+    fn last_agent_is_taken_off_a_server_url() {
+        let p = ParticipantSpec::parse_arg(
+            "p=postgres://root@127.0.0.1/test?last_agent=true&application_name=x",
+        )
+        .unwrap();
+        assert!(p.last_agent);
+        assert_eq!(
+            p.location,
+            Location::Postgres {
+                url: "postgres://root@127.0.0.1/test?application_name=x".into()
+            }
+        );
+        let m = ParticipantSpec::parse_arg("m=mariadb://root@h/test1?last_agent=true").unwrap();
+        assert!(m.last_agent);
+        assert_eq!(
+            m.location,
+            Location::Mysql {
+                url: "mysql://root@h/test1".into()
+            }
+        );
+        let off = ParticipantSpec::parse_arg("m=mysql://root@h/t?last_agent=false").unwrap();
+        assert!(!off.last_agent);
+        assert!(
+            !ParticipantSpec::parse_arg("m=mysql://root@h/t")
+                .unwrap()
+                .last_agent
+        );
+        for bad in [
+            "m=mysql://root@h/t?last_agent=yes",
+            "s=sqlite://a.db?last_agent=true",
+        ] {
+            assert!(
+                matches!(
+                    ParticipantSpec::parse_arg(bad),
+                    Err(SpecError::BadOption { .. })
+                ),
+                "{bad}"
+            );
+        }
+        let mut s = ParticipantSpec::parse_arg("s=sqlite://a.db").unwrap();
+        assert!(s.set_last_agent(true).is_err());
+        let mut m = ParticipantSpec::parse_arg("m=mysql://root@h/t").unwrap();
+        m.set_last_agent(true).unwrap();
+        assert!(m.last_agent);
     }
 
     #[test]

@@ -19,14 +19,32 @@ use crate::value::{Column, ResultLimits, Value};
 pub trait TextSql: sqlx::Database {
     /// Runs `sql`, every statement in it, on `conn`.
     fn run(conn: &mut Self::Connection, sql: String) -> BoxFuture<'_, Result<(), sqlx::Error>>;
+
+    /// Runs the one query `sql` on `conn` and returns its first column, as text.
+    fn texts(
+        conn: &mut Self::Connection,
+        sql: String,
+    ) -> BoxFuture<'_, Result<Vec<String>, sqlx::Error>>;
 }
 
 impl<DB: sqlx::Database> TextSql for DB
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'r> String: sqlx::Decode<'r, DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
 {
     fn run(conn: &mut Self::Connection, sql: String) -> BoxFuture<'_, Result<(), sqlx::Error>> {
         Box::pin(async move { conn.execute(AssertSqlSafe(sql)).await.map(drop) })
+    }
+
+    fn texts(
+        conn: &mut Self::Connection,
+        sql: String,
+    ) -> BoxFuture<'_, Result<Vec<String>, sqlx::Error>> {
+        Box::pin(async move {
+            let rows = conn.fetch_all(AssertSqlSafe(sql)).await?;
+            rows.iter().map(|row| row.try_get_unchecked(0)).collect()
+        })
     }
 }
 

@@ -75,6 +75,7 @@ pub async fn check_memoized(dialect: Dialect, sql: &str) -> Result<Checked, Refu
 pub fn check(dialect: Dialect, sql: &str) -> Result<Checked, Refusal> {
     refuse_executable_comments(dialect, sql)?;
     refuse_misread_variables(dialect, sql)?;
+    refuse_decision_table(dialect, sql)?;
     let statement = parse_one(dialect, sql)?;
     let checked = statement_rule(dialect, &statement)?;
     match statement.visit(&mut NestedRules { dialect }) {
@@ -137,6 +138,35 @@ fn refuse_executable_comments(dialect: Dialect, sql: &str) -> Result<(), Refusal
     let lowered = sql.to_ascii_lowercase();
     if lowered.contains("/*!") || lowered.contains("/*m!") {
         return refuse("executable comment", EXECUTABLE_COMMENTS);
+    }
+    Ok(())
+}
+
+/// The last agent's decision table (`participant/decision_table.rs`) belongs to the host: a
+/// statement that names it anywhere (a table, a view's query, a quoted identifier) is
+/// refused.
+fn refuse_decision_table(dialect: Dialect, sql: &str) -> Result<(), Refusal> {
+    use crate::participant::decision_table::DECISION_TABLE;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    if !sql.to_ascii_lowercase().contains(DECISION_TABLE) {
+        return Ok(());
+    }
+    let parser_dialect: &dyn ParserDialect = match dialect {
+        Dialect::Postgres => &PostgreSqlDialect {},
+        Dialect::Mysql => &MySqlDialect {},
+        Dialect::Sqlite => &SQLiteDialect {},
+    };
+    let names_it = match Tokenizer::new(parser_dialect, sql).tokenize() {
+        Ok(tokens) => tokens.iter().any(|token| {
+            matches!(token, Token::Word(word) if word.value.eq_ignore_ascii_case(DECISION_TABLE))
+        }),
+        Err(_) => true,
+    };
+    if names_it {
+        return refuse(
+            format!("a statement on {DECISION_TABLE}"),
+            "the last agent's decision table belongs to the host",
+        );
     }
     Ok(())
 }
@@ -624,6 +654,42 @@ mod tests {
             failures.len(),
             rows.len(),
             failures.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_decision_table_is_out_of_reach() {
+        const REFUSED: Expect = Refused("a statement on wasmtx_decisions");
+        for dialect in [Dialect::Postgres, Dialect::Mysql, Dialect::Sqlite] {
+            run_table(
+                dialect,
+                &[
+                    ("SELECT * FROM wasmtx_decisions", REFUSED),
+                    (
+                        "INSERT INTO wasmtx_decisions VALUES ('g', 'C', 1, 0)",
+                        REFUSED,
+                    ),
+                    ("DELETE FROM Wasmtx_Decisions", REFUSED),
+                    ("UPDATE public.wasmtx_decisions SET decision = 'A'", REFUSED),
+                    (
+                        "SELECT a FROM t WHERE a IN (SELECT gid FROM WASMTX_DECISIONS)",
+                        REFUSED,
+                    ),
+                    ("SELECT 'wasmtx_decisions'", Allowed("SELECT")),
+                    ("SELECT * FROM wasmtx_decisions_of_mine", Allowed("SELECT")),
+                ],
+            );
+        }
+        run_table(
+            Dialect::Postgres,
+            &[
+                ("DROP TABLE \"wasmtx_decisions\"", REFUSED),
+                ("CREATE VIEW v AS SELECT * FROM wasmtx_decisions", REFUSED),
+            ],
+        );
+        run_table(
+            Dialect::Mysql,
+            &[("DELETE FROM `wasmtx_decisions` WHERE 1", REFUSED)],
         );
     }
 

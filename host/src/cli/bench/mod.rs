@@ -1,5 +1,6 @@
 //! `wasmtx bench`: throughput and latency of a script's transactions, optionally against
-//! its native twin and plain single-phase commits, interleaved in one run.
+//! its native twin and plain single-phase commits, interleaved in one run, and with
+//! `--durable-writes` the durable writes each variant costs per transaction.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,10 +16,12 @@ use wasmtx::{Host, HostOptions};
 
 use super::run::{check_json, input_text};
 use super::{HostArgs, input_error, output, resolve_script};
+use durable::{DurableProbe, DurableWrites};
 use http::HttpInvokeUnit;
-use native::NativeTransfer;
-use runner::{CoordinatedUnit, PlainTransferUnit, Stop, Variant, VariantResult};
+use native::{NativeInsertUser, NativeTransfer, Twin};
+use runner::{CoordinatedUnit, PlainUnit, Stop, Variant, VariantResult};
 
+mod durable;
 mod http;
 mod native;
 mod runner;
@@ -26,10 +29,11 @@ mod usage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Compare {
-    /// The same work as `examples/transfer`, as a native Rust closure through the same
-    /// coordinator.
+    /// The same work as `examples/transfer` or `examples/insert-user` (told apart by the
+    /// input), as native Rust code through the same coordinator.
     Native,
-    /// The transfer's statements as plain single-phase commits, one per participant.
+    /// The same statements, from the native code, as plain single-phase commits: one
+    /// transaction per participant, no two-phase commit.
     Plain,
     /// The same script invoked over HTTP on a running `wasmtx serve` (give --server and
     /// --plugin; the server should have the same participants).
@@ -57,9 +61,18 @@ pub struct BenchArgs {
     #[arg(long, value_name = "JSON|@FILE", default_value = "{}")]
     input: String,
     /// Also run this variant, interleaved (repeatable). `native` and `plain` expect the
-    /// transfer example's input.
+    /// input of examples/transfer or examples/insert-user.
     #[arg(long, value_enum, value_name = "VARIANT")]
     compare: Vec<Compare>,
+    /// After the timed run, count each variant's durable writes per transaction (host
+    /// fsyncs, PostgreSQL WAL flushes, InnoDB log writes) over a pass of its own of
+    /// --durable-sample transactions. The server counters are server-wide: run it while
+    /// nothing else writes there. Waits about 10 s per variant for PostgreSQL's counters.
+    #[arg(long)]
+    durable_writes: bool,
+    /// Transactions per variant in the --durable-writes pass.
+    #[arg(long, default_value_t = 400, value_name = "N")]
+    durable_sample: u64,
     /// Untimed transactions per variant before timing starts (warms pools and caches).
     #[arg(long, default_value_t = 50, value_name = "K")]
     warmup: u64,
@@ -115,6 +128,7 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
         (None, None) => Stop::Transactions(2000),
     };
     let config = args.host.config_with_participants()?;
+    let probe_config = config.clone();
     // The input is a template: it must be JSON once its placeholders are filled in.
     let input = input_text(&args.input)?;
     let first_input = input.replace("{worker}", "0").replace("{seq}", "0");
@@ -141,21 +155,27 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
         }),
     }];
     for compare in &args.compare {
+        let twin = || Twin::detect(&first_input);
         variants.push(match compare {
             Compare::Native => Variant {
                 name: "native".into(),
                 unit: Arc::new(CoordinatedUnit {
                     coordinator: coordinator.clone(),
-                    logic: Arc::new(NativeTransfer),
+                    logic: match twin()? {
+                        Twin::Transfer => Arc::new(NativeTransfer),
+                        Twin::InsertUser => Arc::new(NativeInsertUser),
+                    },
                 }),
             },
-            Compare::Plain => {
-                let unit = PlainTransferUnit::new(coordinator, &first_input)?;
-                Variant {
-                    name: "plain".into(),
-                    unit: Arc::new(unit),
-                }
-            }
+            Compare::Plain => Variant {
+                name: "plain".into(),
+                unit: Arc::new(match twin()? {
+                    Twin::Transfer => PlainUnit::transfer(coordinator, &first_input)?,
+                    Twin::InsertUser => {
+                        PlainUnit::each_participant(coordinator, Arc::new(NativeInsertUser))
+                    }
+                }),
+            },
             Compare::Http => {
                 let (Some(server), Some(plugin)) = (&args.server, &args.plugin) else {
                     return Err(input_error(
@@ -193,7 +213,7 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
             }
         })
     });
-    let results = runner::run(&variants, args.concurrency, stop, &input, &done).await;
+    let mut results = runner::run(&variants, args.concurrency, stop, &input, &done).await;
     if let Some(ticker) = ticker {
         ticker.abort();
     }
@@ -201,6 +221,16 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
         bar.finish_and_clear();
     }
     let rss_after = usage::resident_kib();
+    if args.durable_writes {
+        let probe = DurableProbe::new(&probe_config, coordinator.decision_store().cloned());
+        for (variant, result) in variants.iter().zip(results.iter_mut()) {
+            let sample = args.durable_sample.max(1);
+            let writes = count_durable_writes(&probe, variant, args.concurrency, sample, &input)
+                .await
+                .map_err(|e| TxError::new(wasmtx::ErrorKind::Participant, e))?;
+            result.durable_writes = Some(writes);
+        }
+    }
 
     let rate = |name: &str| {
         results
@@ -222,6 +252,33 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
         rss_kib_before: rss_before,
         rss_kib_after: rss_after,
     })
+}
+
+/// Runs `sample` units of `variant` alone and counts the durable writes they cost.
+async fn count_durable_writes(
+    probe: &DurableProbe,
+    variant: &Variant,
+    concurrency: usize,
+    sample: u64,
+    input: &str,
+) -> Result<DurableWrites, String> {
+    let settle = || async {
+        if probe.has_postgres() {
+            tokio::time::sleep(durable::POSTGRES_REPORT_DELAY).await;
+        }
+    };
+    settle().await;
+    let before = probe.sample().await?;
+    let done = Arc::new(AtomicU64::new(0));
+    let only = [variant.clone()];
+    runner::run(&only, concurrency, Stop::Transactions(sample), input, &done).await;
+    settle().await;
+    let after = probe.sample().await?;
+    Ok(DurableWrites::between(
+        before,
+        after,
+        done.load(Ordering::Relaxed),
+    ))
 }
 
 /// What `wasmtx bench` measured; `--json` prints it as is.
@@ -311,6 +368,25 @@ fn print_text(result: &BenchReport) {
     }
     if let Some(r) = result.http_vs_wasm {
         println!("http (wasmtx serve) / in-process throughput: {r:.3}");
+    }
+    if result.variants.iter().any(|v| v.durable_writes.is_some()) {
+        println!(
+            "durable writes per transaction: {:<8} {:>8} {:>11} {:>10} {:>10} {:>7}",
+            "variant", "tx", "host fsync", "PG WAL", "InnoDB log", "total"
+        );
+        for v in &result.variants {
+            if let Some(d) = v.durable_writes {
+                println!(
+                    "                                {:<8} {:>8} {:>11.2} {:>10.2} {:>10.2} {:>7.2}",
+                    v.name,
+                    d.transactions,
+                    d.host_fsyncs,
+                    d.postgres_wal_flushes,
+                    d.innodb_log_writes,
+                    d.total
+                );
+            }
+        }
     }
     if let (Some(before), Some(after)) = (result.rss_kib_before, result.rss_kib_after) {
         println!("resident memory: {before} KiB before timing, {after} KiB after");

@@ -1,9 +1,12 @@
-//! The native twins of `examples/transfer`, for `wasmtx bench --compare`: the same
-//! statements, in the same order, issued by Rust code instead of a WASM script.
+//! The native twins of `examples/transfer` and `examples/insert-user`, for `wasmtx bench
+//! --compare`: the same statements, in the same order, issued by Rust code instead of a WASM
+//! script. [`Twin::detect`] picks one by the shape of the input.
 //!
 //! - [`NativeTransfer`] is prepare logic for the coordinator, like the script;
 //! - [`TransferPart`] is one participant's half of it, for the plain single-phase baseline
-//!   (`--compare plain`), where each half commits on its own.
+//!   (`--compare plain`), where each half commits on its own;
+//! - [`NativeInsertUser`] inserts the user row on every participant of its transaction, so
+//!   the same logic run once per participant is insert-user's plain baseline.
 
 use async_trait::async_trait;
 use serde::Deserialize;
@@ -180,6 +183,80 @@ impl Account {
             ))),
             Err(e) => Err(script_error(e.to_string())),
         }
+    }
+}
+
+/// Which example a benchmark's input is for, so which twin runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Twin {
+    Transfer,
+    InsertUser,
+}
+
+impl Twin {
+    /// The twin for an input of `examples/transfer` or `examples/insert-user`.
+    pub fn detect(input: &str) -> Result<Self, TxError> {
+        if TransferInput::parse(input).is_ok() {
+            return Ok(Twin::Transfer);
+        }
+        if serde_json::from_str::<NewUser>(input).is_ok() {
+            return Ok(Twin::InsertUser);
+        }
+        Err(TxError::new(
+            ErrorKind::Input,
+            "--compare native and plain need the input of examples/transfer \
+             ({\"from\":…,\"to\":…,\"amount\":N}) or of examples/insert-user \
+             ({\"username\":…,\"password\":…})",
+        ))
+    }
+}
+
+/// insert-user's input.
+#[derive(Debug, Clone, Deserialize)]
+struct NewUser {
+    username: String,
+    password: String,
+}
+
+/// `examples/insert-user`, natively: the user row on every participant of the transaction,
+/// stamped with each database's clock.
+pub struct NativeInsertUser;
+
+#[async_trait]
+impl PrepareLogic for NativeInsertUser {
+    async fn prepare(
+        &self,
+        mut tx: OpenTransaction,
+        input: &str,
+    ) -> (OpenTransaction, Result<String, TxError>) {
+        let result = async {
+            let user: NewUser = serde_json::from_str(input)
+                .map_err(|e| script_error(format!("invalid input JSON: {e}")))?;
+            if user.username.is_empty() {
+                return Err(script_error("username must not be empty".into()));
+            }
+            let members: Vec<MemberId> = tx.members().collect();
+            for &member in &members {
+                let dialect = tx.dialect_of(member);
+                let sql = format!(
+                    "INSERT INTO {} (username, password, created_at, updated_at) \
+                     VALUES ({}, {}, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+                    dialect.quote_ident("user"),
+                    dialect.placeholder(1),
+                    dialect.placeholder(2)
+                );
+                let params = [
+                    Value::Text(user.username.clone()),
+                    Value::Text(user.password.clone()),
+                ];
+                tx.execute(member, &sql, &params)
+                    .await
+                    .map_err(|e| script_error(e.to_string()))?;
+            }
+            Ok(format!(r#"{{"inserted":{}}}"#, members.len()))
+        }
+        .await;
+        (tx, result)
     }
 }
 

@@ -54,16 +54,16 @@ impl BenchUnit for CoordinatedUnit {
     }
 }
 
-/// The transfer's statements as two single-phase transactions, one per participant:
-/// the debit side, then the credit side. What the work costs without two-phase commit.
-pub struct PlainTransferUnit {
-    pub debit: CoordinatedUnit,
-    pub credit: CoordinatedUnit,
+/// The plain single-phase baseline: the same work as single-participant transactions, one
+/// after the other (each commits in one phase, no decision), stopping at the first that does
+/// not commit.
+pub struct PlainUnit {
+    pub parts: Vec<CoordinatedUnit>,
 }
 
-impl PlainTransferUnit {
-    /// Single-participant coordinators for the transfer's two sides, from `input`.
-    pub fn new(coordinator: &Coordinator, input: &str) -> Result<Self, TxError> {
+impl PlainUnit {
+    /// The transfer's two sides from `input`: the debit, then the credit.
+    pub fn transfer(coordinator: &Coordinator, input: &str) -> Result<Self, TxError> {
         // Here the input is the command's, not a transaction's: a bad one is a usage error.
         let transfer = native::TransferInput::parse(input)
             .map_err(|e| TxError::new(ErrorKind::Input, e.message))?;
@@ -76,24 +76,46 @@ impl PlainTransferUnit {
                 logic: Arc::new(part),
             })
         };
-        Ok(PlainTransferUnit {
-            debit: side(&transfer.from.participant, TransferPart::Debit)?,
-            credit: side(&transfer.to.participant, TransferPart::Credit)?,
+        Ok(PlainUnit {
+            parts: vec![
+                side(&transfer.from.participant, TransferPart::Debit)?,
+                side(&transfer.to.participant, TransferPart::Credit)?,
+            ],
         })
+    }
+
+    /// `logic` once per participant, each time with that participant alone (for logic that
+    /// does the same on every participant, like insert-user).
+    pub fn each_participant(coordinator: &Coordinator, logic: Arc<dyn PrepareLogic>) -> Self {
+        let parts = coordinator
+            .participants()
+            .iter()
+            .map(|p| CoordinatedUnit {
+                coordinator: coordinator
+                    .subset(&[p.name()])
+                    .expect("a participant of this coordinator"),
+                logic: logic.clone(),
+            })
+            .collect();
+        PlainUnit { parts }
     }
 }
 
 #[async_trait]
-impl BenchUnit for PlainTransferUnit {
+impl BenchUnit for PlainUnit {
     async fn run(&self, input: &str) -> UnitOutcome {
-        match self.debit.run(input).await {
-            UnitOutcome::Committed => self.credit.run(input).await,
-            other => other,
+        for part in &self.parts {
+            match part.run(input).await {
+                UnitOutcome::Committed => {}
+                other => return other,
+            }
         }
+        UnitOutcome::Committed
     }
 }
 
 /// A named variant of the work.
+#[derive(Clone)]
 pub struct Variant {
     pub name: String,
     pub unit: Arc<dyn BenchUnit>,
@@ -132,6 +154,10 @@ pub struct VariantResult {
     /// Context switches on the whole machine per transaction (this process and the
     /// databases alike).
     pub machine_switches_per_tx: Option<f64>,
+    /// Durable writes per transaction, from a pass of this variant alone
+    /// (`--durable-writes`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub durable_writes: Option<super::durable::DurableWrites>,
 }
 
 /// Runs every variant in [`ROUNDS`] interleaved rounds with `concurrency` workers each.
@@ -215,6 +241,7 @@ pub async fn run(
                 machine_switches_per_tx: cpu
                     .filter(|_| transactions > 0)
                     .map(|c| c.machine_switches as f64 / transactions as f64),
+                durable_writes: None,
             }
         })
         .collect()
