@@ -26,8 +26,9 @@ fn sha256_hex(text: &str) -> String {
 
 /// A configuration file with the test tokens, `participants` (NAME, URL) and `extra` TOML.
 fn write_config(dir: &TestDir, participants: &[(&str, String)], extra: &str) -> PathBuf {
+    // `extra` may start with top-level keys (`node = …`), so it goes before any table.
     let mut text = format!(
-        "state_dir = {:?}\ncache_dir = {:?}\n\n[participants]\n",
+        "state_dir = {:?}\ncache_dir = {:?}\n{extra}\n\n[participants]\n",
         dir.path("state"),
         repo().join("target/wasmtx-test-cache")
     );
@@ -35,7 +36,7 @@ fn write_config(dir: &TestDir, participants: &[(&str, String)], extra: &str) -> 
         text.push_str(&format!("{name} = {url:?}\n"));
     }
     text.push_str(&format!(
-        "\n{extra}\n\n[[server.tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"admin\", \"invoke\", \"read\"]\n\n[[server.tokens]]\nname = \"app\"\nsha256 = \"{}\"\nscopes = [\"invoke\"]\n\n[[server.tokens]]\nname = \"dashboard\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n",
+        "\n[[server.tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"admin\", \"invoke\", \"read\"]\n\n[[server.tokens]]\nname = \"app\"\nsha256 = \"{}\"\nscopes = [\"invoke\"]\n\n[[server.tokens]]\nname = \"dashboard\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n",
         sha256_hex(ADMIN),
         sha256_hex(INVOKER),
         sha256_hex(READER)
@@ -241,14 +242,15 @@ fn transfer_body(from: (&str, &str), to: (&str, &str), amount: i64) -> Value {
     json!({"input": serde_json::from_str::<Value>(&transfer_input(from, to, amount)).unwrap()})
 }
 
-/// Two PostgreSQL/MariaDB databases with accounts; `None` when the servers are unreachable
-/// outside CI.
+/// Two PostgreSQL/MariaDB databases with accounts, as URLs of the least-privilege role the
+/// servers connect as (`wasmtx serve` refuses superusers); `None` when the servers are
+/// unreachable outside CI.
 fn server_bank(name: &str) -> Option<(String, String)> {
     let pg = postgres_db(&format!("wtx_{name}"))?;
     let my = mysql_db(&format!("wtx_{name}"))?;
     server_accounts(&pg, &[("alice", 1000)]);
     server_accounts(&my, &[("bob", 1000)]);
-    Some((pg, my))
+    Some((least_privilege(&pg), least_privilege(&my)))
 }
 
 fn bank_total(pg: &str, my: &str) -> i64 {
@@ -1023,6 +1025,33 @@ fn hostile_plugins_are_contained_and_the_server_keeps_serving() {
         assert_eq!((balance(&a, "alice"), balance(&b, "bob")), expected);
     }
     assert_eq!(http(&server.url, "GET", "/healthz", None, None).0, 200);
+}
+
+#[test]
+fn a_superuser_participant_is_refused_unless_allowed() {
+    let Some(pg) = postgres_db("wtx_srv_super") else {
+        return;
+    };
+    let dir = TestDir::new();
+    let config = write_config(&dir, &[("pg", pg.clone())], "node = \"srv-super\"");
+    let mut command = dir.wasmtx();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config);
+    let out = output_within(command, RUN_LIMIT);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("connects as a superuser") && stderr.contains("allow_superuser"),
+        "{stderr}"
+    );
+    let allowed = write_config(
+        &dir,
+        &[("pg", pg)],
+        "node = \"srv-super\"\n[server]\nallow_superuser = [\"pg\"]\n",
+    );
+    let server = ServerProcess::start(&dir, &allowed, &[]);
+    assert_eq!(http(&server.url, "GET", "/readyz", None, None).0, 200);
 }
 
 #[test]

@@ -114,6 +114,7 @@ impl Server {
             },
         )
         .await?;
+        refuse_superusers(&host, &settings.allow_superuser).await?;
         let state = AppState::open(host, settings, lock)
             .await
             .map_err(ServeError::State)?;
@@ -152,6 +153,33 @@ impl Server {
         state.flush().await;
         result
     }
+}
+
+/// A script could read any table or other sessions' queries through a superuser role: a
+/// participant connecting as one is refused unless `[server] allow_superuser` names it. A
+/// participant whose privileges cannot be checked is refused too.
+async fn refuse_superusers(host: &Host, allowed: &[String]) -> Result<(), ServeError> {
+    for slot in host.coordinator().participants() {
+        let name = slot.name();
+        if allowed.iter().any(|a| a.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        match slot.privilege_check().await {
+            Ok(report) if !report.superuser => {}
+            Ok(report) => {
+                return Err(ServeError::Config(format!(
+                    "participant `{name}` connects as a superuser ({}): a script could read or change anything on that server. Connect as a role with only the grants it needs (README: least privilege), or add \"{name}\" to [server] allow_superuser",
+                    report.detail
+                )));
+            }
+            Err(err) => {
+                return Err(ServeError::Config(format!(
+                    "cannot check the privileges of participant `{name}` ({err}); add \"{name}\" to [server] allow_superuser to serve anyway"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every route. Upload and invoke bodies have their own limits; everything else is small.
