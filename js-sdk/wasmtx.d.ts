@@ -1,10 +1,10 @@
 // Types of the wasmtx JavaScript SDK (wasmtx.js), written once from wit/script.wit.
 
-/** A SQL parameter: null, boolean, number (an integer is int64, else float64), bigint
- * (int64), string, bytes, Decimal, Json, or a Date (timestamptz). */
+/** A SQL parameter: null, boolean, number (a safe integer is int64, else float64), bigint
+ * (int64, within 2^53), string, bytes, Decimal, Json, or a Date (timestamptz). */
 export type Param = null | undefined | boolean | number | bigint | string | Uint8Array | Decimal | Json | Date;
 /** A SQL value from a result row: dates and times come back as ISO text, a timestamptz as a
- * Date, an int64 past 2^53 as a bigint, a JSON document parsed. */
+ * Date, an int64 as a number, a JSON document parsed. */
 export type Value = null | boolean | number | bigint | string | Uint8Array | Decimal | Date | unknown;
 
 export class WasmtxError extends Error {}
@@ -33,7 +33,7 @@ export interface Column { name: string; typeName: string; }
 export class Row {
   columns: Column[];
   get(column: string | number): Value;
-  getInt(column: string | number): number | bigint;
+  getInt(column: string | number): number;
   getString(column: string | number): string;
   toObject(): Record<string, Value>;
 }

@@ -54,24 +54,25 @@ export class Decimal {
   toString() { return this.text; }
 }
 
-const INT64_MIN = -(2n ** 63n);
-const INT64_MAX = 2n ** 63n - 1n;
+// jco's QuickJS bindings carry 64-bit integers as Numbers, so only safe integers pass.
 
 function toWit(value, position) {
   if (value === null || value === undefined) return { tag: 'null' };
   if (typeof value === 'boolean') return { tag: 'boolean', val: value };
   if (typeof value === 'bigint') {
-    if (value < INT64_MIN || value > INT64_MAX) throw new StatementError('bad parameter', `parameter ${position} does not fit in 64 bits`);
-    return { tag: 'int64', val: value };
+    if (value < BigInt(Number.MIN_SAFE_INTEGER) || value > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new StatementError('bad parameter', `parameter ${position}: ${value} is past 2^53, which the bindings cannot carry`);
+    }
+    return { tag: 'int64', val: Number(value) };
   }
   if (typeof value === 'number') {
-    return Number.isSafeInteger(value) ? { tag: 'int64', val: BigInt(value) } : { tag: 'float64', val: value };
+    return Number.isSafeInteger(value) ? { tag: 'int64', val: value } : { tag: 'float64', val: value };
   }
   if (typeof value === 'string') return { tag: 'text', val: value };
   if (value instanceof Uint8Array) return { tag: 'bytes', val: value };
   if (value instanceof Decimal) return { tag: 'decimal', val: value.text };
   if (value instanceof Json) return { tag: 'json', val: JSON.stringify(value.document) };
-  if (value instanceof Date) return { tag: 'timestamp', val: BigInt(value.getTime()) * 1000n };
+  if (value instanceof Date) return { tag: 'timestamp', val: value.getTime() * 1000 };
   throw new StatementError('bad parameter', `parameter ${position}: a ${typeof value} has no SQL type (wrap documents in Json)`);
 }
 
@@ -80,10 +81,7 @@ function pad(n, width = 2) { return String(n).padStart(width, '0'); }
 function fromWit(value) {
   switch (value.tag) {
     case 'null': return null;
-    case 'int64': {
-      const n = value.val;
-      return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
-    }
+    case 'int64': return Number(value.val);
     case 'decimal': return new Decimal(value.val);
     case 'date': return `${pad(value.val.year, 4)}-${pad(value.val.month)}-${pad(value.val.day)}`;
     case 'time': return timeText(value.val);
@@ -91,7 +89,7 @@ function fromWit(value) {
       const d = value.val.date;
       return `${pad(d.year, 4)}-${pad(d.month)}-${pad(d.day)}T${timeText(value.val.time)}`;
     }
-    case 'timestamp': return new Date(Number(value.val / 1000n));
+    case 'timestamp': return new Date(Number(value.val) / 1000);
     case 'json': return JSON.parse(value.val);
     default: return value.val;
   }
