@@ -296,7 +296,7 @@ fn benchmarks(c: &mut Criterion) {
         b.iter(|| {
             sandbox
                 .cache()
-                .load(sandbox.engine(), &bytes)
+                .load(&sandbox.engine(), &bytes)
                 .expect("cache hit")
         })
     });

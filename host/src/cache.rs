@@ -60,6 +60,10 @@ impl ComponentCache {
             // replaced atomically by rename, so the file holds a complete artifact.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => return Ok((component, CacheState::Hit)),
+                // The entry is sound; the engine's instance pool is too small for it.
+                Err(err) if format!("{err:#}").contains("in the pooling allocator") => {
+                    return Err(err);
+                }
                 Err(err) => {
                     tracing::warn!(path = %path.display(), "ignoring unreadable cache entry: {err:#}")
                 }

@@ -1,7 +1,7 @@
-//! The one wasmtime [`Engine`] of a host, configured for running many short-lived,
-//! untrusted script instances: pooling allocator sized from the expected concurrency and
-//! the memory limit, epoch interruption driven by a 10 ms ticker thread, a capped wasm
-//! stack, and async host calls.
+//! A wasmtime [`Engine`] configured for running many short-lived, untrusted script
+//! instances: a pooling allocator sized from the expected concurrency, the memory limit and
+//! what one script instance needs ([`InstanceNeeds`]), epoch interruption driven by a
+//! 10 ms ticker thread, a capped wasm stack, and async host calls.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,25 +11,32 @@ use std::time::Duration;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::limits::Limits;
+use crate::script::InstanceNeeds;
 
 /// How often the epoch advances; the granularity of CPU-time interruption.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Core instances and memories a typical Rust guest component needs per instance (main
-/// module, WASI adapter, shims), used to size the pool.
-const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
-const MEMORIES_PER_COMPONENT: u32 = 2;
-const TABLES_PER_COMPONENT: u32 = 4;
+/// What the pool holds per script instance before any script asks for more: enough for a
+/// Rust guest component (main module, WASI adapter, shims).
+pub const BASE_BUDGET: InstanceNeeds = InstanceNeeds {
+    core_instances: 8,
+    memories: 2,
+    tables: 4,
+    initial_memory_bytes: 0,
+};
 
 /// The engine plus the thread that drives its epochs; the thread stops when this drops.
 pub struct ScriptEngine {
     engine: Engine,
+    budget: InstanceNeeds,
+    concurrency: u32,
     _ticker: EpochTicker,
 }
 
 impl ScriptEngine {
-    /// An engine for at most `concurrency` instances alive at once.
-    pub fn new(limits: &Limits, concurrency: u32) -> wasmtime::Result<Self> {
+    /// An engine for at most `concurrency` instances alive at once, each using at most
+    /// `budget` of the pool.
+    pub fn new(limits: &Limits, concurrency: u32, budget: InstanceNeeds) -> wasmtime::Result<Self> {
         let concurrency = concurrency.max(1);
         // A freed instance's memory must be reset before the next script gets it. With the
         // PAGEMAP_SCAN ioctl (Linux ≥ 6.7) the pool resets only the pages the script dirtied,
@@ -45,10 +52,15 @@ impl ScriptEngine {
         let keep_resident: usize = if pagemap { 4 << 20 } else { 64 << 10 };
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(concurrency)
-            .total_core_instances(concurrency * CORE_INSTANCES_PER_COMPONENT)
-            .total_memories(concurrency * MEMORIES_PER_COMPONENT)
-            .total_tables(concurrency * TABLES_PER_COMPONENT)
+            .total_core_instances(concurrency.saturating_mul(budget.core_instances))
+            .total_memories(concurrency.saturating_mul(budget.memories))
+            .total_tables(concurrency.saturating_mul(budget.tables))
             .total_stacks(concurrency)
+            // A component needing more per instance is refused when it is compiled (see
+            // `script::needs::counted_by_wasmtime`), not when an instance runs out.
+            .max_core_instances_per_component(budget.core_instances)
+            .max_memories_per_component(budget.memories)
+            .max_tables_per_component(budget.tables)
             .max_memory_size(limits.memory_bytes())
             .linear_memory_keep_resident(keep_resident.min(limits.memory_bytes()))
             .table_keep_resident(64 << 10)
@@ -68,12 +80,24 @@ impl ScriptEngine {
         let ticker = EpochTicker::start(engine.clone());
         Ok(ScriptEngine {
             engine,
+            budget,
+            concurrency,
             _ticker: ticker,
         })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// What the pool holds for each script instance.
+    pub fn budget(&self) -> &InstanceNeeds {
+        &self.budget
+    }
+
+    /// Script instances the pool holds at once.
+    pub fn concurrency(&self) -> u32 {
+        self.concurrency
     }
 
     /// Epoch ticks that cover `duration`, rounded up.

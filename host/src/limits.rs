@@ -13,6 +13,9 @@ use crate::value::ResultLimits;
 #[error("{0}")]
 pub struct InvalidLimit(String);
 
+/// The most of one kind of pool resource a script instance may be allowed.
+const MAX_POOL_PER_INSTANCE: u32 = 1_000;
+
 /// Every bound the host enforces on a transaction. Field names are the configuration keys.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -40,6 +43,15 @@ pub struct Limits {
     pub max_log_bytes: usize,
     /// Resource handles (participant handles) a script may hold at once.
     pub max_handles: u32,
+    /// Core module instances one instance of a script may use. A Rust script uses a few,
+    /// a Python (CPython) or JavaScript engine component 10–20. The sandbox's instance
+    /// pool grows to what the loaded scripts need, up to this; a script needing more is
+    /// refused when it is loaded.
+    pub max_core_instances: u32,
+    /// Linear memories one instance of a script may use (as `max_core_instances`).
+    pub max_memories: u32,
+    /// Tables one instance of a script may use (as `max_core_instances`).
+    pub max_tables: u32,
 }
 
 impl Default for Limits {
@@ -56,6 +68,9 @@ impl Default for Limits {
             max_log_lines: 10_000,
             max_log_bytes: 1 << 20,
             max_handles: 1_000,
+            max_core_instances: 64,
+            max_memories: 8,
+            max_tables: 16,
         }
     }
 }
@@ -90,10 +105,25 @@ impl Limits {
             ("max_result_bytes", self.max_result_bytes),
             ("max_output_bytes", self.max_output_bytes),
             ("max_handles", self.max_handles as usize),
+            ("max_core_instances", self.max_core_instances as usize),
+            ("max_memories", self.max_memories as usize),
+            ("max_tables", self.max_tables as usize),
         ];
         for (key, value) in positive {
             if value == 0 {
                 return Err(InvalidLimit(format!("limits.{key} must be at least 1")));
+            }
+        }
+        let pool = [
+            ("max_core_instances", self.max_core_instances),
+            ("max_memories", self.max_memories),
+            ("max_tables", self.max_tables),
+        ];
+        for (key, value) in pool {
+            if value > MAX_POOL_PER_INSTANCE {
+                return Err(InvalidLimit(format!(
+                    "limits.{key} must be at most {MAX_POOL_PER_INSTANCE}, not {value}"
+                )));
             }
         }
         Ok(())

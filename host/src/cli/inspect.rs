@@ -9,13 +9,19 @@ use wasmtx::report::{ErrorKind, TxError};
 use wasmtx::script::{CompiledCache, Inspection};
 use wasmtx::{Host, HostOptions};
 
-use super::{output, resolve_script};
+use super::{input_error, output, resolve_script};
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// A .wasm component or a guest crate directory.
+    /// A .wasm component, or a script directory (a guest crate or a Python script).
     #[arg(value_name = "SCRIPT")]
     script: PathBuf,
+    /// Configuration file (TOML): its [limits] are the ones checked, as `run` checks them.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Script memory limit in MiB (limits.memory_mib).
+    #[arg(long, value_name = "MIB")]
+    memory: Option<u32>,
     /// Directory for compiled components.
     #[arg(long, value_name = "DIR", env = "WASMTX_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -35,7 +41,7 @@ pub async fn inspect(args: InspectArgs) -> ExitCode {
             } else {
                 print_text(&inspection);
             }
-            if inspection.implements_world {
+            if inspection.problem.is_none() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -47,10 +53,19 @@ pub async fn inspect(args: InspectArgs) -> ExitCode {
 
 async fn describe(args: &InspectArgs) -> Result<Inspection, TxError> {
     let path = resolve_script(&args.script, args.json)?;
-    let mut config = Config::defaults();
+    let mut config = match &args.config {
+        Some(file) => Config::load(file).map_err(input_error)?,
+        None => Config::defaults(),
+    };
+    // Inspecting connects to nothing.
+    config.participants.clear();
     if let Some(dir) = &args.cache_dir {
         config.cache_dir = dir.clone();
     }
+    if let Some(memory) = args.memory {
+        config.limits.memory_mib = memory;
+    }
+    config.limits.validate().map_err(input_error)?;
     let host = Host::open(config, HostOptions::default()).await?;
     host.inspect(&path)
         .map_err(|e| TxError::new(ErrorKind::Input, e.to_string()))
@@ -59,13 +74,25 @@ async fn describe(args: &InspectArgs) -> Result<Inspection, TxError> {
 fn print_text(d: &Inspection) {
     println!("script:   {}", d.path);
     println!("size:     {} bytes", d.size_bytes);
-    match &d.problem {
-        None => println!("world:    {} — this host can run it", d.world),
-        Some(problem) => {
+    match (&d.problem, d.implements_world) {
+        (None, _) => println!("world:    {} — this host can run it", d.world),
+        (Some(problem), false) => {
             println!("world:    does NOT implement {}", d.world);
             println!("problem:  {problem}");
         }
+        (Some(problem), true) => {
+            println!("world:    {}", d.world);
+            println!("problem:  this host cannot run it: {problem}");
+        }
     }
+    let needs = &d.needs;
+    println!(
+        "needs:    {} core instances, {} memories, {} tables per instance; memory starts at {:.1} MiB",
+        needs.core_instances,
+        needs.memories,
+        needs.tables,
+        needs.initial_memory_bytes as f64 / f64::from(1 << 20)
+    );
     println!("imports:");
     for import in &d.imports {
         println!("  {import}");

@@ -203,12 +203,8 @@ fn init_tracing(default_filter: &str) {
 /// A script argument: a `.wasm` component as is, or a guest crate directory built first.
 fn resolve_script(path: &Path, quiet: bool) -> Result<PathBuf, TxError> {
     if path.is_dir() {
-        if !quiet {
-            eprintln!(
-                "building {} for {} …",
-                path.display(),
-                wasmtx::guest_build::GUEST_TARGET
-            );
+        if let (false, Some(kind)) = (quiet, wasmtx::guest_build::GuestKind::of(path)) {
+            eprintln!("building {} {} …", path.display(), kind.describe());
         }
         wasmtx::guest_build::build_guest(path, quiet, None)
             .map_err(|e| TxError::new(ErrorKind::Input, e.to_string()))

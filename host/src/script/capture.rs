@@ -88,6 +88,54 @@ pub fn panic_message(stderr: &str) -> Option<String> {
     Some(text[..end].trim().replace('\n', " "))
 }
 
+/// Captured stderr up to the line where a Rust panic's report starts (all of it when there
+/// is none).
+pub fn before_panic(stderr: &str) -> &str {
+    match stderr.find("panicked at ") {
+        Some(at) => &stderr[..stderr[..at].rfind('\n').map_or(0, |line| line + 1)],
+        None => stderr,
+    }
+}
+
+/// Lines of stderr an error carries at most, and bytes.
+const TAIL_LINES: usize = 12;
+const TAIL_BYTES: usize = 2048;
+
+/// The last non-empty lines of captured stderr (at most [`TAIL_LINES`] lines and
+/// [`TAIL_BYTES`] bytes), so an error can carry a Python traceback or a JavaScript
+/// exception; `None` when stderr is empty.
+pub fn stderr_tail(stderr: &str) -> Option<String> {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut tail: Vec<&str> = Vec::new();
+    let mut bytes = 0;
+    for line in lines.iter().rev().take(TAIL_LINES) {
+        bytes += line.len() + 1;
+        if bytes > TAIL_BYTES && !tail.is_empty() {
+            break;
+        }
+        tail.push(line);
+    }
+    tail.reverse();
+    let text = tail.join("\n");
+    (!text.is_empty()).then(|| clip(&text, TAIL_BYTES))
+}
+
+/// `text` cut to its last `max` bytes on a character boundary.
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &text[start..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +156,31 @@ mod tests {
             "panicked at src/lib.rs:9:5: boom"
         );
         assert_eq!(panic_message("hello"), None);
+    }
+
+    #[test]
+    fn finds_what_was_printed_before_a_panic() {
+        let stderr = "Traceback (most recent call last):\nValueError: boom\nthread '<unnamed>' panicked at lib.rs:1:1:\nPython function threw\n";
+        assert_eq!(
+            before_panic(stderr),
+            "Traceback (most recent call last):\nValueError: boom\n"
+        );
+        assert_eq!(before_panic("thread 'x' panicked at a.rs:1:1:\nboom"), "");
+        assert_eq!(before_panic("plain"), "plain");
+    }
+
+    #[test]
+    fn keeps_the_last_lines_of_stderr() {
+        let mut stderr = String::from("noise\n");
+        for i in 0..20 {
+            stderr.push_str(&format!("line {i}\n\n"));
+        }
+        stderr.push_str("ValueError: boom\n");
+        let tail = stderr_tail(&stderr).unwrap();
+        assert!(tail.ends_with("line 19\nValueError: boom"), "{tail}");
+        assert_eq!(tail.lines().count(), TAIL_LINES);
+        assert_eq!(stderr_tail("\n \n"), None);
+        let long = "é".repeat(3000);
+        assert!(stderr_tail(&long).unwrap().len() <= TAIL_BYTES + "…".len());
     }
 }

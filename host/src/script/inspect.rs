@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{LoadError, Sandbox, WORLD};
+use super::{InstanceNeeds, LoadError, Sandbox, WORLD};
 
 /// A component as this host sees it.
 #[derive(Debug, Clone, Serialize)]
@@ -13,12 +13,17 @@ pub struct Inspection {
     pub size_bytes: usize,
     /// The world a script must implement.
     pub world: &'static str,
-    /// Whether it implements that world, so this host can run it.
+    /// Whether it implements that world.
     pub implements_world: bool,
-    /// Why it cannot run here, when it cannot.
+    /// Why this host cannot run it, when it cannot: another world, an import wasmtx does
+    /// not provide, or more of the instance pool or memory than the limits allow.
     pub problem: Option<String>,
     pub imports: Vec<String>,
     pub exports: Vec<String>,
+    /// What one instance takes from the instance pool, and its largest initial memory;
+    /// checked against `limits.max_core_instances`, `max_memories`, `max_tables` and
+    /// `memory_mib` as `run` checks them.
+    pub needs: InstanceNeeds,
     /// Whether the compiled form was already cached, or compiled now.
     pub compiled_cache: CompiledCache,
     pub cache_file: String,
@@ -42,27 +47,32 @@ impl Sandbox {
             path: path.to_owned(),
             source,
         })?;
-        let engine = self.engine();
+        let mut needs = self.needs(path, &bytes)?;
+        let engine = &self.engine();
         let cached_before = self.cache().contains(engine, &bytes);
-        let (component, _) = self.compile(path, &bytes)?;
-        let ty = component.component_type();
-        let imports = ty
-            .imports(engine)
-            .map(|(name, _)| name.to_owned())
-            .collect();
-        let exports = ty
-            .exports(engine)
-            .map(|(name, _)| name.to_owned())
-            .collect();
-        let problem = self.load(path).err().map(|e| e.to_string());
+        // The same checks as `run`: pool budget and memory, then world and imports.
+        let (imports, exports, failure) = match self.compile_for(path, &bytes, &mut needs) {
+            Ok((sized, component, _)) => {
+                let engine = sized.engine.engine();
+                let ty = component.component_type();
+                let imports = ty.imports(engine).map(|(name, _)| name.to_owned());
+                let exports = ty.exports(engine).map(|(name, _)| name.to_owned());
+                (imports.collect(), exports.collect(), self.load(path).err())
+            }
+            Err(refused @ LoadError::Refused { .. }) => (Vec::new(), Vec::new(), Some(refused)),
+            Err(err) => return Err(err),
+        };
+        let implements_world = !matches!(failure, Some(LoadError::WrongWorld { .. }));
+        let problem = failure.map(|e| e.to_string());
         Ok(Inspection {
             path: path.display().to_string(),
             size_bytes: bytes.len(),
             world: WORLD,
-            implements_world: problem.is_none(),
+            implements_world,
             problem,
             imports,
             exports,
+            needs,
             compiled_cache: if cached_before {
                 CompiledCache::Cached
             } else {

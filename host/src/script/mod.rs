@@ -4,7 +4,9 @@
 //! - `host.rs` implements the WIT imports (`sql`, `log`) and nothing else;
 //! - `convert.rs` maps WIT values to host values and back;
 //! - `policy.rs` decides which statements a script may send;
-//! - `capture.rs` captures the script's stdout and stderr, capped.
+//! - `capture.rs` captures the script's stdout and stderr, capped;
+//! - `needs.rs` counts what one instance of a component takes from the instance pool;
+//! - `refusal.rs` explains why a component cannot run here.
 //!
 //! A script gets WASI with nothing granted (no files, environment, arguments, sockets or
 //! name lookup), a memory and stack cap, a handle cap, and a deadline enforced three ways:
@@ -16,9 +18,12 @@ mod convert;
 mod host;
 mod inspect;
 mod logic;
+mod needs;
 pub mod policy;
+mod refusal;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use thiserror::Error;
@@ -27,7 +32,7 @@ use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::cache::{CacheState, ComponentCache};
-use crate::engine::ScriptEngine;
+use crate::engine::{BASE_BUDGET, ScriptEngine};
 use crate::limits::Limits;
 use crate::report::{ErrorKind, TxError};
 use crate::transaction::OpenTransaction;
@@ -35,6 +40,7 @@ use capture::CappedPipe;
 pub use host::ParticipantHandle;
 pub use inspect::{CompiledCache, Inspection};
 pub use logic::ScriptLogic;
+pub use needs::InstanceNeeds;
 
 /// Bindings generated from `wit/` for the `script` world.
 mod bindings {
@@ -68,20 +74,54 @@ pub enum LoadError {
     Invalid { path: PathBuf, message: String },
     #[error("{path} does not implement the world {WORLD}: {message}")]
     WrongWorld { path: PathBuf, message: String },
+    /// A component this host will not run: it needs more of the pool or memory than the
+    /// limits allow, imports what wasmtx does not provide, or uses the async ABI.
+    #[error("{path} cannot run in wasmtx: {reason}")]
+    Refused { path: PathBuf, reason: String },
+    #[error("cannot set up a script engine for {path}: {message}")]
+    Engine { path: PathBuf, message: String },
 }
 
 /// A loaded script, ready to instantiate many times.
 pub struct Script {
     pre: bindings::ScriptPre<StoreState>,
+    /// The engine it was compiled for, whose pool its instances come from.
+    sized: Arc<SizedEngine>,
     pub path: PathBuf,
     pub size: usize,
     pub cache: CacheState,
+    /// What one instance takes from the pool.
+    pub needs: InstanceNeeds,
+}
+
+/// An engine, its pool sized for a per-instance budget, and the linker bound to it.
+struct SizedEngine {
+    engine: ScriptEngine,
+    linker: Linker<StoreState>,
+}
+
+impl SizedEngine {
+    fn new(limits: &Limits, concurrency: u32, budget: InstanceNeeds) -> wasmtime::Result<Self> {
+        let engine = ScriptEngine::new(limits, concurrency, budget)?;
+        let mut linker = Linker::new(engine.engine());
+        // Rust guests import wasi:cli and wasi:io even when they use neither; link WASI
+        // with nothing granted rather than trapping stubs.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::Script::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
+        Ok(SizedEngine { engine, linker })
+    }
 }
 
 /// The engine, linker and cache shared by every transaction of a host.
+///
+/// The instance pool starts with [`BASE_BUDGET`] per script instance, which fits Rust
+/// scripts. Loading a script that needs more (a Python or JavaScript engine component has
+/// 10–20 core instances) sets up a new engine whose pool has room for it, up to
+/// `limits.max_core_instances`, `max_memories` and `max_tables`; scripts loaded earlier
+/// keep the engine they were compiled for. Every transaction still gets a fresh instance.
 pub struct Sandbox {
-    engine: ScriptEngine,
-    linker: Linker<StoreState>,
+    current: Mutex<Arc<SizedEngine>>,
+    concurrency: u32,
     cache: ComponentCache,
     limits: Limits,
 }
@@ -89,18 +129,100 @@ pub struct Sandbox {
 impl Sandbox {
     /// A sandbox for at most `concurrency` scripts running at once.
     pub fn new(limits: &Limits, concurrency: u32, cache_dir: PathBuf) -> wasmtime::Result<Self> {
-        let engine = ScriptEngine::new(limits, concurrency)?;
-        let mut linker = Linker::new(engine.engine());
-        // Rust guests import wasi:cli and wasi:io even when they use neither; link WASI
-        // with nothing granted rather than trapping stubs.
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        bindings::Script::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
+        let sized = SizedEngine::new(limits, concurrency, BASE_BUDGET)?;
         Ok(Sandbox {
-            engine,
-            linker,
+            current: Mutex::new(Arc::new(sized)),
+            concurrency,
             cache: ComponentCache::new(cache_dir),
             limits: limits.clone(),
         })
+    }
+
+    fn current(&self) -> Arc<SizedEngine> {
+        self.current.lock().expect("sandbox lock").clone()
+    }
+
+    /// The engine scripts are compiled for now: its pool is the largest so far.
+    pub fn engine(&self) -> wasmtime::Engine {
+        self.current().engine.engine().clone()
+    }
+
+    /// What the current pool holds per script instance.
+    pub fn budget(&self) -> InstanceNeeds {
+        *self.current().engine.budget()
+    }
+
+    /// Refuses a component whose instance needs more than the limits allow; the message
+    /// names the number and the setting.
+    fn check_needs(&self, path: &Path, needs: &InstanceNeeds) -> Result<(), LoadError> {
+        let limits = &self.limits;
+        let over = [
+            (
+                "core instances",
+                needs.core_instances,
+                "max_core_instances",
+                limits.max_core_instances,
+            ),
+            (
+                "linear memories",
+                needs.memories,
+                "max_memories",
+                limits.max_memories,
+            ),
+            ("tables", needs.tables, "max_tables", limits.max_tables),
+        ]
+        .into_iter()
+        .find(|(_, need, _, max)| need > max);
+        if let Some((what, need, key, max)) = over {
+            return Err(LoadError::Refused {
+                path: path.to_owned(),
+                reason: format!(
+                    "one instance of it needs {need} {what}, more than limits.{key} ({max}) allows; raise limits.{key} in the configuration's [limits] to run it"
+                ),
+            });
+        }
+        if needs.initial_memory_bytes > limits.memory_bytes() as u64 {
+            return Err(LoadError::Refused {
+                path: path.to_owned(),
+                reason: format!(
+                    "it starts with a linear memory of {:.1} MiB, more than limits.memory_mib ({} MiB); raise limits.memory_mib (or --memory-mib) to run it",
+                    needs.initial_memory_bytes as f64 / (1 << 20) as f64,
+                    limits.memory_mib
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The engine to compile a script needing `needs` for: the current one if its pool has
+    /// room, else a new one whose pool has room for it and for every earlier script (later
+    /// loads use it; scripts loaded earlier keep theirs).
+    fn engine_for(
+        &self,
+        path: &Path,
+        needs: &InstanceNeeds,
+    ) -> Result<Arc<SizedEngine>, LoadError> {
+        self.check_needs(path, needs)?;
+        let mut current = self.current.lock().expect("sandbox lock");
+        if needs.fits(current.engine.budget()) {
+            return Ok(current.clone());
+        }
+        let budget = current.engine.budget().max(*needs);
+        let grown = SizedEngine::new(&self.limits, self.concurrency, budget).map_err(|e| {
+            LoadError::Engine {
+                path: path.to_owned(),
+                message: format!("{e:#}"),
+            }
+        })?;
+        tracing::debug!(
+            core_instances = budget.core_instances,
+            memories = budget.memories,
+            tables = budget.tables,
+            "instance pool grown for {}",
+            path.display()
+        );
+        *current = Arc::new(grown);
+        Ok(current.clone())
     }
 
     pub fn limits(&self) -> &Limits {
@@ -111,46 +233,81 @@ impl Sandbox {
         &self.cache
     }
 
-    pub fn engine(&self) -> &wasmtime::Engine {
-        self.engine.engine()
-    }
-
-    /// Reads, checks, compiles (or loads from the cache) and type-checks a script.
+    /// Reads, checks, compiles (or loads from the cache) and type-checks a script, growing
+    /// the instance pool if it needs more than the pool holds (see [`Sandbox`]).
     pub fn load(&self, path: &Path) -> Result<Script, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_owned(),
             source,
         })?;
-        let component = self.compile(path, &bytes)?;
-        let (component, cache) = component;
-        let instance_pre =
-            self.linker
-                .instantiate_pre(&component)
-                .map_err(|e| LoadError::WrongWorld {
+        let mut needs = self.needs(path, &bytes)?;
+        let (sized, component, cache) = self.compile_for(path, &bytes, &mut needs)?;
+        let wrong_world = |e: wasmtime::Error| {
+            refusal::unprovided_import(path, &component, sized.engine.engine()).unwrap_or_else(
+                || LoadError::WrongWorld {
                     path: path.to_owned(),
                     message: format!("{e:#}"),
-                })?;
-        let pre = bindings::ScriptPre::new(instance_pre).map_err(|e| LoadError::WrongWorld {
-            path: path.to_owned(),
-            message: format!("{e:#}"),
-        })?;
+                },
+            )
+        };
+        let instance_pre = sized
+            .linker
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let pre = bindings::ScriptPre::new(instance_pre).map_err(wrong_world)?;
         Ok(Script {
             pre,
+            sized: sized.clone(),
             path: path.to_owned(),
             size: bytes.len(),
             cache,
+            needs,
         })
     }
 
-    /// Checks the file's header and compiles it, via the cache.
-    pub fn compile(&self, path: &Path, bytes: &[u8]) -> Result<(Component, CacheState), LoadError> {
+    /// Compiles `bytes` for an engine whose pool holds `needs` per instance. When wasmtime
+    /// counts more core instances than the binary shows (adapters it adds), `needs` is
+    /// corrected and the pool grown once more.
+    fn compile_for(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        needs: &mut InstanceNeeds,
+    ) -> Result<(Arc<SizedEngine>, Component, CacheState), LoadError> {
+        let sized = self.engine_for(path, needs)?;
+        match self.cache.load(sized.engine.engine(), bytes) {
+            Ok((component, cache)) => Ok((sized, component, cache)),
+            Err(err) => match needs::counted_by_wasmtime(&err) {
+                Some(counted) if counted > needs.core_instances => {
+                    needs.core_instances = counted;
+                    let sized = self.engine_for(path, needs)?;
+                    let (component, cache) = self.compile_on(&sized, path, bytes)?;
+                    Ok((sized, component, cache))
+                }
+                _ => Err(refusal::compile_error(path, &err)),
+            },
+        }
+    }
+
+    /// What one instance of the component in `bytes` takes from the pool.
+    fn needs(&self, path: &Path, bytes: &[u8]) -> Result<InstanceNeeds, LoadError> {
+        check_header(path, bytes)?;
+        needs::count(bytes).map_err(|message| LoadError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    fn compile_on(
+        &self,
+        sized: &SizedEngine,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<(Component, CacheState), LoadError> {
         check_header(path, bytes)?;
         self.cache
-            .load(self.engine(), bytes)
-            .map_err(|e| LoadError::Invalid {
-                path: path.to_owned(),
-                message: format!("{e:#}"),
-            })
+            .load(sized.engine.engine(), bytes)
+            .map_err(|e| refusal::compile_error(path, &e))
     }
 
     /// Runs the script's `run` on a fresh instance bound to `tx`. `Ok` is the script's
@@ -185,15 +342,25 @@ impl Sandbox {
             host: host::HostState::new(limits),
             tx,
         };
-        let mut store = Store::new(self.engine(), state);
+        let mut store = Store::new(script.sized.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_max_component_handles(limits.max_handles as usize);
         store.set_epoch_deadline(ScriptEngine::ticks_for(remaining));
         store.epoch_deadline_trap();
 
         let call = async {
-            let instance = script.pre.instantiate_async(&mut store).await?;
-            instance.call_run(&mut store, input).await
+            let instance = script
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| match pool_full(&e, &script.sized.engine) {
+                    Some(full) => full,
+                    None => Failure::Wasm(e),
+                })?;
+            instance
+                .call_run(&mut store, input)
+                .await
+                .map_err(Failure::Wasm)
         };
         let outcome = match tokio::time::timeout(remaining, call).await {
             Ok(Ok(Ok(output))) => self.check_output(output),
@@ -201,7 +368,10 @@ impl Sandbox {
                 ErrorKind::Script,
                 clip_owned(reason, limits.max_output_bytes),
             )),
-            Ok(Err(err)) => Err(classify_failure(&err, store.data(), &stderr, limits)),
+            Ok(Err(Failure::PoolFull(error))) => Err(error),
+            Ok(Err(Failure::Wasm(err))) => {
+                Err(classify_failure(&err, store.data(), &stderr, limits))
+            }
             Err(_elapsed) => Err(timeout_error(limits)),
         };
         let state = store.into_data();
@@ -224,6 +394,37 @@ impl Sandbox {
         }
         Ok(output)
     }
+}
+
+/// Why a run failed before the script's vote.
+enum Failure {
+    /// No free slot in the instance pool: a configuration matter, not the script's doing.
+    PoolFull(TxError),
+    /// The instance trapped or failed to instantiate.
+    Wasm(wasmtime::Error),
+}
+
+/// A full instance pool as a `limit` error naming what ran out, if that is what `err` is.
+fn pool_full(err: &wasmtime::Error, engine: &ScriptEngine) -> Option<Failure> {
+    let full = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<wasmtime::PoolConcurrencyLimitError>())?;
+    let budget = engine.budget();
+    Some(Failure::PoolFull(
+        TxError::new(
+            ErrorKind::Limit,
+            format!(
+                "no free instance in the sandbox's pool ({full}); it holds {} script instances of {} core instances, {} memories and {} tables each",
+                engine.concurrency(),
+                budget.core_instances,
+                budget.memories,
+                budget.tables
+            ),
+        )
+        .with_hint(
+            "more scripts ran at once than the host was sized for: lower the load or raise the host's concurrency",
+        ),
+    ))
 }
 
 /// Refuses what is not a component before the compiler sees it, with a precise message.
@@ -319,9 +520,16 @@ fn classify_failure(
         ),
         _ => {
             let (text, _) = stderr.contents();
-            let message = match capture::panic_message(&text) {
+            // What the script printed before a panic: a guest runtime (componentize-py)
+            // panics after printing the exception's traceback.
+            let printed = capture::before_panic(&text);
+            let what = match capture::panic_message(&text) {
                 Some(panic) => format!("the script panicked: {panic}"),
                 None => format!("the script trapped: {}", root_cause(err)),
+            };
+            let message = match capture::stderr_tail(printed) {
+                Some(tail) => format!("{what}; its stderr ends with:\n{tail}"),
+                None => what,
             };
             TxError::new(ErrorKind::Trap, message)
         }
