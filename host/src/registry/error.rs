@@ -58,6 +58,8 @@ impl RegistryError {
             RegistryError::Rejected(LoadError::CoreModule { .. }) => "core-module",
             RegistryError::Rejected(LoadError::WrongWorld { .. }) => "wrong-world",
             RegistryError::Rejected(LoadError::Invalid { .. }) => "invalid-component",
+            RegistryError::Rejected(LoadError::Refused { .. }) => "component-refused",
+            RegistryError::Rejected(LoadError::Engine { .. }) => "engine-unavailable",
             RegistryError::Rejected(LoadError::Read { .. }) | RegistryError::Io { .. } => {
                 "registry-io"
             }
@@ -83,5 +85,7 @@ pub(super) fn relabel(error: LoadError, label: &str) -> LoadError {
         LoadError::CoreModule { .. } => LoadError::CoreModule { path },
         LoadError::Invalid { message, .. } => LoadError::Invalid { path, message },
         LoadError::WrongWorld { message, .. } => LoadError::WrongWorld { path, message },
+        LoadError::Refused { reason, .. } => LoadError::Refused { path, reason },
+        LoadError::Engine { message, .. } => LoadError::Engine { path, message },
     }
 }
