@@ -2,6 +2,7 @@
 # README's test command: prepares everything the tests need, then runs them all.
 #   - the wasm32-wasip2 target for guest scripts,
 #   - PostgreSQL and MariaDB (scripts/setup-databases.sh),
+#   - componentize-py for the Python scripts (python-sdk/requirements.txt),
 #   - cargo test, release profile (one warm build serves tests, demo and benchmarks), with
 #     the test-only fault-injection feature for the crash tests,
 #   - the guest SDK's own tests (native, its own target directory),
@@ -16,6 +17,15 @@ if ! command -v jq >/dev/null || ! command -v sqlite3 >/dev/null; then
   apt-get install -y -qq jq sqlite3 >/dev/null
 fi
 bash scripts/setup-databases.sh
+# componentize-py (pinned in python-sdk/requirements.txt) for the Python script tests: a
+# virtualenv under target/, rebuilt only when the pin changes; pip caches the downloads.
+python_tools=target/toolchains/python
+if ! cmp -s python-sdk/requirements.txt "$python_tools/requirements.txt"; then
+  python3 -m venv --clear "$python_tools"
+  "$python_tools/bin/pip" install --quiet --disable-pip-version-check -r python-sdk/requirements.txt
+  cp python-sdk/requirements.txt "$python_tools/requirements.txt"
+fi
+export WASMTX_COMPONENTIZE_PY=$PWD/$python_tools/bin/componentize-py
 export RUST_BACKTRACE=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -1,0 +1,453 @@
+//! Scripts written in Python, end to end through the real CLI: the SDK's examples built
+//! with the pinned componentize-py (each once per test process) and run on SQLite and on
+//! PostgreSQL + MariaDB — commit, script abort, an exception (a trap carrying its
+//! traceback), a failed statement the script ignored (aborted) — the hostile behaviours
+//! that matter for an interpreter (a loop, a memory bomb, huge output, deep recursion), and
+//! the instance pool sized from what a component needs, as `run` and `inspect` report it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use common::{
+    TestDir, accounts_db, balance, create_sqlite, mysql_db, postgres_db, prepared_branches, repo,
+    server_accounts, server_balance, server_sql, sqlite, transfer_input,
+};
+
+/// Builds a Python script directory (relative to the repository root) once per test
+/// process; `None`, after saying why, when componentize-py is not installed (a failure
+/// under CI, where scripts/test.sh installs it).
+fn python_guest(dir: &str) -> Option<PathBuf> {
+    static BUILT: OnceLock<Mutex<std::collections::HashMap<String, PathBuf>>> = OnceLock::new();
+    if let Err(err) = wasmtx::guest_build::componentize_py_version() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("componentize-py is required under CI: {err}");
+        }
+        eprintln!("skipping: {err} (scripts/test.sh installs it)");
+        return None;
+    }
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = built.get(dir) {
+        return Some(path.clone());
+    }
+    let wasm = wasmtx::guest_build::build_guest(
+        &repo().join(dir),
+        true,
+        Some(&repo().join("target/guests-python")),
+    )
+    .unwrap_or_else(|e| panic!("building {dir}: {e}"));
+    built.insert(dir.to_owned(), wasm.clone());
+    Some(wasm)
+}
+
+fn hostile_input(action: &str) -> String {
+    serde_json::json!({ "do": action }).to_string()
+}
+
+/// Two SQLite accounts files, `a` (alice 100) and `b` (bob 0), as participant arguments.
+fn two_accounts(sb: &TestDir) -> (PathBuf, PathBuf, Vec<String>) {
+    let (a, b) = (sb.path("a.db"), sb.path("b.db"));
+    accounts_db(&a, &[("alice", 100)]);
+    accounts_db(&b, &[("bob", 0)]);
+    let participants = vec![
+        format!("a=sqlite://{}", a.display()),
+        format!("b=sqlite://{}", b.display()),
+    ];
+    (a, b, participants)
+}
+
+#[test]
+fn python_transfer_commits_and_aborts_on_sqlite() {
+    let Some(script) = python_guest("examples/python-transfer") else {
+        return;
+    };
+    let sb = TestDir::new();
+    let (a, b, participants) = two_accounts(&sb);
+
+    let input = transfer_input(("a", "alice"), ("b", "bob"), 30);
+    let (out, json) = sb.run_json(&script, &participants, &input);
+    assert_eq!(out.status.code(), Some(0), "{json}");
+    assert_eq!(json["outcome"], "committed", "{json}");
+    let output: serde_json::Value = serde_json::from_str(json["output"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        output,
+        serde_json::json!({"from_balance": 70, "to_balance": 30})
+    );
+    assert_eq!((balance(&a, "alice"), balance(&b, "bob")), (70, 30));
+
+    let input = transfer_input(("a", "alice"), ("b", "bob"), 71);
+    let (out, json) = sb.run_json(&script, &participants, &input);
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(json["error"]["kind"], "script", "{json}");
+    assert_eq!(
+        json["error"]["message"],
+        "insufficient funds: alice on a has 70, needs 71"
+    );
+    assert_eq!((balance(&a, "alice"), balance(&b, "bob")), (70, 30));
+
+    let input = transfer_input(("a", "alice"), ("z", "bob"), 5);
+    let (_, json) = sb.run_json(&script, &participants, &input);
+    assert_eq!(json["error"]["kind"], "script", "{json}");
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("no participant named `z`"), "{message}");
+    assert_eq!((balance(&a, "alice"), balance(&b, "bob")), (70, 30));
+}
+
+/// The `user` table of the seed scenario on SQLite.
+fn sqlite_user_table(path: &Path) {
+    create_sqlite(
+        path,
+        "CREATE TABLE \"user\" (username TEXT PRIMARY KEY, password TEXT NOT NULL, \
+         created_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+    );
+}
+
+#[test]
+fn python_insert_user_reaches_test1_and_test2_or_neither_on_sqlite() {
+    let Some(script) = python_guest("examples/python-insert-user") else {
+        return;
+    };
+    let sb = TestDir::new();
+    let (test1, test2) = (sb.path("test1.db"), sb.path("test2.db"));
+    sqlite_user_table(&test1);
+    sqlite_user_table(&test2);
+    // `ann` is on test2 already: inserting her again fails there, so test1 must not get her.
+    create_sqlite(
+        &test2,
+        "INSERT INTO \"user\" VALUES ('ann', 'x', '2026-01-01', '2026-01-01')",
+    );
+    let participants = [
+        format!("test1=sqlite://{}", test1.display()),
+        format!("test2=sqlite://{}", test2.display()),
+    ];
+    let users = |path: &Path| sqlite(path, "SELECT username FROM \"user\" ORDER BY username");
+
+    let (out, json) = sb.run_json(
+        &script,
+        &participants,
+        r#"{"username": "bea", "password": "pw"}"#,
+    );
+    assert_eq!(out.status.code(), Some(0), "{json}");
+    assert_eq!(json["output"], r#"{"inserted": 2}"#);
+    assert_eq!(users(&test1), [["bea"]]);
+    assert_eq!(users(&test2), [["ann"], ["bea"]]);
+
+    let (out, json) = sb.run_json(
+        &script,
+        &participants,
+        r#"{"username": "ann", "password": "pw"}"#,
+    );
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    // The failed statement dooms the transaction: a `database` error, with the script's
+    // own explanation.
+    assert_eq!(json["error"]["kind"], "database", "{json}");
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("insert into `user` on participant `test2` failed: database error"),
+        "{message}"
+    );
+    assert_eq!(users(&test1), [["bea"]]);
+    assert_eq!(users(&test2), [["ann"], ["bea"]]);
+
+    let (_, json) = sb.run_json(&script, &participants, r#"{"username": ""}"#);
+    assert_eq!(json["error"]["message"], "username must not be empty");
+}
+
+/// The hostile script's `action` on fresh accounts files: the run's exit status and
+/// report, and the test directory with the `a` file.
+fn hostile_on_sqlite(action: &str) -> Option<(Option<i32>, serde_json::Value, TestDir, PathBuf)> {
+    let script = python_guest("tests/guests/python-hostile")?;
+    let sb = TestDir::new();
+    let (a, _, participants) = two_accounts(&sb);
+    let (out, json) = sb.run_json(&script, &participants, &hostile_input(action));
+    Some((out.status.code(), json, sb, a))
+}
+
+#[test]
+fn a_python_exception_is_a_trap_carrying_its_traceback() {
+    let Some((code, json, _sb, a)) = hostile_on_sqlite("raise") else {
+        return;
+    };
+    assert_eq!(
+        (code, &json["outcome"]),
+        (Some(1), &"aborted".into()),
+        "{json}"
+    );
+    assert_eq!(json["error"]["kind"], "trap", "{json}");
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("Traceback"), "{message}");
+    assert!(
+        message.contains("ValueError: the ledger does not balance"),
+        "{message}"
+    );
+    assert_eq!(balance(&a, "alice"), 100);
+}
+
+#[test]
+fn a_failed_statement_the_python_script_ignores_still_aborts() {
+    let Some((code, json, _sb, a)) = hostile_on_sqlite("ignore-failure") else {
+        return;
+    };
+    assert_eq!(
+        (code, &json["outcome"]),
+        (Some(1), &"aborted".into()),
+        "{json}"
+    );
+    assert_eq!(json["error"]["kind"], "database", "{json}");
+    let carol = sqlite(&a, "SELECT count(*) FROM accounts WHERE id = 'carol'");
+    assert_eq!(carol, [["0"]]);
+}
+
+#[test]
+fn hostile_python_is_contained() {
+    let Some(script) = python_guest("tests/guests/python-hostile") else {
+        return;
+    };
+    let sb = TestDir::new();
+    let (a, _, participants) = two_accounts(&sb);
+    let run = |action: &str, flags: &[&str]| {
+        let (out, json) = sb.run_json_with(
+            &script,
+            &participants,
+            flags,
+            &hostile_input(action),
+            Duration::from_secs(120),
+        );
+        (out.status.code(), json)
+    };
+
+    let (code, json) = run("loop", &["--timeout", "2"]);
+    assert_eq!(
+        (code, &json["error"]["kind"]),
+        (Some(1), &"timeout".into()),
+        "{json}"
+    );
+
+    let (code, json) = run("memory", &[]);
+    assert_eq!(
+        (code, &json["error"]["kind"]),
+        (Some(1), &"memory".into()),
+        "{json}"
+    );
+
+    let (code, json) = run("output", &[]);
+    assert_eq!(
+        (code, &json["error"]["kind"]),
+        (Some(1), &"limit".into()),
+        "{json}"
+    );
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("limits.max_output_bytes"), "{message}");
+
+    // Printing is captured up to limits.max_stdio_bytes and the rest dropped: no failure.
+    let (code, json) = run("print", &[]);
+    assert_eq!(
+        (code, &json["outcome"]),
+        (Some(0), &"committed".into()),
+        "{json}"
+    );
+
+    // CPython keeps Python frames on its heap: unbounded recursion is a memory bomb.
+    let (code, json) = run("stack", &[]);
+    assert_eq!(
+        (code, &json["error"]["kind"]),
+        (Some(1), &"memory".into()),
+        "{json}"
+    );
+
+    assert_eq!(balance(&a, "alice"), 100);
+}
+
+/// `wasmtx inspect --json` of `script`, with `config` as its configuration if given.
+fn inspect(sb: &TestDir, script: &Path, config: Option<&Path>) -> serde_json::Value {
+    let mut command = sb.wasmtx();
+    command.arg("inspect").arg(script).arg("--json");
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let output = common::output_within(command, common::RUN_LIMIT);
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "inspect printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+#[test]
+fn the_pool_grows_for_a_python_component_up_to_the_limits_and_inspect_agrees() {
+    let Some(script) = python_guest("examples/python-transfer") else {
+        return;
+    };
+    let sb = TestDir::new();
+    let report = inspect(&sb, &script, None);
+    assert_eq!(report["problem"], serde_json::Value::Null, "{report}");
+    let core_instances = report["needs"]["core_instances"].as_u64().unwrap();
+    assert!(
+        core_instances > 8,
+        "more than a Rust script's pool: {report}"
+    );
+
+    let config = sb.path("small-pool.toml");
+    std::fs::write(&config, "[limits]\nmax_core_instances = 8\n").unwrap();
+    let report = inspect(&sb, &script, Some(&config));
+    let problem = report["problem"].as_str().unwrap_or_default();
+    let expected =
+        format!("needs {core_instances} core instances, more than limits.max_core_instances (8)");
+    assert!(problem.contains(&expected), "{report}");
+    assert_eq!(report["implements_world"], true);
+
+    let (_, _, participants) = two_accounts(&sb);
+    let config_arg = config.display().to_string();
+    let (out, json) = sb.run_json_with(
+        &script,
+        &participants,
+        &["--config", &config_arg],
+        &transfer_input(("a", "alice"), ("b", "bob"), 1),
+        common::RUN_LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(2), "{json}");
+    assert_eq!(json["error"]["kind"], "input");
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&expected), "{message}");
+}
+
+/// `wasmtx run SCRIPT --json` as node `node` (so tests never see each other's branches):
+/// the exit status and the report.
+fn run_as_node(
+    sb: &TestDir,
+    node: &str,
+    script: &Path,
+    participants: &[String],
+    input: &str,
+) -> (Option<i32>, serde_json::Value) {
+    let mut command = sb.wasmtx();
+    command
+        .env("WASMTX_NODE", node)
+        .arg("run")
+        .arg(script)
+        .args(["--json", "--input", input]);
+    for p in participants {
+        command.args(["-p", p]);
+    }
+    let output = common::output_within(command, common::RUN_LIMIT);
+    let json = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr)));
+    (output.status.code(), json)
+}
+
+#[test]
+fn python_on_postgres_and_mariadb_commits_aborts_traps_and_dooms() {
+    let (Some(transfer), Some(hostile)) = (
+        python_guest("examples/python-transfer"),
+        python_guest("tests/guests/python-hostile"),
+    ) else {
+        return;
+    };
+    let (Some(pg), Some(my)) = (postgres_db("wtx_pyxfer"), mysql_db("wtx_pyxfer")) else {
+        return;
+    };
+    server_accounts(&pg, &[("alice", 100)]);
+    server_accounts(&my, &[("bob", 100)]);
+    let sb = TestDir::new();
+    let participants = [format!("a={pg}"), format!("b={my}")];
+    let run = |script: &Path, input: &str| run_as_node(&sb, "pyxfer", script, &participants, input);
+    let balances = || (server_balance(&pg, "alice"), server_balance(&my, "bob"));
+
+    let (code, json) = run(&transfer, &transfer_input(("a", "alice"), ("b", "bob"), 40));
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(balances(), (60, 140));
+
+    let (code, json) = run(&transfer, &transfer_input(("a", "alice"), ("b", "bob"), 61));
+    assert_eq!(
+        (code, &json["error"]["kind"]),
+        (Some(1), &"script".into()),
+        "{json}"
+    );
+    assert_eq!(balances(), (60, 140));
+
+    let (code, json) = run(&hostile, &hostile_input("raise"));
+    assert_eq!(
+        (code, &json["error"]["kind"]),
+        (Some(1), &"trap".into()),
+        "{json}"
+    );
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ValueError")
+    );
+
+    let (code, json) = run(&hostile, &hostile_input("ignore-failure"));
+    assert_eq!(
+        (code, &json["error"]["kind"]),
+        (Some(1), &"database".into()),
+        "{json}"
+    );
+    assert_eq!(
+        server_sql(&pg, "SELECT count(*)::text FROM accounts"),
+        [["1"]]
+    );
+    assert_eq!(balances(), (60, 140));
+    assert!(prepared_branches("pyxfer").is_empty());
+}
+
+#[test]
+fn python_insert_user_reaches_postgres_test1_and_mariadb_test2_or_neither() {
+    let Some(script) = python_guest("examples/python-insert-user") else {
+        return;
+    };
+    let (Some(test1), Some(test2)) = (postgres_db("wtx_pyusers"), mysql_db("wtx_pyusers")) else {
+        return;
+    };
+    server_sql(
+        &test1,
+        "CREATE TABLE \"user\" (username VARCHAR(64) PRIMARY KEY, password VARCHAR(255) NOT NULL, \
+         created_at TIMESTAMPTZ NOT NULL, updated_at TIMESTAMPTZ NOT NULL)",
+    );
+    server_sql(
+        &test2,
+        "CREATE TABLE `user` (username VARCHAR(64) PRIMARY KEY, password VARCHAR(255) NOT NULL, \
+         created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL) ENGINE=InnoDB",
+    );
+    server_sql(
+        &test2,
+        "INSERT INTO `user` VALUES ('ann', 'x', NOW(), NOW())",
+    );
+    let sb = TestDir::new();
+    let participants = [format!("test1={test1}"), format!("test2={test2}")];
+    let run = |input: &str| run_as_node(&sb, "pyusers", &script, &participants, input);
+    let users = || {
+        (
+            server_sql(&test1, "SELECT username FROM \"user\" ORDER BY username"),
+            server_sql(&test2, "SELECT username FROM `user` ORDER BY username"),
+        )
+    };
+
+    let (code, json) = run(r#"{"username": "bea", "password": "pw"}"#);
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(
+        users(),
+        (
+            vec![vec!["bea".to_owned()]],
+            vec![vec!["ann".to_owned()], vec!["bea".to_owned()]]
+        )
+    );
+
+    let (code, json) = run(r#"{"username": "ann", "password": "pw"}"#);
+    assert_eq!(code, Some(1), "{json}");
+    assert_eq!(
+        users(),
+        (
+            vec![vec!["bea".to_owned()]],
+            vec![vec!["ann".to_owned()], vec!["bea".to_owned()]]
+        )
+    );
+    assert!(prepared_branches("pyusers").is_empty());
+}
