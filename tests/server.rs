@@ -370,6 +370,7 @@ fn the_seed_scenario_through_the_api_commits_a_user_row_in_test1_and_test2_and_a
         &test2,
         "INSERT INTO `user` VALUES ('bob', 'x', NOW(), NOW())",
     );
+    let (test1, test2) = (least_privilege(&test1), least_privilege(&test2));
     let dir = TestDir::new();
     let config = write_config(
         &dir,

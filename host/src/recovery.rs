@@ -159,6 +159,11 @@ impl Recovery {
         // What the arbitration in the last agents' tables found, per gid.
         let mut arbitrated: BTreeMap<Gid, Result<bool, String>> = BTreeMap::new();
         let scan_started = SystemTime::now();
+        // COMMITs without DONE, read before the scan (see `finished_commits` below).
+        let pending_before = match (&self.store, dry_run, &self.keep) {
+            (Some(store), false, None) => store.snapshot().await.ok(),
+            _ => None,
+        };
         for participant in &self.participants {
             let branches = match participant.prepared_branches(&self.gid_prefix).await {
                 Ok(branches) => branches,
@@ -246,6 +251,23 @@ impl Recovery {
                     .iter()
                     .any(|b| b.gid == gid.as_str() && matches!(b.action, Action::Failed(_)));
                 if !failed && let Err(err) = store.record_done(&gid).await {
+                    tracing::warn!(%gid, "cannot record DONE: {err}");
+                }
+            }
+        }
+        // A COMMIT recorded before the scan whose transaction has no branch prepared on any
+        // participant is finished (its branches were all prepared before the COMMIT, and a
+        // COMMIT is never rolled back): a host that stopped after phase 2 but before its DONE
+        // left it. Recording DONE keeps the pending list to what is really unfinished.
+        if report.failures.is_empty()
+            && let (Some(store), Some(snapshot)) = (&self.store, &pending_before)
+        {
+            let now = SystemTime::now();
+            for gid in &snapshot.pending {
+                let finished = gid.as_str().starts_with(&self.gid_prefix)
+                    && gid.expired(PRESUMED_ABORT_MARGIN, now)
+                    && !report.branches.iter().any(|b| b.gid == gid.as_str());
+                if finished && let Err(err) = store.record_done(gid).await {
                     tracing::warn!(%gid, "cannot record DONE: {err}");
                 }
             }

@@ -366,8 +366,8 @@ pub struct InDoubtQuery {
 pub struct InDoubtEntry {
     pub gid: String,
     pub participant: Option<String>,
-    /// `prepared` (a branch on a database) or `commit-pending` (COMMIT recorded, phase 2 not
-    /// confirmed).
+    /// `prepared` (a branch on a database) or `commit-pending` (COMMIT recorded, and a
+    /// participant that could not be scanned may still hold a branch of it).
     pub kind: String,
     pub decision: String,
     /// What recovery would do now.
@@ -427,7 +427,10 @@ pub async fn in_doubt(
             deadline: rfc3339(gid.deadline()),
         });
     }
+    // A COMMIT whose branches the scan found none of prepared is finished (recovery records
+    // its DONE); only while some participant could not be scanned is it unknown.
     if query.participant.is_none()
+        && !report.failures.is_empty()
         && let Some(store) = state.host.coordinator().decision_store()
         && let Ok(snapshot) = store.snapshot().await
     {
