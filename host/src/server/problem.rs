@@ -20,10 +20,10 @@ pub struct Problem {
     /// Stable, kebab-case: what a client matches on.
     pub code: String,
     pub detail: String,
-    /// Extension members (e.g. `transaction`, `hint`, `gid`).
-    #[serde(flatten)]
+    /// Extension members (e.g. `transaction`, `hint`, `gid`); boxed to keep errors small.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
-    pub extra: Map<String, Value>,
+    pub extra: Option<Box<Map<String, Value>>>,
 }
 
 impl Problem {
@@ -34,13 +34,13 @@ impl Problem {
             status: status.as_u16(),
             code: code.to_owned(),
             detail: detail.into(),
-            extra: Map::new(),
+            extra: None,
         }
     }
 
     /// Adds an extension member.
     pub fn with(mut self, key: &str, value: impl Serialize) -> Self {
-        self.extra.insert(
+        self.extra.get_or_insert_default().insert(
             key.to_owned(),
             serde_json::to_value(value).unwrap_or(Value::Null),
         );

@@ -30,6 +30,9 @@ pub struct Running {
     pub started_at: i64,
 }
 
+/// Held while a request with one idempotency key runs.
+pub type KeyLock = Arc<tokio::sync::Mutex<()>>;
+
 pub struct AppState {
     pub host: Host,
     pub settings: ServerSettings,
@@ -44,7 +47,7 @@ pub struct AppState {
     pub running: Mutex<HashMap<String, Running>>,
     /// One lock per (plugin, idempotency key) in use: requests with one key run one at a
     /// time, so two can never both commit.
-    key_locks: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    key_locks: Mutex<HashMap<(String, String), KeyLock>>,
     /// Serializes recovery runs and force-resolves.
     pub recovery_lock: tokio::sync::Mutex<()>,
     /// Transactions' tasks: they outlive their requests and are awaited at shutdown.
@@ -189,7 +192,7 @@ impl AppState {
     }
 
     /// The lock for one idempotency key of one plugin.
-    pub fn key_lock(&self, plugin: &str, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    pub fn key_lock(&self, plugin: &str, key: &str) -> KeyLock {
         self.key_locks
             .lock()
             .unwrap()
@@ -199,7 +202,7 @@ impl AppState {
     }
 
     /// Forgets a key's lock once nobody else holds or waits for it.
-    pub fn release_key_lock(&self, plugin: &str, key: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+    pub fn release_key_lock(&self, plugin: &str, key: &str, lock: KeyLock) {
         let mut locks = self.key_locks.lock().unwrap();
         // The map's reference and `lock`: no one else.
         if Arc::strong_count(&lock) == 2 {
