@@ -569,8 +569,15 @@ fn sqlite_statement_cases(bank: &Bank) -> Vec<Case> {
             "may not be modified",
         ),
         // `main` is the participant's own file: the host's decision table is out of reach.
-        database("DELETE FROM main.wasmtx_decisions", "no such table"),
-        database("DELETE FROM wasmtx_decisions", "no such table"),
+        // The host's decision tables are refused by name, before any database sees them.
+        forbidden(
+            "DELETE FROM main.wasmtx_decisions",
+            "decision table belongs to the host",
+        ),
+        forbidden(
+            "DELETE FROM wasmtx_decisions",
+            "decision table belongs to the host",
+        ),
         // SQLite's other spellings of transaction control.
         forbidden("BEGIN IMMEDIATE", TRANSACTION_CONTROL),
         forbidden("END", TRANSACTION_CONTROL),
