@@ -568,7 +568,6 @@ fn sqlite_statement_cases(bank: &Bank) -> Vec<Case> {
             "INSERT INTO sqlite_master VALUES ('table', 't', 't', 0, '')",
             "may not be modified",
         ),
-        // `main` is the participant's own file: the host's decision table is out of reach.
         // The host's decision tables are refused by name, before any database sees them.
         forbidden(
             "DELETE FROM main.wasmtx_decisions",
