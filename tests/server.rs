@@ -253,6 +253,23 @@ fn server_bank(name: &str) -> Option<(String, String)> {
     Some((least_privilege(&pg), least_privilege(&my)))
 }
 
+/// Two SQLite files, alice (100) on participant `a` and bob (0) on `b`, and a configuration
+/// with them and `extra`.
+fn sqlite_bank(dir: &TestDir, extra: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let (a, b) = (dir.path("a.db"), dir.path("b.db"));
+    accounts_db(&a, &[("alice", 100)]);
+    accounts_db(&b, &[("bob", 0)]);
+    let config = write_config(
+        dir,
+        &[
+            ("a", format!("sqlite://{}", a.display())),
+            ("b", format!("sqlite://{}", b.display())),
+        ],
+        extra,
+    );
+    (a, b, config)
+}
+
 fn bank_total(pg: &str, my: &str) -> i64 {
     server_balance(pg, "alice") + server_balance(my, "bob")
 }
@@ -262,17 +279,7 @@ fn bank_total(pg: &str, my: &str) -> i64 {
 #[test]
 fn publish_and_invoke_commits_on_two_sqlite_files_and_an_abort_changes_nothing() {
     let dir = TestDir::new();
-    let (a, b) = (dir.path("a.db"), dir.path("b.db"));
-    accounts_db(&a, &[("alice", 100)]);
-    accounts_db(&b, &[("bob", 0)]);
-    let config = write_config(
-        &dir,
-        &[
-            ("a", format!("sqlite://{}", a.display())),
-            ("b", format!("sqlite://{}", b.display())),
-        ],
-        "",
-    );
+    let (a, b, config) = sqlite_bank(&dir, "");
     let server = ServerProcess::start(&dir, &config, &[]);
     let (status, published) = server.publish("transfer", "1.0.0", &guest(TRANSFER));
     assert_eq!(status, 201, "{published}");
@@ -420,17 +427,7 @@ fn the_seed_scenario_through_the_api_commits_a_user_row_in_test1_and_test2_and_a
 #[test]
 fn bad_input_gets_a_problem_and_changes_nothing() {
     let dir = TestDir::new();
-    let (a, b) = (dir.path("a.db"), dir.path("b.db"));
-    accounts_db(&a, &[("alice", 100)]);
-    accounts_db(&b, &[("bob", 0)]);
-    let config = write_config(
-        &dir,
-        &[
-            ("a", format!("sqlite://{}", a.display())),
-            ("b", format!("sqlite://{}", b.display())),
-        ],
-        "[server]\nmax_upload_bytes = 4000000\n",
-    );
+    let (a, b, config) = sqlite_bank(&dir, "[server]\nmax_upload_bytes = 4000000\n");
     let server = ServerProcess::start(&dir, &config, &[]);
     let url = &server.url;
     let put = |name: &str, bytes: Vec<u8>| {
@@ -704,17 +701,7 @@ fn sixty_four_concurrent_transfers_between_the_same_accounts_all_end_and_conserv
 #[test]
 fn an_idempotency_key_runs_once_also_across_a_restart_and_another_body_is_a_conflict() {
     let dir = TestDir::new();
-    let (a, b) = (dir.path("a.db"), dir.path("b.db"));
-    accounts_db(&a, &[("alice", 100)]);
-    accounts_db(&b, &[("bob", 0)]);
-    let config = write_config(
-        &dir,
-        &[
-            ("a", format!("sqlite://{}", a.display())),
-            ("b", format!("sqlite://{}", b.display())),
-        ],
-        "",
-    );
+    let (a, b, config) = sqlite_bank(&dir, "");
     let body = transfer_body(("a", "alice"), ("b", "bob"), 10)
         .to_string()
         .into_bytes();
@@ -915,17 +902,7 @@ fn sigterm_during_load_finishes_in_flight_requests_and_exits_zero() {
 #[test]
 fn hostile_plugins_are_contained_and_the_server_keeps_serving() {
     let dir = TestDir::new();
-    let (a, b) = (dir.path("a.db"), dir.path("b.db"));
-    accounts_db(&a, &[("alice", 100)]);
-    accounts_db(&b, &[("bob", 0)]);
-    let config = write_config(
-        &dir,
-        &[
-            ("a", format!("sqlite://{}", a.display())),
-            ("b", format!("sqlite://{}", b.display())),
-        ],
-        "[limits]\ntimeout_secs = 2\nmax_statements = 100\n",
-    );
+    let (a, b, config) = sqlite_bank(&dir, "[limits]\ntimeout_secs = 2\nmax_statements = 100\n");
     let server = ServerProcess::start(&dir, &config, &[]);
     assert_eq!(server.publish("hostile", "1.0.0", &guest(HOSTILE)).0, 201);
     assert_eq!(server.publish("transfer", "1.0.0", &guest(TRANSFER)).0, 201);

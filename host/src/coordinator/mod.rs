@@ -206,6 +206,14 @@ impl Coordinator {
         &self.participants
     }
 
+    /// The participants' names, in transaction order.
+    pub fn participant_names(&self) -> Vec<String> {
+        self.participants
+            .iter()
+            .map(|p| p.name().to_owned())
+            .collect()
+    }
+
     /// The server participants, in transaction order.
     pub fn server_participants(&self) -> impl Iterator<Item = &Arc<dyn ServerParticipant>> {
         self.participants.iter().filter_map(ParticipantSlot::server)

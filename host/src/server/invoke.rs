@@ -106,13 +106,7 @@ pub async fn invoke(
             ));
         }
         Some(names) => names.clone(),
-        None => state
-            .host
-            .coordinator()
-            .participants()
-            .iter()
-            .map(|p| p.name().to_owned())
-            .collect(),
+        None => state.host.coordinator().participant_names(),
     };
     let names: Vec<&str> = chosen.iter().map(String::as_str).collect();
     let coordinator = state.host.coordinator().subset(&names).map_err(|unknown| {
@@ -120,7 +114,7 @@ pub async fn invoke(
             "unknown-participant",
             format!(
                 "`{unknown}` is not a participant of this server; it has: {}",
-                configured_names(&state)
+                state.host.coordinator().participant_names().join(", ")
             ),
         )
     })?;
@@ -163,11 +157,7 @@ pub async fn invoke(
         plugin: resolved.name.clone(),
         version: resolved.version.clone(),
         digest: resolved.digest.clone(),
-        participants: coordinator
-            .participants()
-            .iter()
-            .map(|p| p.name().to_owned())
-            .collect(),
+        participants: coordinator.participant_names(),
         status: "running".into(),
         http_status: None,
         response: None,
@@ -379,17 +369,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
         ));
     }
     Ok(Some(key.to_owned()))
-}
-
-fn configured_names(state: &AppState) -> String {
-    state
-        .host
-        .coordinator()
-        .participants()
-        .iter()
-        .map(|p| p.name().to_owned())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// What a `Resolved` plugin is called in answers.

@@ -73,13 +73,7 @@ pub async fn version(State(state): State<Arc<AppState>>) -> Json<VersionInfo> {
     Json(VersionInfo {
         version: env!("CARGO_PKG_VERSION").into(),
         node: state.host.config().node.to_string(),
-        participants: state
-            .host
-            .coordinator()
-            .participants()
-            .iter()
-            .map(|p| p.name().to_owned())
-            .collect(),
+        participants: state.host.coordinator().participant_names(),
     })
 }
 
