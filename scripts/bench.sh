@@ -7,7 +7,9 @@
 #   flags) can be set in the environment. SCENARIO=insert-user runs examples/insert-user
 #   instead (a user row on every participant; SERVERS=mariadb puts both participants on
 #   MariaDB's test1 and test2, the seed scenario). LAST_AGENT=a (or b) makes that participant
-#   the last agent. DURABLE=1 also counts durable writes per transaction. PIN=1 runs the "separate cores" layout of
+#   the last agent. DURABLE=1 also counts durable writes per transaction. HTTP=1 also starts a
+#   `wasmtx serve` on loopback with the same participants, publishes the script to it and adds
+#   the `http` variant (the same transaction as an invoke over HTTP). PIN=1 runs the "separate cores" layout of
 #   BENCHMARKS.md: the database servers on the first core and wasmtx on the others, so
 #   that the host's CPU does not compete with theirs (restored when the run ends).
 set -euo pipefail
@@ -58,6 +60,7 @@ durable=()
 [ -n "${WASMTX:-}" ] || cargo build --release --quiet
 export WASMTX_STATE_DIR=${WASMTX_STATE_DIR:-$(mktemp -d)}
 pin=()
+stop_server() { :; }
 if [ "${PIN:-0}" = 1 ]; then
   last=$(($(nproc) - 1))
   [ "$last" -ge 1 ] || { echo "PIN=1 needs two cores or more" >&2; exit 2; }
@@ -67,13 +70,44 @@ if [ "${PIN:-0}" = 1 ]; then
       taskset -a -cp "$1" "$pid" >/dev/null || true  # it may have just exited
     done
   }
-  trap 'pin_databases 0-$last' EXIT
+  trap 'pin_databases 0-$last; stop_server' EXIT
   pin_databases 0
   pin=(taskset -c "1-$last")
 fi
-"${pin[@]}" "${WASMTX:-./target/release/wasmtx}" bench "examples/$scenario" \
+wasmtx=${WASMTX:-./target/release/wasmtx}
+http=()
+if [ "${HTTP:-0}" = 1 ]; then
+  # Its own node name and state directory: its decisions and recovery are its own.
+  server_dir=$(mktemp -d)
+  cat > "$server_dir/wasmtx.toml" <<TOML
+node = "bench-http"
+state_dir = "$server_dir/state"
+[participants]
+a = "$url_a"
+b = "$url_b"
+[server]
+listen = "127.0.0.1:0"
+concurrency = $concurrency
+# The benchmark's databases are set up as postgres and root, as for the in-process variants.
+allow_superuser = ["a", "b"]
+TOML
+  "${pin[@]}" "$wasmtx" serve --config "$server_dir/wasmtx.toml" > "$server_dir/out" 2> "$server_dir/err" &
+  server_pid=$!
+  stop_server() { kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null; rm -rf "$server_dir"; }
+  [ "${PIN:-0}" = 1 ] || trap stop_server EXIT
+  for _ in $(seq 100); do
+    grep -q '^listening on ' "$server_dir/out" && break
+    sleep 0.1
+  done
+  server_url=$(sed -n 's/^listening on //p' "$server_dir/out")
+  [ -n "$server_url" ] || { cat "$server_dir/err" >&2; exit 1; }
+  until curl -sf "$server_url/readyz" >/dev/null; do sleep 0.1; done
+  "$wasmtx" publish "examples/$scenario" --name "$scenario" --version 1.0.0 --server "$server_url" >/dev/null
+  http=(--compare http --server "$server_url" --plugin "$scenario")
+fi
+"${pin[@]}" "$wasmtx" bench "examples/$scenario" \
   -p "a=$url_a" -p "b=$url_b" \
   --concurrency "$concurrency" --transactions "$transactions" \
-  --compare native --compare plain "${durable[@]}" \
+  --compare native --compare plain "${http[@]}" "${durable[@]}" \
   --input "$input" \
   ${EXTRA:-}

@@ -17,7 +17,7 @@ use wasmtx::participant::{
     StatementTimeouts,
 };
 use wasmtx::recovery::{Action, Decision};
-use wasmtx::report::BranchOutcome;
+use wasmtx::report::{BranchOutcome, Phase};
 use wasmtx::value::{ResultLimits, RowSet, Value};
 use wasmtx::{
     Coordinator, DecisionError, DecisionSource, DecisionStore, ErrorKind, OpenTransaction, Outcome,
@@ -487,6 +487,19 @@ fn two_participants_commit_with_a_durable_decision_then_done() {
     assert_eq!(a.states(), [BranchState::Committed]);
     assert_eq!(b.states(), [BranchState::Committed]);
     assert_eq!((store.commits(), store.dones()), (1, 1));
+    let phases: Vec<Phase> = report.phases_ms.keys().copied().collect();
+    assert_eq!(
+        phases,
+        [
+            Phase::Begin,
+            Phase::Script,
+            Phase::Prepare,
+            Phase::Decide,
+            Phase::Commit
+        ]
+    );
+    let total: f64 = report.phases_ms.values().sum();
+    assert!(total <= report.elapsed_ms, "{report:?}");
 }
 
 #[test]
@@ -558,6 +571,8 @@ fn a_script_abort_rolls_back_without_preparing() {
     assert_eq!(a.states(), [BranchState::RolledBack]);
     assert_eq!(b.states(), [BranchState::RolledBack]);
     assert_eq!(store.commits(), 0);
+    let phases: Vec<Phase> = report.phases_ms.keys().copied().collect();
+    assert_eq!(phases, [Phase::Begin, Phase::Script, Phase::Rollback]);
 }
 
 #[test]

@@ -191,6 +191,18 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// What `/metrics` answers (it needs no token).
+fn metrics_text(url: &str) -> String {
+    runtime().block_on(async {
+        reqwest::get(format!("{url}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    })
+}
+
 /// One JSON request; the status and the JSON body (`Null` when there is none).
 fn http(
     base: &str,
@@ -324,6 +336,13 @@ fn publish_and_invoke_commits_on_two_sqlite_files_and_an_abort_changes_nothing()
     );
     assert_eq!(status, 200);
     assert_eq!(page["transactions"].as_array().unwrap().len(), 2, "{page}");
+
+    // Each phase the two reached has its histogram, the wait for a slot too.
+    let metrics = metrics_text(&server.url);
+    for phase in ["queue", "begin", "script", "commit", "rollback"] {
+        let count = format!("wasmtx_phase_duration_seconds_count{{phase=\"{phase}\"}}");
+        assert!(metrics.contains(&count), "{count} missing: {metrics}");
+    }
 }
 
 #[test]
@@ -627,14 +646,7 @@ fn the_openapi_document_lists_every_route() {
         );
     }
     // Metrics: the request just made is counted by its route template.
-    let metrics = runtime().block_on(async {
-        reqwest::get(format!("{}/metrics", server.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    let metrics = metrics_text(&server.url);
     assert!(
         metrics.contains("wasmtx_http_requests_total{route=\"/v1/openapi.json\""),
         "{metrics}"

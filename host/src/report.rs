@@ -1,6 +1,8 @@
 //! What a global transaction ended as: the outcome, the typed error if any, and each
 //! participant's part. The CLI prints it; `--json` serializes it as is.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::dialect::Dialect;
@@ -123,6 +125,38 @@ pub struct ParticipantReport {
     pub note: Option<String>,
 }
 
+/// A step of the protocol, timed in a transaction's report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Opening a branch on every participant.
+    Begin,
+    /// The prepare logic: instantiating the script and running it.
+    Script,
+    /// Phase 1: PREPARE on every server branch.
+    Prepare,
+    /// Recording the decision (the decision store, a last agent's or an SQLite group's
+    /// commit).
+    Decide,
+    /// Phase 2, or the one-phase commit of a single resource.
+    Commit,
+    /// Rolling back after an abort.
+    Rollback,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Begin => "begin",
+            Phase::Script => "script",
+            Phase::Prepare => "prepare",
+            Phase::Decide => "decide",
+            Phase::Commit => "commit",
+            Phase::Rollback => "rollback",
+        }
+    }
+}
+
 /// The full account of one global transaction.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TxReport {
@@ -133,4 +167,7 @@ pub struct TxReport {
     pub error: Option<TxError>,
     pub participants: Vec<ParticipantReport>,
     pub elapsed_ms: f64,
+    /// Where the time went: milliseconds per phase the transaction reached.
+    #[serde(default)]
+    pub phases_ms: BTreeMap<Phase, f64>,
 }

@@ -16,7 +16,7 @@ use super::{Coordinator, Finish, bounded};
 use crate::decision_store::DecisionError;
 use crate::participant::ParticipantError;
 use crate::participant::decision_table::DecisionTable;
-use crate::report::{BranchOutcome, ErrorKind, Outcome, TxError, TxReport};
+use crate::report::{BranchOutcome, ErrorKind, Outcome, Phase, TxError, TxReport};
 use crate::transaction::{OpenBranch, OpenTransaction};
 
 /// What the decision step ended with.
@@ -39,16 +39,20 @@ impl Coordinator {
     ) -> TxReport {
         let resources = tx.branches.len() + usize::from(tx.sqlite.is_some());
         if resources == 1 {
+            report.enter(Phase::Commit);
             return self.commit_one_phase(tx, output, report).await;
         }
         let last_agent = LastAgent::take_from(&mut tx);
+        report.enter(Phase::Prepare);
         if let Err(error) = self.phase_one(&mut tx).await {
             if let Some(agent) = last_agent {
                 tx.branches.push(agent.open);
             }
+            report.enter(Phase::Rollback);
             self.rollback_all(tx, &mut report).await;
             return report.finish(Outcome::Aborted, None, Some(error));
         }
+        report.enter(Phase::Decide);
         let (decided, table) = match last_agent {
             Some(agent) => {
                 let table = agent.table.clone();
@@ -61,6 +65,7 @@ impl Coordinator {
         match decided {
             Decided::Commit => {}
             Decided::Abort(error) => {
+                report.enter(Phase::Rollback);
                 self.rollback_all(tx, &mut report).await;
                 return report.finish(Outcome::Aborted, None, Some(error));
             }
@@ -72,6 +77,7 @@ impl Coordinator {
             }
         }
         crate::fault::point("after-decision");
+        report.enter(Phase::Commit);
         self.phase_two(tx, output, report, table).await
     }
 

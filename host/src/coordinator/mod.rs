@@ -41,7 +41,7 @@ use crate::participant::sqlite::{SqliteGroup, SqliteMember};
 use crate::participant::{
     ErrorClass, ParticipantError, ParticipantSlot, Resolution, ServerParticipant, StatementTimeouts,
 };
-use crate::report::{BranchOutcome, ErrorKind, Outcome, TxError, TxReport};
+use crate::report::{BranchOutcome, ErrorKind, Outcome, Phase, TxError, TxReport};
 use crate::transaction::{OpenBranch, OpenTransaction};
 use report_builder::ReportBuilder;
 
@@ -291,6 +291,7 @@ impl Coordinator {
         };
         crate::fault::point("after-begin");
 
+        report.enter(Phase::Script);
         let (tx, vote) = logic.prepare(tx, input).await;
         crate::fault::point("after-script");
         let failure = match (vote, tx.doomed().cloned()) {
@@ -303,6 +304,7 @@ impl Coordinator {
             ),
             (Err(error), Some(_)) => error,
         };
+        report.enter(Phase::Rollback);
         self.rollback_all(tx, &mut report).await;
         report.finish(Outcome::Aborted, None, Some(failure))
     }

@@ -1,11 +1,12 @@
 //! The per-participant part of a transaction's report, filled in as the protocol advances,
-//! and the finished [`TxReport`].
+//! the time spent in each phase, and the finished [`TxReport`].
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::gid::Gid;
 use crate::participant::ParticipantSlot;
-use crate::report::{BranchOutcome, Outcome, ParticipantReport, TxError, TxReport};
+use crate::report::{BranchOutcome, Outcome, ParticipantReport, Phase, TxError, TxReport};
 use crate::transaction::{MemberId, OpenTransaction};
 
 /// Builds the report of one transaction. Participants are indexed by their position in the
@@ -14,6 +15,9 @@ pub(super) struct ReportBuilder {
     gid: Gid,
     started: Instant,
     participants: Vec<ParticipantReport>,
+    /// The phase under way and since when; it starts with [`Phase::Begin`].
+    phase: (Phase, Instant),
+    phases_ms: BTreeMap<Phase, f64>,
 }
 
 impl ReportBuilder {
@@ -30,7 +34,22 @@ impl ReportBuilder {
                     note: None,
                 })
                 .collect(),
+            phase: (Phase::Begin, started),
+            phases_ms: BTreeMap::new(),
         }
+    }
+
+    /// Ends the phase under way (its time is added to that phase's total) and starts `next`.
+    pub(super) fn enter(&mut self, next: Phase) {
+        let now = self.end_phase();
+        self.phase = (next, now);
+    }
+
+    fn end_phase(&mut self) -> Instant {
+        let now = Instant::now();
+        let (phase, since) = self.phase;
+        *self.phases_ms.entry(phase).or_default() += (now - since).as_secs_f64() * 1000.0;
+        now
     }
 
     /// Marks what began as rolled back unless later steps say otherwise.
@@ -63,11 +82,12 @@ impl ReportBuilder {
     }
 
     pub(super) fn finish(
-        self,
+        mut self,
         outcome: Outcome,
         output: Option<String>,
         error: Option<TxError>,
     ) -> TxReport {
+        self.end_phase();
         TxReport {
             gid: self.gid.to_string(),
             outcome,
@@ -75,6 +95,7 @@ impl ReportBuilder {
             error,
             participants: self.participants,
             elapsed_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            phases_ms: self.phases_ms,
         }
     }
 }

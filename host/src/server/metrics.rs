@@ -7,6 +7,7 @@
 //! | `wasmtx_build_info` | gauge | `version`, `node` |
 //! | `wasmtx_transactions_total` | counter | `plugin`, `outcome` (committed, committing, aborted) , `error` (script, trap, timeout, …, none) |
 //! | `wasmtx_transaction_duration_seconds` | histogram | `plugin`, `outcome` |
+//! | `wasmtx_phase_duration_seconds` | histogram | `phase` (queue, begin, script, prepare, decide, commit, rollback) |
 //! | `wasmtx_decision_log_batch_size`, `wasmtx_decision_log_sync_seconds` | histogram | — |
 //! | `wasmtx_decision_log_commits_total`, `_batches_total`, `_syncs_total` | counter | — |
 //! | `wasmtx_in_doubt_branches` | gauge | — (left by the last recovery run) |
@@ -20,7 +21,7 @@
 //! | `wasmtx_http_request_duration_seconds` | histogram | `route`, `method` |
 
 use std::sync::OnceLock;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -83,6 +84,16 @@ impl Metrics {
             .increment(1);
         histogram!("wasmtx_transaction_duration_seconds", "plugin" => plugin.to_owned(), "outcome" => outcome)
             .record(report.elapsed_ms / 1000.0);
+        for (phase, ms) in &report.phases_ms {
+            histogram!("wasmtx_phase_duration_seconds", "phase" => phase.as_str())
+                .record(ms / 1000.0);
+        }
+    }
+
+    /// How long an admitted transaction waited for its slot.
+    pub fn queued(&self, waited: Duration) {
+        histogram!("wasmtx_phase_duration_seconds", "phase" => "queue")
+            .record(waited.as_secs_f64());
     }
 
     pub fn cache_result(&self, state: CacheState) {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::http::StatusCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -154,8 +155,12 @@ impl AppState {
     /// A slot to run a transaction in, waiting up to the queue timeout; 429 after that.
     pub async fn admit(&self) -> Result<OwnedSemaphorePermit, Problem> {
         let wait = self.settings.queue_timeout();
+        let queued = Instant::now();
         match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Ok(permit)) => {
+                self.metrics.queued(queued.elapsed());
+                Ok(permit)
+            }
             _ => Err(Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "overloaded",
