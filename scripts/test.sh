@@ -3,6 +3,7 @@
 #   - the wasm32-wasip2 target for guest scripts,
 #   - PostgreSQL and MariaDB (scripts/setup-databases.sh),
 #   - componentize-py for the Python scripts (python-sdk/requirements.txt),
+#   - Node.js, npm and jco for the JavaScript scripts (examples/js-transfer/package-lock.json),
 #   - cargo test, release profile (one warm build serves tests, demo and benchmarks), with
 #     the test-only fault-injection feature for the crash tests,
 #   - the guest SDK's own tests (native, its own target directory),
@@ -26,6 +27,12 @@ if ! cmp -s python-sdk/requirements.txt "$python_tools/requirements.txt"; then
   cp python-sdk/requirements.txt "$python_tools/requirements.txt"
 fi
 export WASMTX_COMPONENTIZE_PY=$PWD/$python_tools/bin/componentize-py
+# Node.js and npm for the JavaScript script tests; jco (pinned in the example's package.json,
+# locked in its package-lock.json) is installed into examples/js-transfer/node_modules.
+if ! command -v npm >/dev/null; then
+  apt-get install -y -qq nodejs npm >/dev/null
+fi
+(cd examples/js-transfer && npm ci --no-audit --no-fund --silent)
 export RUST_BACKTRACE=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

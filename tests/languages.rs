@@ -1,9 +1,10 @@
-//! Scripts written in Python, end to end through the real CLI: the SDK's examples built
-//! with the pinned componentize-py (each once per test process) and run on SQLite and on
-//! PostgreSQL + MariaDB — commit, script abort, an exception (a trap carrying its
-//! traceback), a failed statement the script ignored (aborted) — the hostile behaviours
-//! that matter for an interpreter (a loop, a memory bomb, huge output, deep recursion), and
-//! the instance pool sized from what a component needs, as `run` and `inspect` report it.
+//! Scripts written in Python and JavaScript, end to end through the real CLI: the SDKs'
+//! examples built with the pinned componentize-py and jco (each once per test process) and
+//! run on SQLite and on PostgreSQL + MariaDB — commit, script abort, an exception (in
+//! Python a trap carrying its traceback, in JavaScript an abort naming the error), a failed
+//! statement the script ignored (aborted) — the hostile behaviours that matter for an
+//! interpreter (a loop, a memory bomb, huge output, deep recursion), and the instance pool
+//! sized from what a component needs, as `run` and `inspect` report it.
 
 mod common;
 
@@ -22,16 +23,9 @@ use common::{
 fn python_guest(dir: &str) -> Option<PathBuf> {
     static BUILT: OnceLock<Mutex<std::collections::HashMap<String, PathBuf>>> = OnceLock::new();
     if let Err(err) = wasmtx::guest_build::componentize_py_version() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("componentize-py is required under CI: {err}");
-        }
-        eprintln!("skipping: {err} (scripts/test.sh installs it)");
-        return None;
+        return tool_missing(&err.to_string());
     }
-    let mut built = BUILT
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut built = lock(&BUILT);
     if let Some(path) = built.get(dir) {
         return Some(path.clone());
     }
@@ -42,6 +36,59 @@ fn python_guest(dir: &str) -> Option<PathBuf> {
     )
     .unwrap_or_else(|e| panic!("building {dir}: {e}"));
     built.insert(dir.to_owned(), wasm.clone());
+    Some(wasm)
+}
+
+/// A build tool the test needs is missing: a failure under CI, a printed skip otherwise.
+fn tool_missing<T>(why: &str) -> Option<T> {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("required under CI: {why}");
+    }
+    eprintln!("skipping: {why} (scripts/test.sh installs it)");
+    None
+}
+
+fn lock<T: Default>(built: &'static OnceLock<Mutex<T>>) -> std::sync::MutexGuard<'static, T> {
+    built
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// Builds a JavaScript example (relative to the repository root) with its pinned jco, once
+/// per test process (`npm ci` first when its `node_modules` is missing); `None`, after saying
+/// why, when npm is not installed (a failure under CI, where scripts/test.sh installs it).
+fn js_guest(dir: &str) -> Option<PathBuf> {
+    static BUILT: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
+    let npm = |args: &[&str]| {
+        std::process::Command::new("npm")
+            .args(args)
+            .current_dir(repo().join(dir))
+            .output()
+    };
+    if npm(&["--version"]).is_err() {
+        return tool_missing("npm is not installed");
+    }
+    let mut built = lock(&BUILT);
+    if let Some(path) = built.as_ref() {
+        return Some(path.clone());
+    }
+    let mut steps = vec![&["run", "build"][..]];
+    if !repo().join(dir).join("node_modules").exists() {
+        steps.insert(0, &["ci", "--no-audit", "--no-fund"][..]);
+    }
+    for step in steps {
+        let out = npm(step).unwrap();
+        assert!(
+            out.status.success(),
+            "npm {step:?} in {dir}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let name = Path::new(dir).file_name().unwrap().to_str().unwrap();
+    let wasm = repo().join(dir).join("build").join(format!("{name}.wasm"));
+    *built = Some(wasm.clone());
     Some(wasm)
 }
 
@@ -319,6 +366,18 @@ fn the_pool_grows_for_a_python_component_up_to_the_limits_and_inspect_agrees() {
 
 /// `wasmtx run SCRIPT --json` as node `node` (so tests never see each other's branches):
 /// the exit status and the report.
+/// A database `db` on both servers: alice (100) on PostgreSQL, bob (100) on MariaDB; their
+/// URLs and the participant arguments `a=…` and `b=…`.
+fn alice_and_bob_on_servers(db: &str) -> Option<(String, String, [String; 2])> {
+    let (Some(pg), Some(my)) = (postgres_db(db), mysql_db(db)) else {
+        return None;
+    };
+    server_accounts(&pg, &[("alice", 100)]);
+    server_accounts(&my, &[("bob", 100)]);
+    let participants = [format!("a={pg}"), format!("b={my}")];
+    Some((pg, my, participants))
+}
+
 fn run_as_node(
     sb: &TestDir,
     node: &str,
@@ -349,13 +408,10 @@ fn python_on_postgres_and_mariadb_commits_aborts_traps_and_dooms() {
     ) else {
         return;
     };
-    let (Some(pg), Some(my)) = (postgres_db("wtx_pyxfer"), mysql_db("wtx_pyxfer")) else {
+    let Some((pg, my, participants)) = alice_and_bob_on_servers("wtx_pyxfer") else {
         return;
     };
-    server_accounts(&pg, &[("alice", 100)]);
-    server_accounts(&my, &[("bob", 100)]);
     let sb = TestDir::new();
-    let participants = [format!("a={pg}"), format!("b={my}")];
     let run = |script: &Path, input: &str| run_as_node(&sb, "pyxfer", script, &participants, input);
     let balances = || (server_balance(&pg, "alice"), server_balance(&my, "bob"));
 
@@ -450,4 +506,73 @@ fn python_insert_user_reaches_postgres_test1_and_mariadb_test2_or_neither() {
         )
     );
     assert!(prepared_branches("pyusers").is_empty());
+}
+
+#[test]
+fn js_transfer_commits_aborts_and_an_exception_aborts_on_sqlite() {
+    let Some(script) = js_guest("examples/js-transfer") else {
+        return;
+    };
+    let sb = TestDir::new();
+    let (a, b, participants) = two_accounts(&sb);
+
+    let (out, json) = sb.run_json(
+        &script,
+        &participants,
+        &transfer_input(("a", "alice"), ("b", "bob"), 30),
+    );
+    assert_eq!(out.status.code(), Some(0), "{json}");
+    let output: serde_json::Value = serde_json::from_str(json["output"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        output,
+        serde_json::json!({"from_balance": 70, "to_balance": 30})
+    );
+    assert_eq!((balance(&a, "alice"), balance(&b, "bob")), (70, 30));
+
+    let (out, json) = sb.run_json(
+        &script,
+        &participants,
+        &transfer_input(("a", "alice"), ("b", "bob"), 71),
+    );
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(json["error"]["kind"], "script", "{json}");
+    assert_eq!(
+        json["error"]["message"],
+        "insufficient funds: alice on a has 70, needs 71"
+    );
+
+    // A JavaScript exception that is not an Abort: jco's bindings turn it into the export's
+    // error, so the transaction aborts naming it.
+    let (out, json) = sb.run_json(&script, &participants, "null");
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    assert_eq!(json["error"]["kind"], "script", "{json}");
+    let message = json["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("TypeError: "), "{message}");
+    assert_eq!((balance(&a, "alice"), balance(&b, "bob")), (70, 30));
+}
+
+#[test]
+fn js_transfer_on_postgres_and_mariadb_commits_and_aborts_with_nothing_prepared() {
+    let Some(script) = js_guest("examples/js-transfer") else {
+        return;
+    };
+    let Some((pg, my, participants)) = alice_and_bob_on_servers("wtx_jsxfer") else {
+        return;
+    };
+    let sb = TestDir::new();
+    let run = |input: &str| run_as_node(&sb, "jsxfer", &script, &participants, input);
+    let balances = || (server_balance(&pg, "alice"), server_balance(&my, "bob"));
+
+    let (code, json) = run(&transfer_input(("a", "alice"), ("b", "bob"), 40));
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(balances(), (60, 140));
+
+    let (code, json) = run(&transfer_input(("a", "alice"), ("b", "bob"), 61));
+    assert_eq!(
+        (code, &json["error"]["kind"]),
+        (Some(1), &"script".into()),
+        "{json}"
+    );
+    assert_eq!(balances(), (60, 140));
+    assert!(prepared_branches("jsxfer").is_empty());
 }
