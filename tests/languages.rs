@@ -108,16 +108,17 @@ fn two_accounts(sb: &TestDir) -> (PathBuf, PathBuf, Vec<String>) {
     (a, b, participants)
 }
 
-#[test]
-fn python_transfer_commits_and_aborts_on_sqlite() {
-    let Some(script) = python_guest("examples/python-transfer") else {
-        return;
-    };
-    let sb = TestDir::new();
-    let (a, b, participants) = two_accounts(&sb);
-
+/// The transfer example's contract on [`two_accounts`], whatever its language: 30 moves
+/// (the output gives both balances), then 71 is refused for insufficient funds with
+/// nothing changed.
+fn transfer_commits_then_aborts_for_funds(
+    sb: &TestDir,
+    script: &Path,
+    participants: &[String],
+    (a, b): (&Path, &Path),
+) {
     let input = transfer_input(("a", "alice"), ("b", "bob"), 30);
-    let (out, json) = sb.run_json(&script, &participants, &input);
+    let (out, json) = sb.run_json(script, participants, &input);
     assert_eq!(out.status.code(), Some(0), "{json}");
     assert_eq!(json["outcome"], "committed", "{json}");
     let output: serde_json::Value = serde_json::from_str(json["output"].as_str().unwrap()).unwrap();
@@ -125,17 +126,27 @@ fn python_transfer_commits_and_aborts_on_sqlite() {
         output,
         serde_json::json!({"from_balance": 70, "to_balance": 30})
     );
-    assert_eq!((balance(&a, "alice"), balance(&b, "bob")), (70, 30));
+    assert_eq!((balance(a, "alice"), balance(b, "bob")), (70, 30));
 
     let input = transfer_input(("a", "alice"), ("b", "bob"), 71);
-    let (out, json) = sb.run_json(&script, &participants, &input);
+    let (out, json) = sb.run_json(script, participants, &input);
     assert_eq!(out.status.code(), Some(1), "{json}");
     assert_eq!(json["error"]["kind"], "script", "{json}");
     assert_eq!(
         json["error"]["message"],
         "insufficient funds: alice on a has 70, needs 71"
     );
-    assert_eq!((balance(&a, "alice"), balance(&b, "bob")), (70, 30));
+    assert_eq!((balance(a, "alice"), balance(b, "bob")), (70, 30));
+}
+
+#[test]
+fn python_transfer_commits_and_aborts_on_sqlite() {
+    let Some(script) = python_guest("examples/python-transfer") else {
+        return;
+    };
+    let sb = TestDir::new();
+    let (a, b, participants) = two_accounts(&sb);
+    transfer_commits_then_aborts_for_funds(&sb, &script, &participants, (&a, &b));
 
     let input = transfer_input(("a", "alice"), ("z", "bob"), 5);
     let (_, json) = sb.run_json(&script, &participants, &input);
@@ -364,8 +375,6 @@ fn the_pool_grows_for_a_python_component_up_to_the_limits_and_inspect_agrees() {
     assert!(message.contains(&expected), "{message}");
 }
 
-/// `wasmtx run SCRIPT --json` as node `node` (so tests never see each other's branches):
-/// the exit status and the report.
 /// A database `db` on both servers: alice (100) on PostgreSQL, bob (100) on MariaDB; their
 /// URLs and the participant arguments `a=…` and `b=…`.
 fn alice_and_bob_on_servers(db: &str) -> Option<(String, String, [String; 2])> {
@@ -378,6 +387,8 @@ fn alice_and_bob_on_servers(db: &str) -> Option<(String, String, [String; 2])> {
     Some((pg, my, participants))
 }
 
+/// `wasmtx run SCRIPT --json` as node `node` (so tests never see each other's branches):
+/// the exit status and the report.
 fn run_as_node(
     sb: &TestDir,
     node: &str,
@@ -515,31 +526,7 @@ fn js_transfer_commits_aborts_and_an_exception_aborts_on_sqlite() {
     };
     let sb = TestDir::new();
     let (a, b, participants) = two_accounts(&sb);
-
-    let (out, json) = sb.run_json(
-        &script,
-        &participants,
-        &transfer_input(("a", "alice"), ("b", "bob"), 30),
-    );
-    assert_eq!(out.status.code(), Some(0), "{json}");
-    let output: serde_json::Value = serde_json::from_str(json["output"].as_str().unwrap()).unwrap();
-    assert_eq!(
-        output,
-        serde_json::json!({"from_balance": 70, "to_balance": 30})
-    );
-    assert_eq!((balance(&a, "alice"), balance(&b, "bob")), (70, 30));
-
-    let (out, json) = sb.run_json(
-        &script,
-        &participants,
-        &transfer_input(("a", "alice"), ("b", "bob"), 71),
-    );
-    assert_eq!(out.status.code(), Some(1), "{json}");
-    assert_eq!(json["error"]["kind"], "script", "{json}");
-    assert_eq!(
-        json["error"]["message"],
-        "insufficient funds: alice on a has 70, needs 71"
-    );
+    transfer_commits_then_aborts_for_funds(&sb, &script, &participants, (&a, &b));
 
     // A JavaScript exception that is not an Abort: jco's bindings turn it into the export's
     // error, so the transaction aborts naming it.
