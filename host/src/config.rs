@@ -17,6 +17,11 @@
 //!
 //! [server]                        # `wasmtx serve` (see server/settings.rs)
 //! listen = "127.0.0.1:8080"
+//!
+//! [decision_log]                  # a cluster's shared decisions (see cluster/settings.rs)
+//! url = "postgres://wasmtx@db.internal/wasmtx"
+//! [cluster]
+//! lease_ttl_ms = 15000
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -24,6 +29,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::cluster::{ClusterSettings, DecisionLogSettings};
 use crate::gid::NodeId;
 use crate::limits::Limits;
 use crate::participant::{ParticipantSpec, SpecError};
@@ -62,6 +68,10 @@ struct ConfigFile {
     limits: Limits,
     #[serde(default)]
     server: ServerSettings,
+    #[serde(default)]
+    decision_log: DecisionLogSettings,
+    #[serde(default)]
+    cluster: ClusterSettings,
 }
 
 /// The complete, validated configuration of a host.
@@ -77,6 +87,10 @@ pub struct Config {
     pub limits: Limits,
     /// `wasmtx serve`'s settings (`[server]`).
     pub server: ServerSettings,
+    /// `[decision_log]`: with a URL, decisions and the node's lease live in PostgreSQL.
+    pub decision_log: DecisionLogSettings,
+    /// `[cluster]`: lease and takeover timings.
+    pub cluster: ClusterSettings,
 }
 
 impl Config {
@@ -90,6 +104,8 @@ impl Config {
             participants: Vec::new(),
             limits: Limits::default(),
             server: ServerSettings::default(),
+            decision_log: DecisionLogSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 
@@ -132,6 +148,10 @@ impl Config {
             .validate()
             .map_err(|e| parse_error(format!("[server]: {e}")))?;
         config.server = file.server;
+        file.decision_log.validate().map_err(parse_error)?;
+        file.cluster.validate().map_err(parse_error)?;
+        config.decision_log = file.decision_log;
+        config.cluster = file.cluster;
         config
             .limits
             .validate()

@@ -8,10 +8,13 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
 use crate::coordinator::Coordinator;
 use crate::decision_log::{DecisionLog, DecisionLogOptions};
 use crate::decision_store::{DecisionSource, DecisionStore};
+use crate::gid::NodeId;
+use crate::participant::decision_table::DecisionTable;
 use crate::participant::sqlite_decisions::SqliteDecisionTable;
 use crate::participant::{ParticipantError, SpecError};
 use crate::recovery::{Recovery, RecoveryReport, ScanFailure};
@@ -49,6 +52,9 @@ pub enum HostError {
     /// A participant could not be connected, or the decision store opened.
     #[error("{0}; nothing was started")]
     Participant(#[from] ParticipantError),
+    /// The shared decision log could not be opened, or this node's lease claimed.
+    #[error("{0}; nothing was started")]
+    Cluster(#[from] ClusterError),
 }
 
 impl From<HostError> for TxError {
@@ -58,6 +64,7 @@ impl From<HostError> for TxError {
                 TxError::new(ErrorKind::Input, err.to_string())
             }
             HostError::Participant(err) => TxError::participant(&err, "; nothing was started"),
+            HostError::Cluster(_) => TxError::new(ErrorKind::Participant, err.to_string()),
         }
     }
 }
@@ -68,6 +75,8 @@ pub struct Host {
     config: Config,
     sandbox: Arc<Sandbox>,
     coordinator: Coordinator,
+    /// With `[decision_log] url`: the shared decision log and this node's lease.
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// A host whose configuration is checked and whose sandbox is ready, before anything is
@@ -84,14 +93,21 @@ impl HostBuilder {
         load_script(&self.sandbox, path)
     }
 
-    /// Connects the participants (and, when two or more are servers, opens the decision
-    /// log).
+    /// Joins the cluster if `[decision_log] url` is set (claiming this node's lease), then
+    /// connects the participants (and, without a cluster, when two or more are servers,
+    /// opens the decision log).
     pub async fn connect(self) -> Result<Host, HostError> {
-        let coordinator = Coordinator::connect(&self.config, self.options.max_connections).await?;
+        let cluster = Cluster::open(&self.config).await?;
+        let shared = cluster
+            .as_ref()
+            .map(|c| c.store().clone() as Arc<dyn DecisionStore>);
+        let coordinator =
+            Coordinator::connect(&self.config, self.options.max_connections, shared).await?;
         Ok(Host {
             config: self.config,
             sandbox: self.sandbox,
             coordinator,
+            cluster,
         })
     }
 }
@@ -132,6 +148,11 @@ impl Host {
         &self.coordinator
     }
 
+    /// The cluster this host belongs to, if `[decision_log] url` is set.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
+    }
+
     /// Reads, checks and compiles (or loads from the cache) a script component.
     pub fn load_script(&self, path: &Path) -> Result<ScriptLogic, LoadError> {
         load_script(&self.sandbox, path)
@@ -170,18 +191,43 @@ impl Host {
         let sqlite_decisions: Arc<dyn DecisionSource> = Arc::new(SqliteDecisionTable::new(
             self.config.sqlite_coordinator_path(),
         ));
-        let decision_tables = self
-            .coordinator
-            .server_participants()
-            .filter_map(|p| p.decision_table())
-            .collect();
         Ok(Recovery::new(
             &self.config.node,
             self.coordinator.server_participants().cloned().collect(),
             store,
             vec![sqlite_decisions],
         )
-        .with_decision_tables(decision_tables))
+        .with_decision_tables(self.decision_tables()))
+    }
+
+    /// Recovery of another node's branches on this host's server participants, as its
+    /// adopter: the shared decision log decides (the dead host's local files cannot be
+    /// reached, and its SQLite participants are not touched). `None` without a cluster.
+    pub fn recovery_of(&self, node: &NodeId) -> Option<Recovery> {
+        let cluster = self.cluster.as_ref()?;
+        Some(
+            Recovery::new(
+                node,
+                self.coordinator.server_participants().cloned().collect(),
+                Some(cluster.store().clone() as Arc<dyn DecisionStore>),
+                Vec::new(),
+            )
+            .with_decision_tables(self.decision_tables()),
+        )
+    }
+
+    /// Where recovery records ABORT before a rollback: every last agent's table, and the
+    /// shared decision log.
+    fn decision_tables(&self) -> Vec<Arc<dyn DecisionTable>> {
+        let mut tables: Vec<Arc<dyn DecisionTable>> = self
+            .coordinator
+            .server_participants()
+            .filter_map(|p| p.decision_table())
+            .collect();
+        if let Some(cluster) = &self.cluster {
+            tables.push(cluster.store().clone());
+        }
+        tables
     }
 
     /// The state directory's decision log if the file exists (a host whose participants

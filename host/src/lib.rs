@@ -75,6 +75,7 @@
 //! ```
 
 mod cache;
+pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod decision_log;

@@ -8,6 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub mod serve;
+
 /// How long one `wasmtx` run may take before a test kills it: a hung host fails the test
 /// instead of hanging it.
 pub const RUN_LIMIT: Duration = Duration::from_secs(120);

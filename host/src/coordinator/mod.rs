@@ -172,16 +172,23 @@ impl Coordinator {
         }
     }
 
-    /// Connects the configured participants (pools of up to `max_connections` each) and,
-    /// when two or more are servers, opens the decision log of the state directory.
-    pub async fn connect(config: &Config, max_connections: u32) -> Result<Self, ParticipantError> {
+    /// Connects the configured participants (pools of up to `max_connections` each). The
+    /// decisions go to `shared` (a cluster's store) if given, else, when two or more
+    /// participants are servers, to the decision log of the state directory.
+    pub async fn connect(
+        config: &Config,
+        max_connections: u32,
+        shared: Option<Arc<dyn DecisionStore>>,
+    ) -> Result<Self, ParticipantError> {
         let participants =
             ParticipantSlot::connect_all(&config.participants, max_connections).await?;
         let servers = participants
             .iter()
             .filter_map(ParticipantSlot::server)
             .count();
-        let decisions = if servers >= 2 {
+        let decisions = if shared.is_some() {
+            shared
+        } else if servers >= 2 {
             let log =
                 DecisionLog::open_async(&config.decision_log_path(), DecisionLogOptions::default())
                     .await

@@ -13,8 +13,11 @@
 //! | `wasmtx_in_doubt_branches` | gauge | — (left by the last recovery run) |
 //! | `wasmtx_pending_commits` | gauge | — (COMMIT recorded, phase 2 not confirmed) |
 //! | `wasmtx_oldest_in_doubt_age_seconds` | gauge | — (since the oldest one's deadline) |
-//! | `wasmtx_recovery_runs_total` | counter | `trigger` (startup, periodic, manual), `result` |
+//! | `wasmtx_recovery_runs_total` | counter | `trigger` (startup, periodic, manual, takeover, lease-regained), `result` |
 //! | `wasmtx_recovery_actions_total` | counter | `action` |
+//! | `wasmtx_node_lease_remaining_seconds` | gauge | — (cluster only; 0 when not held) |
+//! | `wasmtx_node_lease_lost_total`, `wasmtx_takeovers_total` | counter | — (cluster only) |
+//! | `wasmtx_adopted_pending_commits` | gauge | — (COMMITs of other nodes not yet DONE) |
 //! | `wasmtx_component_cache_total` | counter | `result` (hit, compiled) |
 //! | `wasmtx_sandbox_instances_in_use` | gauge | — |
 //! | `wasmtx_http_requests_total` | counter | `route`, `method`, `status` |
@@ -31,6 +34,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use super::state::AppState;
 use crate::cache::CacheState;
+use crate::cluster::LeaseStatus;
 use crate::gid::Gid;
 use crate::recovery::{Action, RecoveryReport};
 use crate::report::TxReport;
@@ -148,10 +152,27 @@ impl Metrics {
             counter!("wasmtx_decision_log_batches_total").absolute(stats.batches_written);
             counter!("wasmtx_decision_log_syncs_total").absolute(stats.syncs);
         }
+        if let Some(cluster) = state.host.cluster() {
+            let lease = cluster.lease();
+            let remaining = match lease.status() {
+                LeaseStatus::Held(left) => left.as_secs_f64(),
+                _ => 0.0,
+            };
+            gauge!("wasmtx_node_lease_remaining_seconds").set(remaining);
+            counter!("wasmtx_node_lease_lost_total").absolute(lease.lost_total());
+            counter!("wasmtx_takeovers_total").increment(0);
+        }
     }
 
-    pub fn pending_commits(&self, count: usize) {
-        gauge!("wasmtx_pending_commits").set(count as f64);
+    /// This node's COMMITs not yet DONE, and (in a cluster) other nodes'.
+    pub fn pending_commits(&self, own: usize, others: usize) {
+        gauge!("wasmtx_pending_commits").set(own as f64);
+        gauge!("wasmtx_adopted_pending_commits").set(others as f64);
+    }
+
+    /// A dead node adopted.
+    pub fn takeover(&self) {
+        counter!("wasmtx_takeovers_total").increment(1);
     }
 }
 

@@ -12,15 +12,20 @@
 //! - bearer tokens with scopes on every route but the health checks; without tokens the
 //!   server only listens on loopback;
 //! - Prometheus metrics at `/metrics`, an OpenAPI document at `/v1/openapi.json`;
+//! - with `[decision_log] url`, one node of a cluster: it holds its node id with a lease,
+//!   stops deciding when the lease is lost, and adopts nodes whose lease lapsed
+//!   (`cluster_loop.rs`, [`crate::cluster`]); `/v1/nodes` lists them;
 //! - SIGTERM or Ctrl-C: stop accepting, let in-flight transactions finish, flush the
 //!   decision log, exit.
 //!
 //! Files: `settings.rs` (the `[server]` section), `state.rs` (what every handler shares),
 //! `invoke.rs`, `plugins.rs`, `transactions.rs` (status, history, in-doubt, retry,
-//! resolve, recovery), `ops.rs` (health, readiness, metrics), `recovery_loop.rs`,
+//! resolve, recovery), `ops.rs` (health, readiness, metrics, nodes), `recovery_loop.rs`,
+//! `cluster_loop.rs`,
 //! `history.rs`, `auth.rs`, `problem.rs`, `metrics.rs`, `openapi.rs`.
 
 mod auth;
+mod cluster_loop;
 mod history;
 mod invoke;
 mod metrics;
@@ -142,12 +147,20 @@ impl Server {
     ) -> std::io::Result<()> {
         let state = self.state;
         let recovery = tokio::spawn(recovery_loop::run(state.clone()));
+        let cluster = state
+            .host
+            .cluster()
+            .cloned()
+            .map(|cluster| tokio::spawn(cluster_loop::run(state.clone(), cluster)));
         let app = router(state.clone());
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         state.draining();
         recovery.abort();
+        if let Some(cluster) = cluster {
+            cluster.abort();
+        }
         state.tasks.close();
         state.tasks.wait().await;
         state.flush().await;
@@ -212,7 +225,8 @@ fn router(state: Arc<AppState>) -> Router {
         .route("/in-doubt", get(transactions::in_doubt))
         .route("/recovery/run", post(transactions::run_recovery))
         .route("/openapi.json", get(openapi::document))
-        .route("/version", get(ops::version));
+        .route("/version", get(ops::version))
+        .route("/nodes", get(ops::nodes));
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(ops::healthz))

@@ -15,7 +15,7 @@ use super::{invoke, ops, plugins, problem, transactions};
         invoke::invoke,
         transactions::status, transactions::history, transactions::in_doubt, transactions::retry,
         transactions::resolve, transactions::run_recovery,
-        ops::healthz, ops::readyz, ops::metrics, ops::version,
+        ops::healthz, ops::readyz, ops::metrics, ops::version, ops::nodes,
     ),
     components(schemas(problem::Problem)),
     modifiers(&BearerAuth),

@@ -4,13 +4,15 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::problem::Problem;
+use super::settings::Scope;
 use super::state::AppState;
+use crate::cluster::NodeRow;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -65,6 +67,9 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 pub struct VersionInfo {
     pub version: String,
     pub node: String,
+    /// This node's incarnation in the cluster (absent without `[decision_log] url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<i64>,
     pub participants: Vec<String>,
 }
 
@@ -73,8 +78,46 @@ pub async fn version(State(state): State<Arc<AppState>>) -> Json<VersionInfo> {
     Json(VersionInfo {
         version: env!("CARGO_PKG_VERSION").into(),
         node: state.host.config().node.to_string(),
+        incarnation: state.host.cluster().map(|c| c.lease().incarnation()),
         participants: state.host.coordinator().participant_names(),
     })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeList {
+    /// The node answering.
+    pub node: String,
+    pub nodes: Vec<NodeRow>,
+}
+
+#[utoipa::path(get, path = "/v1/nodes", tag = "operations",
+    responses((status = 200, description = "every node of the cluster, its lease and who adopts it", body = NodeList),
+              (status = 404, description = "this server is not part of a cluster", body = Problem)))]
+pub async fn nodes(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Json<NodeList>, Problem> {
+    state.auth.check(&headers, Scope::Read)?;
+    let Some(cluster) = state.host.cluster() else {
+        return Err(Problem::not_found(
+            "not-a-cluster",
+            "this server keeps its decisions in a local file: it is a single node; set [decision_log] url to run a cluster",
+        ));
+    };
+    let nodes = cluster.nodes().await.map_err(|e| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "decision-log-unavailable",
+            format!(
+                "cannot read the node table of the {}: {e}",
+                cluster.describe()
+            ),
+        )
+    })?;
+    Ok(Json(NodeList {
+        node: cluster.node().to_string(),
+        nodes,
+    }))
 }
 
 pub async fn not_found(uri: Uri) -> Problem {

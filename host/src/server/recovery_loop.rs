@@ -51,18 +51,24 @@ pub async fn run(state: Arc<AppState>) {
 
 /// Start-up: until everything this node left prepared is resolved, then ready.
 async fn startup(state: &AppState) {
+    recover_until_resolved(state, "startup").await;
+}
+
+/// Runs this node's recovery until nothing it left prepared is unresolved, then marks the
+/// server ready (at start, and after a lost lease was claimed again).
+pub(super) async fn recover_until_resolved(state: &AppState, trigger: &'static str) {
     let started = Instant::now();
     loop {
         let report = {
             let _serial = state.recovery_lock.lock().await;
             state.host.recover(false).await
         };
-        state.metrics.recovery("startup", &report);
+        state.metrics.recovery(trigger, &report);
         if report.all_resolved() {
             let resolved = report.branches.len();
             tracing::info!(
                 resolved,
-                "start-up recovery finished in {:.1} s",
+                "{trigger} recovery finished in {:.1} s",
                 started.elapsed().as_secs_f64()
             );
             pending_commits(state).await;
@@ -70,8 +76,8 @@ async fn startup(state: &AppState) {
             return;
         }
         let reason = unresolved_reason(&report);
-        tracing::info!("start-up recovery: {reason}; looking again");
-        state.set_not_ready_reason(format!("start-up recovery: {reason}"));
+        tracing::info!("{trigger} recovery: {reason}; looking again");
+        state.set_not_ready_reason(format!("{trigger} recovery: {reason}"));
         tokio::time::sleep(STARTUP_RETRY).await;
     }
 }
@@ -147,6 +153,14 @@ async fn pending_commits(state: &AppState) {
     if let Some(store) = state.host.coordinator().decision_store()
         && let Ok(snapshot) = store.snapshot().await
     {
-        state.metrics.pending_commits(snapshot.pending.len());
+        let prefix = state.host.config().node.gid_prefix();
+        let own = snapshot
+            .pending
+            .iter()
+            .filter(|gid| gid.as_str().starts_with(&prefix))
+            .count();
+        state
+            .metrics
+            .pending_commits(own, snapshot.pending.len() - own);
     }
 }

@@ -16,6 +16,7 @@ use super::history::History;
 use super::metrics::Metrics;
 use super::problem::Problem;
 use super::settings::ServerSettings;
+use crate::cluster::LeaseStatus;
 use crate::config::Config;
 use crate::host::Host;
 use crate::registry::{Registry, Resolved};
@@ -133,15 +134,35 @@ impl AppState {
         if self.draining.load(Ordering::SeqCst) {
             return Err("it is shutting down".into());
         }
-        if self.ready.load(Ordering::SeqCst) {
-            Ok(())
-        } else {
-            Err(self.not_ready_reason.lock().unwrap().clone())
+        if !self.ready.load(Ordering::SeqCst) {
+            return Err(self.not_ready_reason.lock().unwrap().clone());
         }
+        if let Some(cluster) = self.host.cluster() {
+            match cluster.lease().status() {
+                LeaseStatus::Held(_) => {}
+                LeaseStatus::Unconfirmed => {
+                    return Err(format!(
+                        "the {} has not confirmed node `{}`'s lease lately",
+                        cluster.describe(),
+                        cluster.node()
+                    ));
+                }
+                LeaseStatus::Lost => {
+                    return Err(format!("node `{}` lost its lease", cluster.node()));
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Not ready until [`AppState::set_ready`], for `reason`.
+    pub fn set_not_ready(&self, reason: String) {
+        self.set_not_ready_reason(reason);
+        self.ready.store(false, Ordering::SeqCst);
     }
 
     pub fn set_not_ready_reason(&self, reason: String) {
@@ -215,12 +236,16 @@ impl AppState {
         }
     }
 
-    /// Makes the decision log's DONE records durable (at shutdown).
+    /// Makes the decision log's DONE records durable and gives a cluster lease up (at
+    /// shutdown).
     pub async fn flush(&self) {
         if let Some(store) = self.host.coordinator().decision_store()
             && let Err(err) = store.flush().await
         {
             tracing::warn!("cannot flush the decision log: {err}");
+        }
+        if let Some(cluster) = self.host.cluster() {
+            cluster.close().await;
         }
     }
 }

@@ -1,0 +1,362 @@
+//! A cluster of `wasmtx serve` processes sharing one PostgreSQL decision log: real server
+//! processes on 127.0.0.1, the transfer example between PostgreSQL and MariaDB, a survivor
+//! finishing a killed node's work, a paused node fenced off, a node id held twice refused;
+//! and the shared store's rules checked in process against the real database.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::serve::*;
+use common::*;
+use serde_json::Value;
+use wasmtx::cluster::{Cluster, LeaseStatus};
+use wasmtx::decision_store::{DecisionError, DecisionSource, DecisionStore};
+use wasmtx::gid::{Gid, NodeId};
+use wasmtx::participant::decision_table::{DecisionTable, TableDecision};
+
+const TRANSFER: &str = "examples/transfer";
+const LEASE_TTL_MS: u64 = 2000;
+const GRACE_MS: u64 = 1000;
+
+/// One node's configuration: the bank's participants, the shared log, short leases.
+fn node_config(
+    dir: &TestDir,
+    node: &str,
+    bank: &(String, String),
+    log: &str,
+    extra: &str,
+) -> PathBuf {
+    write_config(
+        dir,
+        &[("pg", bank.0.clone()), ("my", bank.1.clone())],
+        &format!(
+            "node = \"{node}\"\n{extra}\n[decision_log]\nurl = \"{log}\"\n[cluster]\nlease_ttl_ms = {LEASE_TTL_MS}\ntakeover_grace_ms = {GRACE_MS}\n"
+        ),
+    )
+}
+
+/// `count` nodes `{prefix}-1…`, each with its own state directory, the transfer published.
+fn start_nodes(
+    prefix: &str,
+    count: usize,
+    bank: &(String, String),
+    log: &str,
+    extra: &str,
+) -> Vec<(TestDir, PathBuf, ServerProcess)> {
+    (1..=count)
+        .map(|i| {
+            let dir = TestDir::new();
+            let config = node_config(&dir, &format!("{prefix}-{i}"), bank, log, extra);
+            let server = ServerProcess::start(&dir, &config, &[]);
+            assert_eq!(server.publish("transfer", "1.0.0", &guest(TRANSFER)).0, 201);
+            (dir, config, server)
+        })
+        .collect()
+}
+
+fn nodes(url: &str) -> Vec<Value> {
+    let (status, body) = http(url, "GET", "/v1/nodes", Some(READER), None);
+    assert_eq!(status, 200, "{body}");
+    body["nodes"].as_array().cloned().unwrap_or_default()
+}
+
+fn node_row(url: &str, node: &str) -> Value {
+    nodes(url)
+        .into_iter()
+        .find(|n| n["node"] == node)
+        .unwrap_or_else(|| panic!("{node} is listed"))
+}
+
+/// Waits until nothing of `node` is prepared on either server; how long it took.
+fn wait_no_prepared(node: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let left = prepared_branches(node);
+        if left.is_empty() {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{} branches of {node} still prepared after {limit:?}: {left:?}",
+            left.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn metric(url: &str, name: &str) -> f64 {
+    metrics_text(url)
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn a_survivor_finishes_a_killed_nodes_work_within_lease_and_grace() {
+    let Some(bank) = server_bank("cl_kill") else {
+        return;
+    };
+    let log = postgres_db("wtx_cl_kill_log").expect("PostgreSQL answered for the bank");
+    let mut cluster = start_nodes("clk", 3, &bank, &log, "[limits]\ntimeout_secs = 2");
+    let listed = nodes(&cluster[0].2.url);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert!(listed.iter().all(|n| n["live"] == true), "{listed:?}");
+
+    let urls: Vec<String> = cluster.iter().map(|(_, _, s)| s.url.clone()).collect();
+    let stream =
+        std::thread::spawn(move || runtime().block_on(transfer_stream_over(urls, 900, 12)));
+    std::thread::sleep(Duration::from_millis(2500));
+    let (_, _, victim) = &mut cluster[1];
+    victim.signal(libc::SIGKILL);
+    victim.wait_exit(Duration::from_secs(10));
+    let killed_at = Instant::now();
+    let prepared_at_kill = prepared_branches("clk-2").len();
+    let statuses = stream.join().unwrap();
+    let committed = statuses.iter().filter(|s| **s == Ok(200)).count();
+    assert!(committed > 0, "{statuses:?}");
+
+    // Takeover after ttl + grace; undecided branches roll back once their deadline (2 s)
+    // plus recovery's margin (5 s) has passed.
+    wait_no_prepared("clk-2", Duration::from_secs(30));
+    let took = killed_at.elapsed();
+    assert_eq!(bank_total(&bank.0, &bank.1), 2000, "total conserved");
+    assert!(
+        server_balance(&bank.1, "bob") >= 1000 + committed as i64,
+        "every committed invoke's effect is there ({committed} answered 200)"
+    );
+    for node in ["clk-1", "clk-3"] {
+        assert!(
+            prepared_branches(node).is_empty(),
+            "{node}: {:?}",
+            prepared_branches(node)
+        );
+    }
+    let dead = node_row(&cluster[0].2.url, "clk-2");
+    assert_eq!(dead["live"], false, "{dead}");
+    let adopter = dead["adopted_by"].as_str().unwrap_or_default().to_owned();
+    assert!(["clk-1", "clk-3"].contains(&adopter.as_str()), "{dead}");
+    let adopter_url = if adopter == "clk-1" {
+        &cluster[0].2.url
+    } else {
+        &cluster[2].2.url
+    };
+    assert!(metric(adopter_url, "wasmtx_takeovers_total") >= 1.0);
+    let pending: Vec<Vec<String>> = server_sql(
+        &log,
+        "SELECT gid FROM wasmtx.decision WHERE node_id = 'clk-2' AND outcome = 1 AND done_at IS NULL",
+    );
+    assert!(
+        pending.is_empty(),
+        "the adopter marked every COMMIT done: {pending:?}"
+    );
+    println!(
+        "killed node's work finished {:.1} s after the kill ({prepared_at_kill} branches prepared at the kill); {committed} of 900 committed",
+        took.as_secs_f64()
+    );
+}
+
+#[test]
+fn a_node_paused_past_its_lease_records_no_late_commit_and_rejoins_with_a_new_incarnation() {
+    let Some(bank) = server_bank("cl_pause") else {
+        return;
+    };
+    let log = postgres_db("wtx_cl_pause_log").expect("PostgreSQL answered for the bank");
+    // Deadlines far beyond the pause: what stops the paused node's COMMITs is its lease.
+    let cluster = start_nodes("clp", 2, &bank, &log, "[limits]\ntimeout_secs = 30");
+    let (paused, survivor) = (&cluster[0].2, &cluster[1].2);
+    let url = paused.url.clone();
+    let stream = std::thread::spawn(move || runtime().block_on(transfer_stream(url, 400, 8)));
+    std::thread::sleep(Duration::from_millis(1500));
+    let stopped_at: String = server_sql(&log, "SELECT clock_timestamp()::text")[0][0].clone();
+    paused.signal(libc::SIGSTOP);
+    // Past ttl + grace, and long enough for the survivor to adopt it.
+    let started = Instant::now();
+    loop {
+        let row = node_row(&survivor.url, "clp-1");
+        if row["adopted_by"] == "clp-2" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "clp-2 did not adopt clp-1: {row}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    paused.signal(libc::SIGCONT);
+    let statuses = stream.join().unwrap();
+    let committed = statuses.iter().filter(|s| **s == Ok(200)).count();
+
+    // Back: a new incarnation, ready again once its own recovery ran.
+    paused.wait_ready(Duration::from_secs(30));
+    let row = node_row(&survivor.url, "clp-1");
+    assert_eq!(row["incarnation"], 2, "{row}");
+    assert_eq!(row["live"], true, "{row}");
+    assert!(
+        row["adopted_by"].is_null(),
+        "claiming the id again ends the adoption: {row}"
+    );
+    assert!(metric(&paused.url, "wasmtx_node_lease_lost_total") >= 1.0);
+
+    let late = server_sql(
+        &log,
+        &format!(
+            "SELECT gid, decided_at::text FROM wasmtx.decision WHERE node_id = 'clp-1' AND decider_inc = 1 \
+               AND outcome = 1 AND decided_at > '{stopped_at}'::timestamptz + interval '{LEASE_TTL_MS} milliseconds'"
+        ),
+    );
+    assert!(
+        late.is_empty(),
+        "COMMITs recorded after the lease lapsed: {late:?}"
+    );
+    wait_no_prepared("clp-1", Duration::from_secs(45));
+    assert_eq!(bank_total(&bank.0, &bank.1), 2000, "total conserved");
+    assert!(server_balance(&bank.1, "bob") >= 1000 + committed as i64);
+    let (status, body) =
+        paused.invoke("transfer", transfer_body(("pg", "alice"), ("my", "bob"), 1));
+    assert_eq!(status, 200, "the node decides again: {body}");
+}
+
+#[test]
+fn a_second_process_with_a_live_node_id_refuses_to_start_and_a_clean_stop_frees_it() {
+    let Some(bank) = server_bank("cl_twice") else {
+        return;
+    };
+    let log = postgres_db("wtx_cl_twice_log").expect("PostgreSQL answered for the bank");
+    let mut first = start_nodes("clt", 1, &bank, &log, "");
+    // Another state directory, the same node id and decision log.
+    let dir = TestDir::new();
+    let config = node_config(&dir, "clt-1", &bank, &log, "");
+    let mut command = dir.wasmtx();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config);
+    let out = output_within(command, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a second holder of clt-1 must not start"
+    );
+    assert!(
+        stderr.contains("node id `clt-1` is held by") && stderr.contains("incarnation 1"),
+        "{stderr}"
+    );
+
+    let (_, _, server) = &mut first[0];
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait_exit(Duration::from_secs(30)), Some(0));
+    let again = ServerProcess::start(&dir, &config, &[]);
+    let row = node_row(&again.url, "clt-1");
+    assert_eq!(
+        (row["incarnation"].as_i64(), row["live"].as_bool()),
+        (Some(2), Some(true)),
+        "{row}"
+    );
+}
+
+// ── the shared store, in process ─────────────────────────────────────────────────────────
+
+fn store_config(dir: &TestDir, node: &str, log: &str) -> wasmtx::Config {
+    let path = dir.path("store.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "node = \"{node}\"\nstate_dir = {:?}\n[decision_log]\nurl = \"{log}\"\n[cluster]\nlease_ttl_ms = {LEASE_TTL_MS}\n",
+            dir.path("state")
+        ),
+    )
+    .unwrap();
+    wasmtx::Config::load(&path).unwrap()
+}
+
+/// Runs `sql` on the decision database from async code; the first column of each row.
+async fn log_sql(log: &str, sql: &str) -> Vec<String> {
+    use sqlx::{Connection, Row};
+    let mut conn = sqlx::PgConnection::connect(log).await.unwrap();
+    let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_all(&mut conn)
+        .await
+        .expect(sql);
+    rows.iter()
+        .map(|r| {
+            r.try_get::<String, _>(0)
+                .or_else(|_| r.try_get::<i64, _>(0).map(|v| v.to_string()))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[test]
+fn the_shared_store_keeps_the_rules_of_a_decision_log() {
+    let Some(log) = postgres_db("wtx_cl_store_log") else {
+        return;
+    };
+    let dir = TestDir::new();
+    let config = store_config(&dir, "cls-1", &log);
+    let node = NodeId::new("cls-1").unwrap();
+    runtime().block_on(async {
+        let cluster = Cluster::open(&config).await.unwrap().expect("a URL is configured");
+        let store = cluster.store().clone();
+        let soon = || SystemTime::now() + Duration::from_secs(30);
+
+        // Recorded, read back, pending until DONE.
+        let gid = Gid::new(&node, soon());
+        store.record_commit(&gid, gid.deadline()).await.unwrap();
+        assert!(store.is_committed(&gid).await.unwrap());
+        assert!(store.snapshot().await.unwrap().pending.contains(&gid));
+        store.record_done(&gid).await.unwrap();
+        store.flush().await.unwrap();
+        assert!(!store.snapshot().await.unwrap().pending.contains(&gid));
+        // Recording it twice is idempotent; arbitration finds COMMIT.
+        store.record_commit(&gid, gid.deadline()).await.unwrap();
+        assert_eq!(store.abort_unless_committed(&gid).await.unwrap(), TableDecision::Commit);
+
+        // Past its deadline: refused.
+        let late = Gid::new(&node, SystemTime::now() - Duration::from_millis(1));
+        let refused = store.record_commit(&late, late.deadline()).await.unwrap_err();
+        assert!(matches!(refused, DecisionError::NotRecorded(_)), "{refused}");
+        assert!(!store.is_committed(&late).await.unwrap());
+
+        // ABORT first: the COMMIT loses.
+        let aborted = Gid::new(&node, soon());
+        assert_eq!(store.abort_unless_committed(&aborted).await.unwrap(), TableDecision::Abort);
+        let refused = store.record_commit(&aborted, aborted.deadline()).await.unwrap_err();
+        assert!(matches!(refused, DecisionError::NotRecorded(_)), "{refused}");
+        assert!(!store.is_committed(&aborted).await.unwrap());
+
+        // Many at once share batches.
+        let before = store.stats();
+        let gids: Vec<Gid> = (0..200).map(|_| Gid::new(&node, soon())).collect();
+        let results = futures::future::join_all(gids.iter().map(|g| store.record_commit(g, g.deadline()))).await;
+        assert!(results.iter().all(Result::is_ok));
+        let after = store.stats();
+        assert_eq!(after.commits_written - before.commits_written, 200);
+        assert!(after.batches_written - before.batches_written < 200, "{before:?} → {after:?}");
+
+        // A second holder of the id is refused while the lease is live.
+        let again = Cluster::open(&config).await;
+        let err = again.err().expect("the id is held").to_string();
+        assert!(err.contains("is held by"), "{err}");
+
+        // The lease lapses behind the host's back (a pause): the database refuses the
+        // COMMIT even though the host still believes it holds the lease.
+        log_sql(&log, "UPDATE wasmtx.node SET lease_until = clock_timestamp() - interval '1 second' WHERE node_id = 'cls-1'").await;
+        let fenced = Gid::new(&node, soon());
+        let refused = store.record_commit(&fenced, fenced.deadline()).await.unwrap_err();
+        assert!(matches!(refused, DecisionError::NotRecorded(_)), "{refused}");
+        assert!(refused.to_string().contains("no longer holds its lease"), "{refused}");
+        assert_eq!(cluster.lease().status(), LeaseStatus::Lost);
+        assert!(!store.is_committed(&fenced).await.unwrap());
+
+        // Claimed again: a new incarnation decides.
+        cluster.lease().reclaim().await.unwrap();
+        assert_eq!(cluster.lease().incarnation(), 2);
+        store.record_commit(&fenced, fenced.deadline()).await.unwrap();
+        let rows = log_sql(&log, &format!("SELECT decider_inc FROM wasmtx.decision WHERE gid = '{fenced}'")).await;
+        assert_eq!(rows, ["2"]);
+        cluster.close().await;
+    });
+}

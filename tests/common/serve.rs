@@ -1,0 +1,326 @@
+//! Helpers for tests that drive `wasmtx serve` processes over HTTP: configuration files
+//! with test tokens, a server process that is killed when dropped, JSON requests, and the
+//! PostgreSQL/MariaDB bank the transfer example moves money in.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::*;
+
+pub const ADMIN: &str = "admin-secret";
+pub const INVOKER: &str = "invoke-secret";
+pub const READER: &str = "read-secret";
+
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// A configuration file with the test tokens, `participants` (NAME, URL) and `extra` TOML.
+pub fn write_config(dir: &TestDir, participants: &[(&str, String)], extra: &str) -> PathBuf {
+    // `extra` may start with top-level keys (`node = …`), so it goes before any table.
+    let mut text = format!(
+        "state_dir = {:?}\ncache_dir = {:?}\n{extra}\n\n[participants]\n",
+        dir.path("state"),
+        repo().join("target/wasmtx-test-cache")
+    );
+    for (name, url) in participants {
+        text.push_str(&format!("{name} = {url:?}\n"));
+    }
+    text.push_str(&format!(
+        "\n[[server.tokens]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"admin\", \"invoke\", \"read\"]\n\n[[server.tokens]]\nname = \"app\"\nsha256 = \"{}\"\nscopes = [\"invoke\"]\n\n[[server.tokens]]\nname = \"dashboard\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n",
+        sha256_hex(ADMIN),
+        sha256_hex(INVOKER),
+        sha256_hex(READER)
+    ));
+    let path = dir.path("wasmtx.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A running `wasmtx serve`; killed when dropped.
+pub struct ServerProcess {
+    pub child: Child,
+    pub url: String,
+    pub stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl ServerProcess {
+    /// Starts a server with `config` and waits until `/readyz` says ready.
+    pub fn start(dir: &TestDir, config: &Path, envs: &[(&str, &str)]) -> ServerProcess {
+        let server = Self::spawn(dir, config, envs);
+        server.wait_ready(Duration::from_secs(90));
+        server
+    }
+
+    /// Starts a server and returns once it listens (it may not be ready yet).
+    pub fn spawn(dir: &TestDir, config: &Path, envs: &[(&str, &str)]) -> ServerProcess {
+        let mut command: Command = dir.wasmtx();
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("starting wasmtx serve");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = stderr.clone();
+        let mut pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = std::io::Read::read(&mut pipe, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                tx.send(line).ok();
+            }
+            for _ in lines {}
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                child.kill().ok();
+                panic!(
+                    "wasmtx serve printed no address; stderr: {}",
+                    String::from_utf8_lossy(&stderr.lock().unwrap())
+                )
+            });
+        let url = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_owned();
+        ServerProcess { child, url, stderr }
+    }
+
+    pub fn wait_ready(&self, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            let (status, body) = http(&self.url, "GET", "/readyz", None, None);
+            if status == 200 {
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "not ready after {limit:?}: {body}; stderr: {}",
+                self.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
+    /// Waits for the process to exit; its status code.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the server did not exit within {limit:?}; stderr: {}",
+                self.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn publish(&self, name: &str, version: &str, wasm: &Path) -> (u16, Value) {
+        let bytes = std::fs::read(wasm).unwrap();
+        http_bytes(
+            &self.url,
+            "PUT",
+            &format!("/v1/plugins/{name}/versions/{version}"),
+            Some(ADMIN),
+            bytes,
+        )
+    }
+
+    pub fn invoke(&self, name: &str, body: Value) -> (u16, Value) {
+        http(
+            &self.url,
+            "POST",
+            &format!("/v1/plugins/{name}/invoke"),
+            Some(INVOKER),
+            Some(body),
+        )
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// What `/metrics` answers (it needs no token).
+pub fn metrics_text(url: &str) -> String {
+    runtime().block_on(async {
+        reqwest::get(format!("{url}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    })
+}
+
+/// One JSON request; the status and the JSON body (`Null` when there is none).
+pub fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let bytes = body.map(|b| b.to_string().into_bytes());
+    runtime().block_on(request(base, method, path, token, bytes, &[]))
+}
+
+pub fn http_bytes(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Value) {
+    runtime().block_on(request(base, method, path, token, Some(body), &[]))
+}
+
+pub async fn request(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Vec<u8>>,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut builder = client.request(method.parse().unwrap(), format!("{base}{path}"));
+    if let Some(token) = token {
+        builder = builder.bearer_auth(token);
+    }
+    for (key, value) in headers {
+        builder = builder.header(*key, *value);
+    }
+    if let Some(body) = body {
+        builder = builder.body(body);
+    }
+    let response = builder.send().await.expect("the server answers");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+pub fn transfer_body(from: (&str, &str), to: (&str, &str), amount: i64) -> Value {
+    json!({"input": serde_json::from_str::<Value>(&transfer_input(from, to, amount)).unwrap()})
+}
+
+/// Two PostgreSQL/MariaDB databases with accounts, as URLs of the least-privilege role the
+/// servers connect as (`wasmtx serve` refuses superusers); `None` when the servers are
+/// unreachable outside CI.
+pub fn server_bank(name: &str) -> Option<(String, String)> {
+    let pg = postgres_db(&format!("wtx_{name}"))?;
+    let my = mysql_db(&format!("wtx_{name}"))?;
+    server_accounts(&pg, &[("alice", 1000)]);
+    server_accounts(&my, &[("bob", 1000)]);
+    Some((least_privilege(&pg), least_privilege(&my)))
+}
+
+/// Two SQLite files, alice (100) on participant `a` and bob (0) on `b`, and a configuration
+/// with them and `extra`.
+pub fn sqlite_bank(dir: &TestDir, extra: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let (a, b) = (dir.path("a.db"), dir.path("b.db"));
+    accounts_db(&a, &[("alice", 100)]);
+    accounts_db(&b, &[("bob", 0)]);
+    let config = write_config(
+        dir,
+        &[
+            ("a", format!("sqlite://{}", a.display())),
+            ("b", format!("sqlite://{}", b.display())),
+        ],
+        extra,
+    );
+    (a, b, config)
+}
+
+pub fn bank_total(pg: &str, my: &str) -> i64 {
+    server_balance(pg, "alice") + server_balance(my, "bob")
+}
+
+/// Sends `count` transfers of 1 from alice (pg) to bob (my), `parallel` at a time; the
+/// statuses.
+pub async fn transfer_stream(
+    url: String,
+    count: usize,
+    parallel: usize,
+) -> Vec<Result<u16, String>> {
+    transfer_stream_over(vec![url], count, parallel).await
+}
+
+/// [`transfer_stream`] spread over several servers in turn.
+pub async fn transfer_stream_over(
+    urls: Vec<String>,
+    count: usize,
+    parallel: usize,
+) -> Vec<Result<u16, String>> {
+    use futures::StreamExt;
+    let body = transfer_body(("pg", "alice"), ("my", "bob"), 1).to_string();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let (url, body, client) = (urls[i % urls.len()].clone(), body.clone(), client.clone());
+            async move {
+                let response = client
+                    .post(format!("{url}/v1/plugins/transfer/invoke"))
+                    .bearer_auth(INVOKER)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = response.status().as_u16();
+                response.text().await.map_err(|e| e.to_string())?;
+                Ok(status)
+            }
+        })
+        .buffer_unordered(parallel)
+        .collect()
+        .await
+}
