@@ -82,8 +82,20 @@ fn run_command(
 }
 
 fn recover(sb: &TestDir, node: &str, participants: &[&str]) -> (Output, serde_json::Value) {
+    recover_with(sb, node, participants, &[])
+}
+
+/// `wasmtx recover --json` with `envs` set.
+fn recover_with(
+    sb: &TestDir,
+    node: &str,
+    participants: &[&str],
+    envs: &[(&str, &str)],
+) -> (Output, serde_json::Value) {
     let mut command = wasmtx(sb, node);
-    command.args(["recover", "--json"]);
+    command
+        .args(["recover", "--json"])
+        .envs(envs.iter().copied());
     for p in participants {
         command.args(["-p", p]);
     }
@@ -375,6 +387,61 @@ fn a_crash_at_every_protocol_step_is_resolved_by_recover() {
     );
 }
 
+/// The same crash points with the decision log in PostgreSQL (a cluster's shared store):
+/// `run` and `recover` both name it, and recovery reads (and writes ABORT to) its table.
+#[test]
+fn a_crash_at_every_protocol_step_with_the_postgres_decision_log_is_resolved_by_recover() {
+    let script = guest("examples/transfer");
+    let Some(log) = postgres_db("wtx_crash_shared_log") else {
+        return;
+    };
+    let setup = |pg: &str, my: &str| {
+        server_accounts(pg, &[("alice", 100)]);
+        server_accounts(my, &[("bob", 100)]);
+    };
+    for_each_crash_point(
+        "pgcrash",
+        &CRASH_POINTS,
+        setup,
+        |node, point, applied, pg, my| {
+            let sb = TestDir::new();
+            let participants = [&format!("a={pg}")[..], &format!("b={my}")[..]];
+            let input = transfer_input(("a", "alice"), ("b", "bob"), 30);
+            let report = crash_then_recover_with(
+                &sb,
+                node,
+                point,
+                &script,
+                &participants,
+                &input,
+                &[("WASMTX_DECISION_LOG", &log)],
+            );
+            let (alice, bob) = (server_balance(pg, "alice"), server_balance(my, "bob"));
+            assert_eq!(alice + bob, 200, "{point}: total changed");
+            let expected = if applied { (70, 130) } else { (100, 100) };
+            assert_eq!((alice, bob), expected, "{point}: {report}");
+            let decided = server_sql(
+                &log,
+                &format!(
+                    "SELECT outcome::text, (done_at IS NOT NULL)::text FROM wasmtx.decision WHERE node_id = '{node}'"
+                ),
+            );
+            if applied {
+                assert_eq!(
+                    decided,
+                    [["1", "true"]],
+                    "{point}: COMMIT recorded, then DONE"
+                );
+            } else {
+                assert!(
+                    decided.iter().all(|row| row[0] == "2"),
+                    "{point}: no COMMIT, at most recovery's ABORT: {decided:?}"
+                );
+            }
+        },
+    );
+}
+
 /// The same crash points with an SQLite participant as well: the SQLite group commits
 /// last, with the decision inside it, and recovery must find that decision there.
 #[test]
@@ -463,10 +530,24 @@ fn crash_then_recover(
     participants: &[&str],
     input: &str,
 ) -> serde_json::Value {
+    crash_then_recover_with(sb, node, point, script, participants, input, &[])
+}
+
+/// [`crash_then_recover`] with `envs` set for both the crashing run and the recovery.
+fn crash_then_recover_with(
+    sb: &TestDir,
+    node: &str,
+    point: &str,
+    script: &Path,
+    participants: &[&str],
+    input: &str,
+    envs: &[(&str, &str)],
+) -> serde_json::Value {
     let mut command = run_command(sb, node, script, participants, input);
     command
         .args(["--timeout", "1"])
         .env("WASMTX_FAULT", point)
+        .envs(envs.iter().copied())
         .stderr(Stdio::null());
     let status = command.status().unwrap();
     assert_eq!(
@@ -476,7 +557,7 @@ fn crash_then_recover(
     );
 
     std::thread::sleep(PAST_DEADLINE);
-    let (out, report) = recover(sb, node, participants);
+    let (out, report) = recover_with(sb, node, participants, envs);
     assert_eq!(out.status.code(), Some(0), "{point}: {report}");
     assert!(
         prepared_branches(node).is_empty(),

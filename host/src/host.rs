@@ -163,6 +163,19 @@ impl Host {
         self.coordinator.run(script, input).await
     }
 
+    /// Ends the host's work cleanly: makes queued DONE marks durable and, in a cluster,
+    /// gives the node's lease up so that the next process for this node starts at once.
+    pub async fn close(&self) {
+        if let Some(store) = self.coordinator.decision_store()
+            && let Err(err) = store.flush().await
+        {
+            tracing::warn!("cannot flush the decision log: {err}");
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.close().await;
+        }
+    }
+
     /// What a component is and whether this host can run it.
     pub fn inspect(&self, path: &Path) -> Result<Inspection, LoadError> {
         self.sandbox.inspect(path)

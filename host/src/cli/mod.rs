@@ -92,6 +92,10 @@ struct HostArgs {
     /// Directory for compiled components.
     #[arg(long, value_name = "DIR", env = "WASMTX_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// A cluster's shared decision log, postgres://USER@HOST/DB ([decision_log] url):
+    /// decisions and this node's lease live there instead of the local file.
+    #[arg(long, value_name = "URL", env = "WASMTX_DECISION_LOG")]
+    decision_log: Option<String>,
     /// Transaction deadline in seconds (limits.timeout_secs).
     #[arg(long, value_name = "SECS")]
     timeout: Option<f64>,
@@ -121,6 +125,13 @@ impl HostArgs {
         }
         if let Some(dir) = &self.cache_dir {
             config.cache_dir = dir.clone();
+        }
+        if let Some(url) = &self.decision_log {
+            config.decision_log.url = Some(url.clone());
+            config
+                .decision_log
+                .validate()
+                .map_err(|e| input_error(e.replace("[decision_log] url", "--decision-log")))?;
         }
         if let Some(timeout) = self.timeout {
             config.limits.timeout_secs = timeout;

@@ -38,6 +38,7 @@ pub async fn run(args: RecoverArgs, dry_run: bool) -> ExitCode {
         Err(err) => return output::print_failure(&err.into(), args.json),
     };
     let report = host.recover(dry_run).await;
+    host.close().await;
     print(&report, args.json, dry_run);
     if report.all_resolved() || (dry_run && report.failures.is_empty()) {
         ExitCode::SUCCESS

@@ -32,6 +32,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
     match prepare(&args).await {
         Ok((host, script, input)) => {
             let report = host.run(&script, &input).await;
+            host.close().await;
             output::print_report(&report, args.json);
             output::exit_code(&report)
         }

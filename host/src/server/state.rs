@@ -239,13 +239,6 @@ impl AppState {
     /// Makes the decision log's DONE records durable and gives a cluster lease up (at
     /// shutdown).
     pub async fn flush(&self) {
-        if let Some(store) = self.host.coordinator().decision_store()
-            && let Err(err) = store.flush().await
-        {
-            tracing::warn!("cannot flush the decision log: {err}");
-        }
-        if let Some(cluster) = self.host.cluster() {
-            cluster.close().await;
-        }
+        self.host.close().await;
     }
 }

@@ -231,6 +231,7 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
             result.durable_writes = Some(writes);
         }
     }
+    host.close().await;
 
     let rate = |name: &str| {
         results
