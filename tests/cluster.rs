@@ -17,25 +17,6 @@ use wasmtx::gid::{Gid, NodeId};
 use wasmtx::participant::decision_table::{DecisionTable, TableDecision};
 
 const TRANSFER: &str = "examples/transfer";
-const LEASE_TTL_MS: u64 = 2000;
-const GRACE_MS: u64 = 1000;
-
-/// One node's configuration: the bank's participants, the shared log, short leases.
-fn node_config(
-    dir: &TestDir,
-    node: &str,
-    bank: &(String, String),
-    log: &str,
-    extra: &str,
-) -> PathBuf {
-    write_config(
-        dir,
-        &[("pg", bank.0.clone()), ("my", bank.1.clone())],
-        &format!(
-            "node = \"{node}\"\n{extra}\n[decision_log]\nurl = \"{log}\"\n[cluster]\nlease_ttl_ms = {LEASE_TTL_MS}\ntakeover_grace_ms = {GRACE_MS}\n"
-        ),
-    )
-}
 
 /// `count` nodes `{prefix}-1…`, each with its own state directory, the transfer published.
 fn start_nodes(
@@ -48,7 +29,7 @@ fn start_nodes(
     (1..=count)
         .map(|i| {
             let dir = TestDir::new();
-            let config = node_config(&dir, &format!("{prefix}-{i}"), bank, log, extra);
+            let config = cluster_config(&dir, &format!("{prefix}-{i}"), bank, log, extra);
             let server = ServerProcess::start(&dir, &config, &[]);
             assert_eq!(server.publish("transfer", "1.0.0", &guest(TRANSFER)).0, 201);
             (dir, config, server)
@@ -69,23 +50,6 @@ fn node_row(url: &str, node: &str) -> Value {
         .unwrap_or_else(|| panic!("{node} is listed"))
 }
 
-/// Waits until nothing of `node` is prepared on either server; how long it took.
-fn wait_no_prepared(node: &str, limit: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
-        let left = prepared_branches(node);
-        if left.is_empty() {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{} branches of {node} still prepared after {limit:?}: {left:?}",
-            left.len()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn metric(url: &str, name: &str) -> f64 {
     metrics_text(url)
         .lines()
@@ -97,7 +61,7 @@ fn metric(url: &str, name: &str) -> f64 {
 
 #[test]
 fn a_survivor_finishes_a_killed_nodes_work_within_lease_and_grace() {
-    let Some(bank) = server_bank("cl_kill") else {
+    let Some(bank) = cluster_bank("cl_kill", &["clk-1", "clk-2", "clk-3"]) else {
         return;
     };
     let log = postgres_db("wtx_cl_kill_log").expect("PostgreSQL answered for the bank");
@@ -161,7 +125,7 @@ fn a_survivor_finishes_a_killed_nodes_work_within_lease_and_grace() {
 
 #[test]
 fn a_node_paused_past_its_lease_records_no_late_commit_and_rejoins_with_a_new_incarnation() {
-    let Some(bank) = server_bank("cl_pause") else {
+    let Some(bank) = cluster_bank("cl_pause", &["clp-1", "clp-2"]) else {
         return;
     };
     let log = postgres_db("wtx_cl_pause_log").expect("PostgreSQL answered for the bank");
@@ -222,14 +186,14 @@ fn a_node_paused_past_its_lease_records_no_late_commit_and_rejoins_with_a_new_in
 
 #[test]
 fn a_second_process_with_a_live_node_id_refuses_to_start_and_a_clean_stop_frees_it() {
-    let Some(bank) = server_bank("cl_twice") else {
+    let Some(bank) = cluster_bank("cl_twice", &["clt-1"]) else {
         return;
     };
     let log = postgres_db("wtx_cl_twice_log").expect("PostgreSQL answered for the bank");
     let mut first = start_nodes("clt", 1, &bank, &log, "");
     // Another state directory, the same node id and decision log.
     let dir = TestDir::new();
-    let config = node_config(&dir, "clt-1", &bank, &log, "");
+    let config = cluster_config(&dir, "clt-1", &bank, &log, "");
     let mut command = dir.wasmtx();
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--config"])

@@ -1,5 +1,6 @@
 //! The databases fail, not wasmtx: PostgreSQL crashed mid-stream, MariaDB SIGKILLed
-//! mid-stream, and a participant down for longer than phase 2 retries. Each ends with no
+//! mid-stream, a participant down for longer than phase 2 retries, and a cluster's shared
+//! decision database crashed under two `wasmtx serve` nodes. Each ends with no
 //! prepared branch left, a conserved total, and a process that ended within its bounds.
 //!
 //! These tests stop and start the local servers, so they live in their own test binary
@@ -12,8 +13,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::serve::{
+    ServerProcess, bank_total, cluster_bank, cluster_config, runtime, transfer_stream_over,
+    wait_no_prepared,
+};
 use common::{
-    TestDir, guest, mysql_db, postgres_db, prepared_branches, server_accounts, server_sql,
+    TestDir, guest, mysql_db, postgres_db, prepared_branches, server_accounts, server_balance,
+    server_sql,
 };
 
 /// One server-stopping test at a time.
@@ -339,4 +345,64 @@ fn a_participant_down_past_the_phase_two_window_is_finished_by_recovery() {
         "the decided transfer is committed on both sides"
     );
     assert!(prepared_branches(&bank.node).is_empty());
+}
+
+/// Two `wasmtx serve` nodes share their decision log in PostgreSQL, which crashes and comes
+/// back mid-stream (with the PostgreSQL participant, the same server). COMMIT INSERTs
+/// whose answer was lost leave their branches prepared, never rolled back; the leases
+/// lapse and are claimed again; after recovery nothing is prepared, the total is what it
+/// was, and every transfer answered 200 is there.
+#[test]
+fn the_shared_decision_database_crashed_mid_stream_then_restarted() {
+    let _turn = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    let _restore = Restore;
+    let Some(bank) = cluster_bank("flt_cluster", &["fcl-1", "fcl-2"]) else {
+        return;
+    };
+    let log = postgres_db("wtx_flt_cluster_log").expect("PostgreSQL answered for the bank");
+    let nodes: Vec<(TestDir, ServerProcess)> = ["fcl-1", "fcl-2"]
+        .iter()
+        .map(|node| {
+            let dir = TestDir::new();
+            let config = cluster_config(&dir, node, &bank, &log, "[limits]\ntimeout_secs = 2");
+            let server = ServerProcess::start(&dir, &config, &[]);
+            assert_eq!(
+                server
+                    .publish("transfer", "1.0.0", &guest("examples/transfer"))
+                    .0,
+                201
+            );
+            (dir, server)
+        })
+        .collect();
+    let urls: Vec<String> = nodes.iter().map(|(_, s)| s.url.clone()).collect();
+    let stream =
+        std::thread::spawn(move || runtime().block_on(transfer_stream_over(urls, 1500, 8)));
+    std::thread::sleep(Duration::from_secs(2));
+    pg_cluster("stop", &["-m", "immediate"]);
+    std::thread::sleep(Duration::from_secs(2));
+    start_postgres();
+    let statuses = stream.join().unwrap();
+    let committed = statuses.iter().filter(|s| **s == Ok(200)).count();
+    assert!(committed > 0, "{statuses:?}");
+    println!("{committed} of {} transfers committed through the crash", statuses.len());
+
+    for (_, server) in &nodes {
+        server.wait_ready(Duration::from_secs(60));
+    }
+    for node in ["fcl-1", "fcl-2"] {
+        wait_no_prepared(node, Duration::from_secs(60));
+    }
+    assert_eq!(bank_total(&bank.0, &bank.1), 2000, "a transfer is partial");
+    assert!(
+        server_balance(&bank.1, "bob") >= 1000 + committed as i64,
+        "every transfer answered 200 is there ({committed})"
+    );
+    for (_, server) in &nodes {
+        let (status, body) = server.invoke(
+            "transfer",
+            common::serve::transfer_body(("pg", "alice"), ("my", "bob"), 1),
+        );
+        assert_eq!(status, 200, "the node decides again: {body}");
+    }
 }

@@ -15,6 +15,10 @@ pub const ADMIN: &str = "admin-secret";
 pub const INVOKER: &str = "invoke-secret";
 pub const READER: &str = "read-secret";
 
+/// The lease and takeover grace of the cluster tests' nodes.
+pub const LEASE_TTL_MS: u64 = 2000;
+pub const GRACE_MS: u64 = 1000;
+
 pub fn sha256_hex(text: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(text.as_bytes()))
@@ -261,6 +265,17 @@ pub fn server_bank(name: &str) -> Option<(String, String)> {
     Some((least_privilege(&pg), least_privilege(&my)))
 }
 
+/// [`server_bank`] for a cluster test whose nodes are `nodes`: MariaDB branches an earlier,
+/// failed run of theirs left prepared are rolled back first (they would block dropping the
+/// database).
+pub fn cluster_bank(name: &str, nodes: &[&str]) -> Option<(String, String)> {
+    mysql_db("wtx_cluster_probe")?;
+    for node in nodes {
+        clear_mysql_branches(node);
+    }
+    server_bank(name)
+}
+
 /// Two SQLite files, alice (100) on participant `a` and bob (0) on `b`, and a configuration
 /// with them and `extra`.
 pub fn sqlite_bank(dir: &TestDir, extra: &str) -> (PathBuf, PathBuf, PathBuf) {
@@ -323,4 +338,39 @@ pub async fn transfer_stream_over(
         .buffer_unordered(parallel)
         .collect()
         .await
+}
+
+/// One cluster node's configuration: the bank's participants (`pg`, `my`), the shared
+/// decision log `log`, short leases ([`LEASE_TTL_MS`], [`GRACE_MS`]) and `extra` TOML.
+pub fn cluster_config(
+    dir: &TestDir,
+    node: &str,
+    bank: &(String, String),
+    log: &str,
+    extra: &str,
+) -> PathBuf {
+    write_config(
+        dir,
+        &[("pg", bank.0.clone()), ("my", bank.1.clone())],
+        &format!(
+            "node = \"{node}\"\n{extra}\n[decision_log]\nurl = \"{log}\"\n[cluster]\nlease_ttl_ms = {LEASE_TTL_MS}\ntakeover_grace_ms = {GRACE_MS}\n"
+        ),
+    )
+}
+
+/// Waits until nothing of `node` is prepared on either server; how long it took.
+pub fn wait_no_prepared(node: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let left = prepared_branches(node);
+        if left.is_empty() {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{} branches of {node} still prepared after {limit:?}: {left:?}",
+            left.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

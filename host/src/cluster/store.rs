@@ -24,11 +24,11 @@ use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{ConnectOptions, PgPool};
+use sqlx::{ConnectOptions, Connection, PgPool};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -45,6 +45,8 @@ const INSERT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long DONE marks wait to be batched.
 const DONE_DELAY: Duration = Duration::from_millis(20);
 const DONE_BATCH: usize = 1024;
+/// A writer connection idle longer than this is pinged before a batch goes on it.
+const IDLE_PING: Duration = Duration::from_secs(1);
 
 /// The batch INSERT. Returned gids have a COMMIT row (written now, or before); any other gid
 /// of the batch was refused.
@@ -121,6 +123,7 @@ impl PgDecisionStore {
             lease: lease.clone(),
             counters: counters.clone(),
             batch_max,
+            last_used: Instant::now(),
         };
         let tasks = vec![
             tokio::spawn(writer.run(queue)),
@@ -338,6 +341,7 @@ struct CommitWriter {
     lease: Arc<Lease>,
     counters: Arc<Counters>,
     batch_max: usize,
+    last_used: Instant,
 }
 
 impl CommitWriter {
@@ -379,7 +383,16 @@ impl CommitWriter {
             );
             return;
         };
-        let connection = match self.connection.take() {
+        let mut connection = self.connection.take();
+        // A connection idle for a while may have died with the server (a restart): ping it
+        // first, so the batch goes on a fresh one instead of getting a lost answer.
+        if let Some(idle) = connection.as_mut()
+            && self.last_used.elapsed() > IDLE_PING
+            && idle.ping().await.is_err()
+        {
+            connection = None;
+        }
+        let connection = match connection {
             Some(connection) => connection,
             // Nothing was sent: a connection that cannot be opened recorded nothing.
             None => match self.options.connect().await {
@@ -396,6 +409,7 @@ impl CommitWriter {
             },
         };
         let mut connection = connection;
+        self.last_used = Instant::now();
         let gids: Vec<&str> = batch.iter().map(|r| r.gid.as_str()).collect();
         let deadlines: Vec<i64> = batch.iter().map(|r| unix_millis(r.deadline)).collect();
         let answer = tokio::time::timeout(
