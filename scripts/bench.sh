@@ -9,7 +9,10 @@
 #   MariaDB's test1 and test2, the seed scenario). LAST_AGENT=a (or b) makes that participant
 #   the last agent. DURABLE=1 also counts durable writes per transaction. HTTP=1 also starts a
 #   `wasmtx serve` on loopback with the same participants, publishes the script to it and adds
-#   the `http` variant (the same transaction as an invoke over HTTP). PIN=1 runs the "separate cores" layout of
+#   the `http` variant (the same transaction as an invoke over HTTP). STORE=postgres keeps the
+#   decisions in a PostgreSQL decision log (a cluster's shared store) instead of the local
+#   file, in process and on the server; with it, NODES=N starts N servers sharing that log and
+#   spreads the http invokes over them in turn. PIN=1 runs the "separate cores" layout of
 #   BENCHMARKS.md: the database servers on the first core and wasmtx on the others, so
 #   that the host's CPU does not compete with theirs (restored when the run ends).
 set -euo pipefail
@@ -76,11 +79,33 @@ if [ "${PIN:-0}" = 1 ]; then
 fi
 wasmtx=${WASMTX:-./target/release/wasmtx}
 http=()
+store=()
+decision_log_toml=""
+if [ "${STORE:-file}" = postgres ]; then
+  # The cluster's shared decision log, in a database of its own.
+  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS wasmtx_bench_log WITH (FORCE)" -c "CREATE DATABASE wasmtx_bench_log"
+  log_url=postgres://postgres@127.0.0.1:5432/wasmtx_bench_log
+  store=(--decision-log "$log_url")
+  decision_log_toml="[decision_log]
+url = \"$log_url\""
+fi
+nodes=${NODES:-1}
+server_pids=()
+server_dirs=()
+stop_server() {
+  for pid in "${server_pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  for dir in "${server_dirs[@]}"; do rm -rf "$dir"; done
+}
 if [ "${HTTP:-0}" = 1 ]; then
-  # Its own node name and state directory: its decisions and recovery are its own.
-  server_dir=$(mktemp -d)
-  cat > "$server_dir/wasmtx.toml" <<TOML
-node = "bench-http"
+  [ "$nodes" = 1 ] || [ "${STORE:-file}" = postgres ] || { echo "NODES=$nodes needs STORE=postgres (the nodes share their decisions)" >&2; exit 2; }
+  [ "${PIN:-0}" = 1 ] || trap stop_server EXIT
+  server_urls=()
+  for n in $(seq "$nodes"); do
+    # Its own node name and state directory: its decisions and recovery are its own.
+    server_dir=$(mktemp -d)
+    server_dirs+=("$server_dir")
+    cat > "$server_dir/wasmtx.toml" <<TOML
+node = "bench-http-$n"
 state_dir = "$server_dir/state"
 [participants]
 a = "$url_a"
@@ -90,24 +115,25 @@ listen = "127.0.0.1:0"
 concurrency = $concurrency
 # The benchmark's databases are set up as postgres and root, as for the in-process variants.
 allow_superuser = ["a", "b"]
+$decision_log_toml
 TOML
-  "${pin[@]}" "$wasmtx" serve --config "$server_dir/wasmtx.toml" > "$server_dir/out" 2> "$server_dir/err" &
-  server_pid=$!
-  stop_server() { kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null; rm -rf "$server_dir"; }
-  [ "${PIN:-0}" = 1 ] || trap stop_server EXIT
-  for _ in $(seq 100); do
-    grep -q '^listening on ' "$server_dir/out" && break
-    sleep 0.1
+    "${pin[@]}" "$wasmtx" serve --config "$server_dir/wasmtx.toml" > "$server_dir/out" 2> "$server_dir/err" &
+    server_pids+=($!)
+    for _ in $(seq 100); do
+      grep -q '^listening on ' "$server_dir/out" && break
+      sleep 0.1
+    done
+    server_url=$(sed -n 's/^listening on //p' "$server_dir/out")
+    [ -n "$server_url" ] || { cat "$server_dir/err" >&2; exit 1; }
+    until curl -sf "$server_url/readyz" >/dev/null; do sleep 0.1; done
+    "$wasmtx" publish "examples/$scenario" --name "$scenario" --version 1.0.0 --server "$server_url" >/dev/null
+    server_urls+=("$server_url")
   done
-  server_url=$(sed -n 's/^listening on //p' "$server_dir/out")
-  [ -n "$server_url" ] || { cat "$server_dir/err" >&2; exit 1; }
-  until curl -sf "$server_url/readyz" >/dev/null; do sleep 0.1; done
-  "$wasmtx" publish "examples/$scenario" --name "$scenario" --version 1.0.0 --server "$server_url" >/dev/null
-  http=(--compare http --server "$server_url" --plugin "$scenario")
+  http=(--compare http --server "$(IFS=,; echo "${server_urls[*]}")" --plugin "$scenario")
 fi
 "${pin[@]}" "$wasmtx" bench "examples/$scenario" \
   -p "a=$url_a" -p "b=$url_b" \
   --concurrency "$concurrency" --transactions "$transactions" \
-  --compare native --compare plain "${http[@]}" "${durable[@]}" \
+  --compare native --compare plain "${http[@]}" "${durable[@]}" "${store[@]}" \
   --input "$input" \
   ${EXTRA:-}

@@ -1,6 +1,9 @@
 //! The `http` variant of `wasmtx bench`: the same transaction as an invoke of a plugin on a
 //! running `wasmtx serve`, over HTTP on the same machine — what the server's HTTP layer,
-//! JSON and task hand-off add to the in-process run.
+//! JSON and task hand-off add to the in-process run. Given several servers (the nodes of a
+//! cluster), the invokes go to each in turn.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -10,21 +13,27 @@ use super::runner::{BenchUnit, UnitOutcome};
 /// `POST {server}/v1/plugins/{name}/invoke` with the unit's input.
 pub struct HttpInvokeUnit {
     client: reqwest::Client,
-    url: String,
+    /// One invoke URL per server.
+    urls: Vec<String>,
+    next: AtomicUsize,
     version: Option<String>,
     token: Option<String>,
 }
 
 impl HttpInvokeUnit {
     /// `plugin` is `NAME` or `NAME@VERSION`.
-    pub fn new(server: &str, plugin: &str, token: Option<String>) -> Self {
+    pub fn new(servers: &[String], plugin: &str, token: Option<String>) -> Self {
         let (name, version) = match plugin.split_once('@') {
             Some((name, version)) => (name, Some(version.to_owned())),
             None => (plugin, None),
         };
         HttpInvokeUnit {
             client: reqwest::Client::new(),
-            url: format!("{}/v1/plugins/{name}/invoke", server.trim_end_matches('/')),
+            urls: servers
+                .iter()
+                .map(|server| format!("{}/v1/plugins/{name}/invoke", server.trim_end_matches('/')))
+                .collect(),
+            next: AtomicUsize::new(0),
             version,
             token,
         }
@@ -39,7 +48,8 @@ impl BenchUnit for HttpInvokeUnit {
         if let Some(version) = &self.version {
             body["version"] = version.clone().into();
         }
-        let mut request = self.client.post(&self.url).body(body.to_string());
+        let url = &self.urls[self.next.fetch_add(1, Ordering::Relaxed) % self.urls.len()];
+        let mut request = self.client.post(url).body(body.to_string());
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

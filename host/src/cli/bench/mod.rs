@@ -76,9 +76,10 @@ pub struct BenchArgs {
     /// Untimed transactions per variant before timing starts (warms pools and caches).
     #[arg(long, default_value_t = 50, value_name = "K")]
     warmup: u64,
-    /// For `--compare http`: the server's base URL.
-    #[arg(long, value_name = "URL", env = "WASMTX_SERVER")]
-    server: Option<String>,
+    /// For `--compare http`: the server's base URL. Repeat it (or separate with commas) to
+    /// spread the invokes over the nodes of a cluster in turn.
+    #[arg(long, value_name = "URL", env = "WASMTX_SERVER", value_delimiter = ',')]
+    server: Vec<String>,
     /// For `--compare http`: the published plugin to invoke, NAME or NAME@VERSION.
     #[arg(long, value_name = "NAME")]
     plugin: Option<String>,
@@ -177,14 +178,18 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
                 }),
             },
             Compare::Http => {
-                let (Some(server), Some(plugin)) = (&args.server, &args.plugin) else {
+                let (false, Some(plugin)) = (args.server.is_empty(), &args.plugin) else {
                     return Err(input_error(
                         "--compare http needs --server URL and --plugin NAME (published on that server)",
                     ));
                 };
                 Variant {
                     name: "http".into(),
-                    unit: Arc::new(HttpInvokeUnit::new(server, plugin, args.token.clone())),
+                    unit: Arc::new(HttpInvokeUnit::new(
+                        &args.server,
+                        plugin,
+                        args.token.clone(),
+                    )),
                 }
             }
         });
