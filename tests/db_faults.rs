@@ -385,7 +385,10 @@ fn the_shared_decision_database_crashed_mid_stream_then_restarted() {
     let statuses = stream.join().unwrap();
     let committed = statuses.iter().filter(|s| **s == Ok(200)).count();
     assert!(committed > 0, "{statuses:?}");
-    println!("{committed} of {} transfers committed through the crash", statuses.len());
+    println!(
+        "{committed} of {} transfers committed through the crash",
+        statuses.len()
+    );
 
     for (_, server) in &nodes {
         server.wait_ready(Duration::from_secs(60));

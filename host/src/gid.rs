@@ -101,6 +101,12 @@ impl Gid {
         &self.text
     }
 
+    /// The node that coordinates it (the gid's middle part).
+    pub fn node(&self) -> NodeId {
+        let node = self.text.split('.').nth(1).unwrap_or_default();
+        NodeId(node.to_owned())
+    }
+
     /// When the transaction must be decided by (to the millisecond).
     pub fn deadline(&self) -> SystemTime {
         self.ulid.datetime()

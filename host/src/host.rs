@@ -229,6 +229,21 @@ impl Host {
         )
     }
 
+    /// Recovery of `node`'s branches: this host's own [`Host::recovery`], or in a cluster
+    /// another node's ([`Host::recovery_of`]).
+    pub async fn recovery_for(&self, node: &NodeId) -> Result<Recovery, ScanFailure> {
+        if *node == self.config.node {
+            return self.recovery().await;
+        }
+        self.recovery_of(node).ok_or_else(|| ScanFailure {
+            participant: "decision log".into(),
+            message: format!(
+                "node `{node}`'s decisions are in its own decision log: this host is node `{}` and shares no decision log ([decision_log] url), so it cannot resolve that node's branches",
+                self.config.node
+            ),
+        })
+    }
+
     /// Where recovery records ABORT before a rollback: every last agent's table, and the
     /// shared decision log.
     fn decision_tables(&self) -> Vec<Arc<dyn DecisionTable>> {

@@ -29,9 +29,11 @@ use super::invoke::PluginRef;
 use super::problem::{Problem, body_rejection, parse_json};
 use super::settings::Scope;
 use super::state::AppState;
-use crate::gid::Gid;
+use crate::gid::{Gid, NodeId};
 use crate::participant::Resolution;
-use crate::recovery::{Action, BranchReport, Decision, PRESUMED_ABORT_MARGIN, RecoveryReport};
+use crate::recovery::{
+    Action, BranchReport, Decision, PRESUMED_ABORT_MARGIN, RecoveryReport, ScanFailure,
+};
 
 /// One participant's part, as far as this server can see it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -236,7 +238,7 @@ async fn recover_one(
     gid: &Gid,
     dry_run: bool,
 ) -> Result<RecoveryReport, Problem> {
-    let recovery = state.host.recovery().await.map_err(|f| {
+    let recovery = state.host.recovery_for(&gid.node()).await.map_err(|f| {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "decision-store-unavailable",
@@ -393,7 +395,7 @@ pub async fn in_doubt(
 ) -> Result<Json<InDoubtList>, Problem> {
     state.auth.check(&headers, Scope::Read)?;
     let Query(query) = query.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
-    let report = state.host.recover(true).await;
+    let report = cluster_wide_dry_run(&state).await;
     let now = SystemTime::now();
     let overdue = |gid: &Gid| match query.older_than_secs {
         None => true,
@@ -452,6 +454,34 @@ pub async fn in_doubt(
         entries,
         failures: report.failures,
     }))
+}
+
+/// What recovery would do with this node's branches and, in a cluster, every other node's
+/// (their branches on the shared participants; a dead node's local files are out of reach).
+async fn cluster_wide_dry_run(state: &AppState) -> RecoveryReport {
+    let mut report = state.host.recover(true).await;
+    let Some(cluster) = state.host.cluster() else {
+        return report;
+    };
+    match cluster.nodes().await {
+        Ok(nodes) => {
+            for row in nodes.iter().filter(|n| n.node != cluster.node().as_str()) {
+                let Ok(node) = NodeId::new(&row.node) else {
+                    continue;
+                };
+                if let Some(recovery) = state.host.recovery_of(&node) {
+                    let theirs = recovery.run(true).await;
+                    report.branches.extend(theirs.branches);
+                    report.failures.extend(theirs.failures);
+                }
+            }
+        }
+        Err(err) => report.failures.push(ScanFailure {
+            participant: "decision log".into(),
+            message: format!("cannot list the cluster's nodes: {err}"),
+        }),
+    }
+    report
 }
 
 fn refuse_if_running(state: &AppState, gid: &str) -> Result<(), Problem> {
