@@ -53,11 +53,12 @@ pub struct PluginRef {
     pub digest: String,
 }
 
-/// A transaction's answer: 200 committed, 202 committing (in doubt; see `Location`).
+/// A transaction's answer: 200 committed, 202 committing (COMMIT recorded, a branch not yet
+/// confirmed) or in-doubt (whether the COMMIT was recorded is unknown); see `Location`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InvokeResponse {
     pub gid: String,
-    /// `committed` or `committing`.
+    /// `committed`, `committing` or `in-doubt`.
     pub status: String,
     pub plugin: PluginRef,
     /// The script's output, as JSON when it is JSON.
@@ -295,7 +296,10 @@ fn json_response(status: StatusCode, body: &serde_json::Value, replayed: bool) -
 pub fn tx_status(report: &TxReport) -> &'static str {
     match report.outcome {
         Outcome::Committed => "committed",
-        Outcome::InDoubt => "committing",
+        // The output is kept only once the COMMIT is durable (phase 2 under way); without
+        // it the decision itself is unknown (its write got no answer).
+        Outcome::InDoubt if report.output.is_some() => "committing",
+        Outcome::InDoubt => "in-doubt",
         Outcome::Aborted => "aborted",
     }
 }
@@ -379,5 +383,28 @@ impl From<&Resolved> for PluginRef {
             version: resolved.version.clone(),
             digest: resolved.digest.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_doubt(output: Option<&str>) -> TxReport {
+        TxReport {
+            gid: "wtx.n.01M8VT6Q2DNA5JKSMPTE1747ZX".into(),
+            outcome: Outcome::InDoubt,
+            output: output.map(str::to_owned),
+            error: None,
+            participants: Vec::new(),
+            elapsed_ms: 1.0,
+            phases_ms: Default::default(),
+        }
+    }
+
+    #[test]
+    fn an_unknown_decision_is_in_doubt_and_a_recorded_one_is_committing() {
+        assert_eq!(tx_status(&in_doubt(Some("{}"))), "committing");
+        assert_eq!(tx_status(&in_doubt(None)), "in-doubt");
     }
 }

@@ -5,7 +5,7 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `wasmtx_build_info` | gauge | `version`, `node` |
-//! | `wasmtx_transactions_total` | counter | `plugin`, `outcome` (committed, committing, aborted) , `error` (script, trap, timeout, …, none) |
+//! | `wasmtx_transactions_total` | counter | `plugin`, `outcome` (committed, committing, in-doubt, aborted), `error` (script, trap, timeout, …, none) |
 //! | `wasmtx_transaction_duration_seconds` | histogram | `plugin`, `outcome` |
 //! | `wasmtx_phase_duration_seconds` | histogram | `phase` (queue, begin, script, prepare, decide, commit, rollback) |
 //! | `wasmtx_decision_log_batch_size`, `wasmtx_decision_log_sync_seconds` | histogram | — |
