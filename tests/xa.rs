@@ -363,63 +363,54 @@ const CRASH_POINTS: [(&str, bool); 7] = [
 /// transactions here have a 1 s deadline, and recovery adds a 5 s margin.
 const PAST_DEADLINE: Duration = Duration::from_millis(6_500);
 
-#[test]
-fn a_crash_at_every_protocol_step_is_resolved_by_recover() {
+/// The transfer crashed at every point of [`CRASH_POINTS`] under `prefix`'s nodes, `envs`
+/// set for the run and the recovery: after recovery both sides moved or neither did. Then
+/// `after(node, point, applied)` checks what else it must.
+fn crash_transfer_at_every_point(
+    prefix: &str,
+    envs: &[(&str, &str)],
+    after: impl Fn(&str, &str, bool) + Sync,
+) {
     let script = guest("examples/transfer");
     let setup = |pg: &str, my: &str| {
         server_accounts(pg, &[("alice", 100)]);
         server_accounts(my, &[("bob", 100)]);
     };
     for_each_crash_point(
-        "crash",
+        prefix,
         &CRASH_POINTS,
         setup,
         |node, point, applied, pg, my| {
             let sb = TestDir::new();
             let participants = [&format!("a={pg}")[..], &format!("b={my}")[..]];
             let input = transfer_input(("a", "alice"), ("b", "bob"), 30);
-            let report = crash_then_recover(&sb, node, point, &script, &participants, &input);
+            let report =
+                crash_then_recover_with(&sb, node, point, &script, &participants, &input, envs);
             let (alice, bob) = (server_balance(pg, "alice"), server_balance(my, "bob"));
             assert_eq!(alice + bob, 200, "{point}: total changed");
             let expected = if applied { (70, 130) } else { (100, 100) };
             assert_eq!((alice, bob), expected, "{point}: {report}");
+            after(node, point, applied);
         },
     );
+}
+
+#[test]
+fn a_crash_at_every_protocol_step_is_resolved_by_recover() {
+    crash_transfer_at_every_point("crash", &[], |_, _, _| {});
 }
 
 /// The same crash points with the decision log in PostgreSQL (a cluster's shared store):
 /// `run` and `recover` both name it, and recovery reads (and writes ABORT to) its table.
 #[test]
 fn a_crash_at_every_protocol_step_with_the_postgres_decision_log_is_resolved_by_recover() {
-    let script = guest("examples/transfer");
     let Some(log) = postgres_db("wtx_crash_shared_log") else {
         return;
     };
-    let setup = |pg: &str, my: &str| {
-        server_accounts(pg, &[("alice", 100)]);
-        server_accounts(my, &[("bob", 100)]);
-    };
-    for_each_crash_point(
+    crash_transfer_at_every_point(
         "pgcrash",
-        &CRASH_POINTS,
-        setup,
-        |node, point, applied, pg, my| {
-            let sb = TestDir::new();
-            let participants = [&format!("a={pg}")[..], &format!("b={my}")[..]];
-            let input = transfer_input(("a", "alice"), ("b", "bob"), 30);
-            let report = crash_then_recover_with(
-                &sb,
-                node,
-                point,
-                &script,
-                &participants,
-                &input,
-                &[("WASMTX_DECISION_LOG", &log)],
-            );
-            let (alice, bob) = (server_balance(pg, "alice"), server_balance(my, "bob"));
-            assert_eq!(alice + bob, 200, "{point}: total changed");
-            let expected = if applied { (70, 130) } else { (100, 100) };
-            assert_eq!((alice, bob), expected, "{point}: {report}");
+        &[("WASMTX_DECISION_LOG", &log)],
+        |node, point, applied| {
             let decided = server_sql(
                 &log,
                 &format!(
