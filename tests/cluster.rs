@@ -18,7 +18,8 @@ use wasmtx::participant::decision_table::{DecisionTable, TableDecision};
 
 const TRANSFER: &str = "examples/transfer";
 
-/// `count` nodes `{prefix}-1…`, each with its own state directory, the transfer published.
+/// `count` nodes `{prefix}-1…`, each with its own state directory, the transfer published
+/// on the first (the cluster shares its registry).
 fn start_nodes(
     prefix: &str,
     count: usize,
@@ -47,7 +48,9 @@ fn start_nodes_with(
                 _ => &[],
             };
             let server = ServerProcess::start(&dir, &config, own);
-            assert_eq!(server.publish("transfer", "1.0.0", &guest(TRANSFER)).0, 201);
+            if i == 1 {
+                assert_eq!(server.publish("transfer", "1.0.0", &guest(TRANSFER)).0, 201);
+            }
             (dir, config, server)
         })
         .collect()
@@ -306,6 +309,134 @@ fn a_second_process_with_a_live_node_id_refuses_to_start_and_a_clean_stop_frees_
         (Some(2), Some(true)),
         "{row}"
     );
+}
+
+/// A component's bytes as the server at `url` serves them for download.
+fn download(url: &str, name: &str, version: &str) -> Vec<u8> {
+    runtime().block_on(async {
+        let response = reqwest::Client::new()
+            .get(format!("{url}/v1/plugins/{name}/versions/{version}/wasm"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        response.bytes().await.unwrap().to_vec()
+    })
+}
+
+#[test]
+fn a_plugin_published_on_one_node_is_served_by_every_node() {
+    let Some(bank) = cluster_bank("cl_registry", &["clr-1", "clr-2", "clr-3"]) else {
+        return;
+    };
+    let log = postgres_db("wtx_cl_registry_log").expect("PostgreSQL answered for the bank");
+    // A node that ran on its own first, with a plugin of its own, later joins.
+    let joiner = TestDir::new();
+    let alone = write_config(
+        &joiner,
+        &[("pg", bank.0.clone()), ("my", bank.1.clone())],
+        "node = \"clr-3\"",
+    );
+    let insert_user = guest("examples/insert-user");
+    {
+        let server = ServerProcess::start(&joiner, &alone, &[]);
+        assert_eq!(server.publish("insert-user", "1.0.0", &insert_user).0, 201);
+    }
+
+    let nodes = start_nodes("clr", 2, &bank, &log, "");
+    let (one, two) = (&nodes[0].2, &nodes[1].2);
+    // Published on node 1 before node 2 started: node 2 invokes it.
+    let (status, body) = two.invoke("transfer", transfer_body(("pg", "alice"), ("my", "bob"), 1));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        download(&two.url, "transfer", "1.0.0"),
+        std::fs::read(guest(TRANSFER)).unwrap()
+    );
+
+    // Published on node 1 while node 2 runs: invocable there as soon as the publish returns.
+    assert_eq!(one.publish("transfer", "2.0.0", &guest(TRANSFER)).0, 201);
+    let mut body = transfer_body(("pg", "alice"), ("my", "bob"), 1);
+    body["version"] = "2.0.0".into();
+    let (status, answer) = two.invoke("transfer", body.clone());
+    assert_eq!(
+        (status, answer["plugin"]["version"].as_str()),
+        (200, Some("2.0.0")),
+        "{answer}"
+    );
+    // Versions stay immutable across the cluster.
+    let (status, refused) = two.publish("transfer", "2.0.0", &insert_user);
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (409, Some("version-exists")),
+        "{refused}"
+    );
+    assert_eq!(two.publish("transfer", "2.0.0", &guest(TRANSFER)).0, 200);
+
+    // An alias set on node 2 is what node 1 shows and resolves.
+    let (status, _) = http(
+        &two.url,
+        "PUT",
+        "/v1/plugins/transfer/aliases/stable",
+        Some(ADMIN),
+        Some(serde_json::json!({"version": "1.0.0"})),
+    );
+    assert_eq!(status, 200);
+    let (status, detail) = http(&one.url, "GET", "/v1/plugins/transfer", Some(READER), None);
+    assert_eq!(
+        (status, detail["aliases"]["stable"].as_str()),
+        (200, Some("1.0.0")),
+        "{detail}"
+    );
+
+    // Withdrawn on node 2: node 1 refuses it within the mirror's poll.
+    let (status, _) = http(
+        &two.url,
+        "DELETE",
+        "/v1/plugins/transfer/versions/2.0.0",
+        Some(ADMIN),
+        None,
+    );
+    assert_eq!(status, 200);
+    let withdrawn = Instant::now();
+    loop {
+        let (status, answer) = one.invoke("transfer", body.clone());
+        if status == 410 {
+            assert_eq!(answer["code"], "plugin-withdrawn", "{answer}");
+            break;
+        }
+        assert_eq!(status, 200, "{answer}");
+        assert!(
+            withdrawn.elapsed() < Duration::from_secs(3),
+            "node 1 still invokes a version withdrawn on node 2"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The joining node's own plugin becomes the cluster's, bytes and all.
+    let config = cluster_config(&joiner, "clr-3", &bank, &log, "");
+    let three = ServerProcess::start(&joiner, &config, &[]);
+    let (status, version) = http(
+        &one.url,
+        "GET",
+        "/v1/plugins/insert-user/versions/1.0.0",
+        Some(READER),
+        None,
+    );
+    assert_eq!(status, 200, "{version}");
+    assert_eq!(
+        download(&one.url, "insert-user", "1.0.0"),
+        std::fs::read(&insert_user).unwrap()
+    );
+    let (status, listed) = http(&three.url, "GET", "/v1/plugins", Some(READER), None);
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!((status, names), (200, vec!["insert-user", "transfer"]));
+    assert_eq!(bank_total(&bank.0, &bank.1), 2000);
 }
 
 // ── the shared store, in process ─────────────────────────────────────────────────────────

@@ -366,15 +366,14 @@ fn the_shared_decision_database_crashed_mid_stream_then_restarted() {
             let dir = TestDir::new();
             let config = cluster_config(&dir, node, &bank, &log, "[limits]\ntimeout_secs = 2");
             let server = ServerProcess::start(&dir, &config, &[]);
-            assert_eq!(
-                server
-                    .publish("transfer", "1.0.0", &guest("examples/transfer"))
-                    .0,
-                201
-            );
             (dir, server)
         })
         .collect();
+    // One publish serves both: the cluster shares its registry.
+    let (status, _) = nodes[0]
+        .1
+        .publish("transfer", "1.0.0", &guest("examples/transfer"));
+    assert_eq!(status, 201);
     let urls: Vec<String> = nodes.iter().map(|(_, s)| s.url.clone()).collect();
     let stream =
         std::thread::spawn(move || runtime().block_on(transfer_stream_over(urls, 1500, 8)));

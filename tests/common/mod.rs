@@ -284,14 +284,7 @@ pub fn postgres_db(database: &str) -> Option<String> {
 
 /// The MariaDB/MySQL server of the tests, with the `database` created afresh.
 pub fn mysql_db(database: &str) -> Option<String> {
-    let ready = block_on(async {
-        use sqlx::Connection;
-        sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306/")
-            .await?
-            .close()
-            .await
-    });
-    if !server_available("MariaDB", ready) {
+    if !mysql_reachable() {
         return None;
     }
     // The test's node is named after its database (see `node_of`).
@@ -307,6 +300,18 @@ pub fn mysql_db(database: &str) -> Option<String> {
         conn.close().await
     });
     server_available("MariaDB", ready).then(|| format!("mysql://root@127.0.0.1:3306/{database}"))
+}
+
+/// Whether the MariaDB/MySQL server of the tests answers (under CI it must: a panic if not).
+pub fn mysql_reachable() -> bool {
+    let ready = block_on(async {
+        use sqlx::Connection;
+        sqlx::MySqlConnection::connect("mysql://root@127.0.0.1:3306/")
+            .await?
+            .close()
+            .await
+    });
+    server_available("MariaDB", ready)
 }
 
 /// The node id a test uses with `database`: its name without the `wtx_` prefix and `_`.

@@ -92,7 +92,8 @@ impl Cluster {
             options.get_database().unwrap_or("")
         );
         let pool = PgPoolOptions::new()
-            .max_connections(4)
+            // Lease, adoption, DONE marks, the registry and its change listener.
+            .max_connections(6)
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect_with(options)
             .await
@@ -156,6 +157,11 @@ impl Cluster {
 
     pub fn store(&self) -> &Arc<PgDecisionStore> {
         &self.store
+    }
+
+    /// The decision database, which also holds the cluster's plugin registry.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 
     /// Adopts every node whose lease lapsed more than the grace period ago and that no

@@ -5,7 +5,9 @@
 use sqlx::PgPool;
 
 /// Every statement, idempotent. The `node` row is the lease and its incarnation the
-/// fencing token; the `decision` row's primary key is the arbiter (first INSERT wins).
+/// fencing token; the `decision` row's primary key is the arbiter (first INSERT wins). The
+/// plugin registry's blobs, versions and aliases follow; every registry write adds one to
+/// `registry_generation`, which tells a node's mirror whether it is current.
 pub const SCHEMA: &str = r"
 CREATE SCHEMA IF NOT EXISTS wasmtx;
 CREATE TABLE IF NOT EXISTS wasmtx.node (
@@ -33,6 +35,35 @@ CREATE TABLE IF NOT EXISTS wasmtx.decision (
   done_at      timestamptz
 );
 CREATE INDEX IF NOT EXISTS decision_pending ON wasmtx.decision (node_id) WHERE done_at IS NULL AND outcome = 1;
+CREATE TABLE IF NOT EXISTS wasmtx.blob (
+  digest       bytea       PRIMARY KEY CHECK (length(digest) = 32),
+  size         bigint      NOT NULL,
+  bytes        bytea       NOT NULL,
+  created_at   timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE TABLE IF NOT EXISTS wasmtx.plugin_version (
+  name         text        NOT NULL,
+  version      text        NOT NULL,
+  digest       bytea       NOT NULL REFERENCES wasmtx.blob (digest),
+  size         bigint      NOT NULL,
+  published_at timestamptz NOT NULL,
+  published_by text,
+  withdrawn_at timestamptz,
+  PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS wasmtx.plugin_alias (
+  name         text        NOT NULL,
+  alias        text        NOT NULL,
+  version      text        NOT NULL,
+  updated_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+  PRIMARY KEY (name, alias),
+  FOREIGN KEY (name, version) REFERENCES wasmtx.plugin_version (name, version)
+);
+CREATE TABLE IF NOT EXISTS wasmtx.registry_generation (
+  only_row     boolean     PRIMARY KEY DEFAULT true CHECK (only_row),
+  generation   bigint      NOT NULL
+);
+INSERT INTO wasmtx.registry_generation VALUES (true, 0) ON CONFLICT DO NOTHING;
 ";
 
 /// A key of its own for `pg_advisory_xact_lock`, so concurrent creators wait for each other.

@@ -35,6 +35,11 @@ pub enum RegistryError {
     },
     #[error("the component was refused: {0}")]
     Rejected(LoadError),
+    #[error("the shared plugin registry in PostgreSQL cannot {action}: {source}; retry")]
+    Database {
+        action: &'static str,
+        source: sqlx::Error,
+    },
     #[error("cannot {action} {path}: {source}")]
     Io {
         path: PathBuf,
@@ -63,7 +68,12 @@ impl RegistryError {
             RegistryError::Rejected(LoadError::Read { .. }) | RegistryError::Io { .. } => {
                 "registry-io"
             }
+            RegistryError::Database { .. } => "registry-unavailable",
         }
+    }
+
+    pub(super) fn database(action: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
+        move |source| RegistryError::Database { action, source }
     }
 
     pub(super) fn io(path: impl Into<PathBuf>, action: &'static str, source: io::Error) -> Self {

@@ -193,6 +193,49 @@ impl Index {
         Ok(true)
     }
 
+    /// Adds what `other` has and this index lacks: versions (as they are there, withdrawn
+    /// or not) and aliases whose name is free here and whose version is usable. A version
+    /// both have with different bytes keeps this index's and is reported. Returns whether
+    /// anything was added, and the conflicts as `name@version`.
+    pub fn merge_missing(&mut self, other: &Index) -> (bool, Vec<String>) {
+        let (mut added, mut conflicts) = (false, Vec::new());
+        for (name, theirs) in &other.plugins {
+            for (version, entry) in &theirs.versions {
+                match self.plugins.get(name).and_then(|p| p.versions.get(version)) {
+                    Some(ours) if ours.digest != entry.digest => {
+                        conflicts.push(format!("{name}@{version}"));
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.insert(name, version, entry.clone());
+                        added = true;
+                    }
+                }
+            }
+            for (alias, version) in &theirs.aliases {
+                let plugin = self.plugins.entry(name.clone()).or_default();
+                let usable = plugin
+                    .versions
+                    .get(version)
+                    .is_some_and(|e| e.withdrawn_at.is_none());
+                if usable && !plugin.aliases.contains_key(alias) {
+                    plugin.aliases.insert(alias.clone(), version.clone());
+                    added = true;
+                }
+            }
+        }
+        (added, conflicts)
+    }
+
+    /// Every digest a version names, each once.
+    pub fn digests(&self) -> std::collections::BTreeSet<&str> {
+        self.plugins
+            .values()
+            .flat_map(|p| p.versions.values())
+            .map(|e| e.digest.as_str())
+            .collect()
+    }
+
     pub fn summaries(&self) -> Vec<PluginSummary> {
         self.plugins
             .iter()

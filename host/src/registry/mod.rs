@@ -29,6 +29,8 @@ mod durable;
 mod error;
 mod index;
 mod names;
+mod plugins;
+mod postgres;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -39,11 +41,13 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tempfile::NamedTempFile;
 
 use crate::script::Sandbox;
 pub use error::RegistryError;
 use index::{Index, PublishCheck, VersionEntry};
 pub use names::{LATEST, Selector};
+pub use plugins::Plugins;
 
 /// Staged uploads older than this are left by a crash and removed when a registry opens.
 const STALE_UPLOAD: Duration = Duration::from_secs(3600);
@@ -69,6 +73,42 @@ struct FileId {
     inode: u64,
     modified_ns: i128,
     size: u64,
+}
+
+/// What [`Registry::check_upload`] found.
+pub(crate) enum Upload {
+    /// The same bytes are published under this version already.
+    Same(Published),
+    New(NewVersion),
+}
+
+/// A checked upload of a version not in the index as last read.
+pub(crate) struct NewVersion {
+    name: String,
+    version: String,
+    entry: VersionEntry,
+    /// The bytes, in the staging directory until kept.
+    staged: NamedTempFile,
+}
+
+impl NewVersion {
+    /// Adds the version to `index`, unless it was published meanwhile (then the same bytes
+    /// are `created: false`, other bytes [`RegistryError::VersionExists`]).
+    fn record(&self, index: &mut Index) -> Result<Published, RegistryError> {
+        let (name, version, digest) = (&self.name, &self.version, &self.entry.digest);
+        if let PublishCheck::Same(info) = index.check_publish(name, version, digest)? {
+            return Ok(Published {
+                info,
+                created: false,
+            });
+        }
+        index.insert(name, version, self.entry.clone());
+        tracing::info!(plugin = %name, %version, %digest, "published");
+        Ok(Published {
+            info: self.entry.info(name, version),
+            created: true,
+        })
+    }
 }
 
 /// What [`Registry::publish`] did.
@@ -164,59 +204,101 @@ impl Registry {
         bytes: &[u8],
         published_by: Option<&str>,
     ) -> Result<Published, RegistryError> {
+        let upload = match self.check_upload(sandbox, name, version, bytes, published_by)? {
+            Upload::Same(published) => return Ok(published),
+            Upload::New(upload) => upload,
+        };
+        self.write(|index| {
+            let published = upload.record(index)?;
+            if published.created {
+                self.keep_blob(upload.staged, &upload.entry.digest)?;
+            }
+            let created = published.created;
+            Ok((published, created))
+        })
+    }
+
+    /// The part of publishing before the index is written: the names checked, a repeat of
+    /// the same bytes answered from the index as read now, otherwise the bytes staged and
+    /// checked by [`Sandbox::load`]. A refused upload leaves nothing behind.
+    pub(crate) fn check_upload(
+        &self,
+        sandbox: &Sandbox,
+        name: &str,
+        version: &str,
+        bytes: &[u8],
+        published_by: Option<&str>,
+    ) -> Result<Upload, RegistryError> {
         names::check_name(name)?;
         let version = names::parse_version(version)?.to_string();
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        let digest = digest_of(bytes);
         // Answer a repeat or a conflict without compiling anything.
         if let PublishCheck::Same(info) = self
             .current()?
             .index
             .check_publish(name, &version, &digest)?
         {
-            return Ok(Published {
+            return Ok(Upload::Same(Published {
                 info,
                 created: false,
-            });
+            }));
         }
         let staged = durable::stage(&self.staging_dir(), bytes)?;
         sandbox.load(staged.path()).map_err(|e| {
             RegistryError::Rejected(error::relabel(e, &format!("{name}@{version}")))
         })?;
-
-        self.write(|index| {
-            // Someone may have published this version while the component was checked.
-            if let PublishCheck::Same(info) = index.check_publish(name, &version, &digest)? {
-                return Ok((
-                    Published {
-                        info,
-                        created: false,
-                    },
-                    false,
-                ));
-            }
-            let blob = self.blob_path(&digest);
-            if blob.is_file() {
-                drop(staged); // the same bytes are stored already, under another version
-            } else {
-                durable::install(staged, &blob)?;
-            }
-            let entry = VersionEntry {
-                digest: digest.clone(),
+        Ok(Upload::New(NewVersion {
+            name: name.to_owned(),
+            version,
+            entry: VersionEntry {
+                digest,
                 size: bytes.len() as u64,
                 published_at: now(),
                 published_by: published_by.map(str::to_owned),
                 withdrawn_at: None,
-            };
-            let info = entry.info(name, &version);
-            index.insert(name, &version, entry);
-            tracing::info!(plugin = name, version, digest, "published");
-            Ok((
-                Published {
-                    info,
-                    created: true,
-                },
-                true,
-            ))
+            },
+            staged,
+        }))
+    }
+
+    /// Stores a checked upload as the blob of `digest`, unless these bytes are stored
+    /// already (under another version).
+    pub(crate) fn keep_blob(
+        &self,
+        staged: NamedTempFile,
+        digest: &str,
+    ) -> Result<(), RegistryError> {
+        let blob = self.blob_path(digest);
+        if blob.is_file() {
+            drop(staged);
+            Ok(())
+        } else {
+            durable::install(staged, &blob)
+        }
+    }
+
+    /// Stores `bytes` as the blob of `digest` (`sha256:<hex>`), after checking that they
+    /// are: a mirror's copy of a blob kept elsewhere.
+    pub(crate) fn store_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), RegistryError> {
+        check_blob(digest, bytes, self.blob_path(digest))?;
+        self.keep_blob(durable::stage(&self.staging_dir(), bytes)?, digest)
+    }
+
+    pub(crate) fn has_blob(&self, digest: &str) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// The index as it is now.
+    pub(crate) fn snapshot(&self) -> Result<Index, RegistryError> {
+        Ok(self.current()?.index.clone())
+    }
+
+    /// Replaces the index with `index`, durably: a mirror taking a shared registry's
+    /// state. Every blob it names must be stored first.
+    pub(crate) fn mirror(&self, index: Index) -> Result<(), RegistryError> {
+        self.write(|current| {
+            *current = index;
+            Ok(((), true))
         })
     }
 
@@ -278,28 +360,13 @@ impl Registry {
         alias: &str,
         version: &str,
     ) -> Result<PluginDetail, RegistryError> {
-        names::check_name(name)?;
-        names::check_alias(alias)?;
-        let version = names::parse_version(version)?.to_string();
-        self.write(|index| {
-            index.set_alias(name, alias, &version)?;
-            tracing::info!(plugin = name, alias, version, "alias set");
-            Ok((index.detail(name)?, true))
-        })
+        self.write(alias_change(name, alias, version)?)
     }
 
     /// Withdraws `name@version`: it can no longer be resolved, but its bytes and digest stay.
     /// Withdrawing it again changes nothing.
     pub fn withdraw(&self, name: &str, version: &str) -> Result<VersionInfo, RegistryError> {
-        names::check_name(name)?;
-        let version = names::parse_version(version)?.to_string();
-        self.write(|index| {
-            let changed = index.withdraw(name, &version, &now())?;
-            if changed {
-                tracing::info!(plugin = name, version, "withdrawn");
-            }
-            Ok((index.entry(name, &version)?.info(name, &version), changed))
-        })
+        self.write(withdrawal(name, version)?)
     }
 
     /// The component file stored for `digest` (`sha256:<hex>`), for download. A string that
@@ -385,6 +452,41 @@ impl Registry {
     }
 }
 
+/// Setting an alias, its names checked, as a change of an index (which reports whether it
+/// changed anything).
+pub(crate) fn alias_change(
+    name: &str,
+    alias: &str,
+    version: &str,
+) -> Result<impl FnOnce(&mut Index) -> Result<(PluginDetail, bool), RegistryError>, RegistryError> {
+    names::check_name(name)?;
+    names::check_alias(alias)?;
+    let version = names::parse_version(version)?.to_string();
+    let (name, alias) = (name.to_owned(), alias.to_owned());
+    Ok(move |index: &mut Index| {
+        index.set_alias(&name, &alias, &version)?;
+        tracing::info!(plugin = name, alias, version, "alias set");
+        Ok((index.detail(&name)?, true))
+    })
+}
+
+/// Withdrawing a version, its names checked, as a change of an index.
+pub(crate) fn withdrawal(
+    name: &str,
+    version: &str,
+) -> Result<impl FnOnce(&mut Index) -> Result<(VersionInfo, bool), RegistryError>, RegistryError> {
+    names::check_name(name)?;
+    let version = names::parse_version(version)?.to_string();
+    let name = name.to_owned();
+    Ok(move |index: &mut Index| {
+        let changed = index.withdraw(&name, &version, &now())?;
+        if changed {
+            tracing::info!(plugin = name, version, "withdrawn");
+        }
+        Ok((index.entry(&name, &version)?.info(&name, &version), changed))
+    })
+}
+
 impl FileId {
     fn of(meta: &fs::Metadata) -> FileId {
         use std::os::unix::fs::MetadataExt;
@@ -417,6 +519,24 @@ fn read_index(path: &Path) -> Result<Index, RegistryError> {
         return Err(RegistryError::io(path, "parse", e));
     }
     Ok(index)
+}
+
+/// `sha256:<hex>` of `bytes`: how the registry names a component.
+fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// An error about `path` unless `bytes` are the component named `digest`.
+fn check_blob(digest: &str, bytes: &[u8], path: impl Into<PathBuf>) -> Result<(), RegistryError> {
+    let actual = digest_of(bytes);
+    if actual == digest {
+        return Ok(());
+    }
+    let e = std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("the bytes have digest {actual}, not {digest}"),
+    );
+    Err(RegistryError::io(path, "store", e))
 }
 
 fn now() -> String {

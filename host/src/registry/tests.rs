@@ -76,10 +76,6 @@ impl Fixture {
     }
 }
 
-fn digest_of(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
 fn code<T: std::fmt::Debug>(result: Result<T, RegistryError>) -> &'static str {
     result.expect_err("expected an error").code()
 }
@@ -526,5 +522,40 @@ fn two_registries_on_one_directory_see_each_others_writes() {
     assert_eq!(
         code(other.resolve("transfer", Some("1.1.0"))),
         "plugin-withdrawn"
+    );
+}
+
+#[test]
+fn joining_a_shared_index_adds_what_it_lacks_and_keeps_its_own_bytes_on_a_conflict() {
+    let entry = |digest: &str| VersionEntry {
+        digest: digest.into(),
+        size: 1,
+        published_at: "2026-01-01T00:00:00.000Z".into(),
+        published_by: None,
+        withdrawn_at: None,
+    };
+    let mut shared = Index::default();
+    shared.insert("p", "1.0.0", entry("sha256:aa"));
+    let mut ours = Index::default();
+    ours.insert("p", "1.0.0", entry("sha256:bb"));
+    ours.insert("p", "1.1.0", entry("sha256:cc"));
+    ours.insert("q", "0.1.0", entry("sha256:dd"));
+    ours.set_alias("p", "stable", "1.1.0").unwrap();
+
+    let (added, conflicts) = shared.merge_missing(&ours);
+    assert!(added);
+    assert_eq!(conflicts, ["p@1.0.0"]);
+    assert_eq!(shared.entry("p", "1.0.0").unwrap().digest, "sha256:aa");
+    assert_eq!(shared.entry("p", "1.1.0").unwrap().digest, "sha256:cc");
+    assert_eq!(shared.entry("q", "0.1.0").unwrap().digest, "sha256:dd");
+    assert_eq!(shared.plugins["p"].aliases["stable"], "1.1.0");
+    assert_eq!(
+        shared.digests().into_iter().collect::<Vec<_>>(),
+        ["sha256:aa", "sha256:cc", "sha256:dd"]
+    );
+    // Merging again adds nothing.
+    assert_eq!(
+        shared.merge_missing(&ours),
+        (false, vec!["p@1.0.0".to_owned()])
     );
 }

@@ -98,6 +98,7 @@ pub async fn invoke(
     let resolved = state
         .registry
         .resolve(&name, request.version.as_deref())
+        .await
         .map_err(registry_problem)?;
     let chosen: Vec<String> = match &request.participants {
         Some(names) if names.is_empty() => {

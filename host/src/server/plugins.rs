@@ -24,6 +24,7 @@ pub fn registry_problem(err: RegistryError) -> Problem {
         }
         RegistryError::Withdrawn { .. } => StatusCode::GONE,
         RegistryError::VersionExists { .. } => StatusCode::CONFLICT,
+        RegistryError::Database { .. } => StatusCode::SERVICE_UNAVAILABLE,
         RegistryError::Io { .. }
         | RegistryError::Rejected(crate::script::LoadError::Read { .. }) => {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -50,15 +51,17 @@ pub async fn publish(
 ) -> Result<Response, Problem> {
     let caller = state.auth.check(&headers, Scope::Admin)?;
     let bytes = body.map_err(|r| body_rejection(r, state.settings.max_upload_bytes))?;
-    let registry = state.registry.clone();
-    let sandbox = state.host.sandbox().clone();
     // Checking compiles the component: seconds of CPU for a large one, off the async pool.
-    let published = tokio::task::spawn_blocking(move || {
-        registry.publish(&sandbox, &name, &version, &bytes, Some(caller.name()))
-    })
-    .await
-    .map_err(Problem::internal)?
-    .map_err(registry_problem)?;
+    let published = state
+        .registry
+        .publish(
+            name,
+            version,
+            bytes.to_vec(),
+            Some(caller.name().to_owned()),
+        )
+        .await
+        .map_err(registry_problem)?;
     let status = if published.created {
         StatusCode::CREATED
     } else {
@@ -74,7 +77,7 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Vec<PluginSummary>>, Problem> {
     state.auth.check(&headers, Scope::Read)?;
-    Ok(Json(state.registry.list()))
+    Ok(Json(state.registry.list().await))
 }
 
 #[utoipa::path(get, path = "/v1/plugins/{name}", tag = "plugins", params(("name" = String, Path)),
@@ -89,6 +92,7 @@ pub async fn show(
     state
         .registry
         .show(&name)
+        .await
         .map(Json)
         .map_err(registry_problem)
 }
@@ -106,6 +110,7 @@ pub async fn version(
     state
         .registry
         .version(&name, &version)
+        .await
         .map(Json)
         .map_err(registry_problem)
 }
@@ -124,6 +129,7 @@ pub async fn download(
     let info = state
         .registry
         .version(&name, &version)
+        .await
         .map_err(registry_problem)?;
     let bytes = tokio::fs::read(state.registry.blob_path(&info.digest))
         .await
@@ -164,6 +170,7 @@ pub async fn set_alias(
     state
         .registry
         .set_alias(&name, &alias, &request.version)
+        .await
         .map(Json)
         .map_err(registry_problem)
 }
@@ -182,6 +189,7 @@ pub async fn withdraw(
     state
         .registry
         .withdraw(&name, &version)
+        .await
         .map(Json)
         .map_err(registry_problem)
 }

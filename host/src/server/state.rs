@@ -19,7 +19,7 @@ use super::settings::ServerSettings;
 use crate::cluster::LeaseStatus;
 use crate::config::Config;
 use crate::host::Host;
-use crate::registry::{Registry, Resolved};
+use crate::registry::{Plugins, Resolved};
 use crate::script::ScriptLogic;
 
 /// A transaction running on this server now.
@@ -38,7 +38,7 @@ pub type KeyLock = Arc<tokio::sync::Mutex<()>>;
 pub struct AppState {
     pub host: Host,
     pub settings: ServerSettings,
-    pub registry: Arc<Registry>,
+    pub registry: Arc<Plugins>,
     pub history: History,
     pub auth: Auth,
     pub metrics: Metrics,
@@ -88,8 +88,13 @@ impl AppState {
     pub async fn open(host: Host, settings: ServerSettings, lock: File) -> Result<Self, String> {
         let config = host.config();
         let registry = Arc::new(
-            Registry::open(&config.state_dir.join("plugins"))
-                .map_err(|e| format!("cannot open the plugin registry: {e}"))?,
+            Plugins::open(
+                &config.state_dir.join("plugins"),
+                host.cluster().map(|cluster| cluster.pool().clone()),
+                host.sandbox(),
+            )
+            .await
+            .map_err(|e| format!("cannot open the plugin registry: {e}"))?,
         );
         let history_path = config
             .state_dir
