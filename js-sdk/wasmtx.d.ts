@@ -64,5 +64,9 @@ export function info(message: string): void;
 export function warn(message: string): void;
 export function error(message: string): void;
 
-/** The component's `run` export from `fn(request) -> response`, JSON in and out. */
+/**
+ * The component's `run` export from `fn(request) -> response`, JSON in and out. A thrown
+ * WasmtxError aborts with its message; any other exception is logged at error level and
+ * traps.
+ */
 export function run<I = any, O = unknown>(fn: (request: I) => O): (input: string) => string;

@@ -200,9 +200,10 @@ export const error = (m) => log('error', m);
 /**
  * Wraps `fn(request) -> response` as the component's `run` export, JSON in and out:
  * `export const run = wasmtx.run((request) => ...)`. A thrown WasmtxError (Abort, a
- * failed statement) votes abort with its message. jco's QuickJS bindings turn any other
- * exception into the export's `err` too, so it also aborts (kind `script`) with its
- * message rather than trapping.
+ * failed statement) votes abort with its message. Any other exception is a bug in the
+ * script: it is logged at error level (name, message, stack) and the script traps, so the
+ * transaction aborts with kind `trap` and an error quoting that log line — as a Python
+ * exception or a Rust panic does.
  */
 export function run(fn) {
   return (input) => {
@@ -215,8 +216,19 @@ export function run(fn) {
     try {
       return JSON.stringify(fn(request));
     } catch (e) {
-      if (e instanceof Error) throw e instanceof WasmtxError ? e.message : `${e.name}: ${e.message}`;
-      throw e;
+      if (e instanceof WasmtxError) throw e.message;
+      error(describe(e));
+      // jco's bindings hand a thrown string back as the export's error; anything else
+      // cannot be converted to one, and the component traps.
+      throw Symbol('uncaught exception');
     }
   };
+}
+
+function describe(e) {
+  if (e instanceof Error) {
+    const stack = e.stack ? `\n${e.stack.trimEnd()}` : '';
+    return `uncaught ${e.name}: ${e.message}${stack}`;
+  }
+  return `uncaught exception: ${String(e)}`;
 }

@@ -1,9 +1,9 @@
 //! Scripts written in Python and JavaScript, end to end through the real CLI: the SDKs'
 //! examples built with the pinned componentize-py and jco (each once per test process) and
-//! run on SQLite and on PostgreSQL + MariaDB — commit, script abort, an exception (in
-//! Python a trap carrying its traceback, in JavaScript an abort naming the error), a failed
-//! statement the script ignored (aborted) — the hostile behaviours that matter for an
-//! interpreter (a loop, a memory bomb, huge output, deep recursion), and the instance pool
+//! run on SQLite and on PostgreSQL + MariaDB — commit, script abort, an exception (a trap
+//! carrying the Python traceback or the JavaScript error and its stack), a failed statement
+//! the script ignored (aborted) — the hostile behaviours that matter for an interpreter (a
+//! loop, a memory bomb, huge output, deep recursion) in both languages, and the instance pool
 //! sized from what a component needs, as `run` and `inspect` report it.
 
 mod common;
@@ -55,11 +55,11 @@ fn lock<T: Default>(built: &'static OnceLock<Mutex<T>>) -> std::sync::MutexGuard
         .unwrap_or_else(|e| e.into_inner())
 }
 
-/// Builds a JavaScript example (relative to the repository root) with its pinned jco, once
-/// per test process (`npm ci` first when its `node_modules` is missing); `None`, after saying
+/// Builds a JavaScript script directory (relative to the repository root) with its pinned
+/// jco, once per test process (`npm ci` first when its `node_modules` is missing); `None`, after saying
 /// why, when npm is not installed (a failure under CI, where scripts/test.sh installs it).
 fn js_guest(dir: &str) -> Option<PathBuf> {
-    static BUILT: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
+    static BUILT: OnceLock<Mutex<std::collections::HashMap<String, PathBuf>>> = OnceLock::new();
     let npm = |args: &[&str]| {
         std::process::Command::new("npm")
             .args(args)
@@ -70,7 +70,7 @@ fn js_guest(dir: &str) -> Option<PathBuf> {
         return tool_missing("npm is not installed");
     }
     let mut built = lock(&BUILT);
-    if let Some(path) = built.as_ref() {
+    if let Some(path) = built.get(dir) {
         return Some(path.clone());
     }
     let mut steps = vec![&["run", "build"][..]];
@@ -88,7 +88,7 @@ fn js_guest(dir: &str) -> Option<PathBuf> {
     }
     let name = Path::new(dir).file_name().unwrap().to_str().unwrap();
     let wasm = repo().join(dir).join("build").join(format!("{name}.wasm"));
-    *built = Some(wasm.clone());
+    built.insert(dir.to_owned(), wasm.clone());
     Some(wasm)
 }
 
@@ -216,21 +216,24 @@ fn python_insert_user_reaches_test1_and_test2_or_neither_on_sqlite() {
     assert_eq!(json["error"]["message"], "username must not be empty");
 }
 
-/// The hostile script's `action` on fresh accounts files: the run's exit status and
-/// report, and the test directory with the `a` file.
-fn hostile_on_sqlite(action: &str) -> Option<(Option<i32>, serde_json::Value, TestDir, PathBuf)> {
-    let script = python_guest("tests/guests/python-hostile")?;
+/// A hostile guest's `action` on fresh accounts files ([`two_accounts`]): the run's exit
+/// status and report, and the test directory with the `a` file.
+fn hostile_on_sqlite(
+    script: &Path,
+    action: &str,
+) -> (Option<i32>, serde_json::Value, TestDir, PathBuf) {
     let sb = TestDir::new();
     let (a, _, participants) = two_accounts(&sb);
-    let (out, json) = sb.run_json(&script, &participants, &hostile_input(action));
-    Some((out.status.code(), json, sb, a))
+    let (out, json) = sb.run_json(script, &participants, &hostile_input(action));
+    (out.status.code(), json, sb, a)
 }
 
 #[test]
 fn a_python_exception_is_a_trap_carrying_its_traceback() {
-    let Some((code, json, _sb, a)) = hostile_on_sqlite("raise") else {
+    let Some(script) = python_guest("tests/guests/python-hostile") else {
         return;
     };
+    let (code, json, _sb, a) = hostile_on_sqlite(&script, "raise");
     assert_eq!(
         (code, &json["outcome"]),
         (Some(1), &"aborted".into()),
@@ -248,9 +251,22 @@ fn a_python_exception_is_a_trap_carrying_its_traceback() {
 
 #[test]
 fn a_failed_statement_the_python_script_ignores_still_aborts() {
-    let Some((code, json, _sb, a)) = hostile_on_sqlite("ignore-failure") else {
-        return;
-    };
+    if let Some(script) = python_guest("tests/guests/python-hostile") {
+        ignored_failure_still_aborts(&script);
+    }
+}
+
+#[test]
+fn a_failed_statement_the_js_script_ignores_still_aborts() {
+    if let Some(script) = js_guest("tests/guests/js-hostile") {
+        ignored_failure_still_aborts(&script);
+    }
+}
+
+/// A hostile guest inserts carol, then catches the failure of a second statement and
+/// returns normally: the transaction still aborts, and carol is not there.
+fn ignored_failure_still_aborts(script: &Path) {
+    let (code, json, _sb, a) = hostile_on_sqlite(script, "ignore-failure");
     assert_eq!(
         (code, &json["outcome"]),
         (Some(1), &"aborted".into()),
@@ -266,59 +282,78 @@ fn hostile_python_is_contained() {
     let Some(script) = python_guest("tests/guests/python-hostile") else {
         return;
     };
+    contained(
+        &script,
+        &[
+            // Printing is captured up to limits.max_stdio_bytes and the rest dropped.
+            ("print", "committed"),
+            // CPython keeps Python frames on its heap: unbounded recursion is a memory bomb.
+            ("stack", "memory"),
+        ],
+    );
+}
+
+#[test]
+fn hostile_javascript_is_contained() {
+    let Some(script) = js_guest("tests/guests/js-hostile") else {
+        return;
+    };
+    let results = contained(
+        &script,
+        &[
+            // Log lines past limits.max_log_lines are dropped.
+            ("log", "committed"),
+            // QuickJS recurses on the wasm stack: the sandbox's stack limit stops it.
+            ("stack", "trap"),
+        ],
+    );
+    let message = results[1]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("limits.stack_kib"), "{message}");
+}
+
+/// Runs a hostile guest on [`two_accounts`]: an endless loop times out, a memory bomb hits
+/// the memory limit, a huge output the output limit; then each `(action, expected)` of the
+/// language ends as expected (`committed`, or aborted with that error kind). Alice's
+/// balance stays untouched. The JSON reports of `cases`, in order.
+fn contained(script: &Path, cases: &[(&str, &str)]) -> Vec<serde_json::Value> {
     let sb = TestDir::new();
     let (a, _, participants) = two_accounts(&sb);
-    let run = |action: &str, flags: &[&str]| {
+    let common: [(&str, &[&str], &str); 3] = [
+        ("loop", &["--timeout", "2"], "timeout"),
+        ("memory", &[], "memory"),
+        ("output", &[], "limit"),
+    ];
+    let all = common.into_iter().chain(
+        cases
+            .iter()
+            .map(|&(action, expected)| (action, &[][..], expected)),
+    );
+    let mut results = Vec::new();
+    for (action, flags, expected) in all {
         let (out, json) = sb.run_json_with(
-            &script,
+            script,
             &participants,
             flags,
             &hostile_input(action),
             Duration::from_secs(120),
         );
-        (out.status.code(), json)
-    };
-
-    let (code, json) = run("loop", &["--timeout", "2"]);
-    assert_eq!(
-        (code, &json["error"]["kind"]),
-        (Some(1), &"timeout".into()),
-        "{json}"
-    );
-
-    let (code, json) = run("memory", &[]);
-    assert_eq!(
-        (code, &json["error"]["kind"]),
-        (Some(1), &"memory".into()),
-        "{json}"
-    );
-
-    let (code, json) = run("output", &[]);
-    assert_eq!(
-        (code, &json["error"]["kind"]),
-        (Some(1), &"limit".into()),
-        "{json}"
-    );
-    let message = json["error"]["message"].as_str().unwrap();
-    assert!(message.contains("limits.max_output_bytes"), "{message}");
-
-    // Printing is captured up to limits.max_stdio_bytes and the rest dropped: no failure.
-    let (code, json) = run("print", &[]);
-    assert_eq!(
-        (code, &json["outcome"]),
-        (Some(0), &"committed".into()),
-        "{json}"
-    );
-
-    // CPython keeps Python frames on its heap: unbounded recursion is a memory bomb.
-    let (code, json) = run("stack", &[]);
-    assert_eq!(
-        (code, &json["error"]["kind"]),
-        (Some(1), &"memory".into()),
-        "{json}"
-    );
-
+        let (code, ended) = match expected {
+            "committed" => (0, &json["outcome"]),
+            _ => (1, &json["error"]["kind"]),
+        };
+        assert_eq!(
+            (out.status.code(), ended),
+            (Some(code), &expected.into()),
+            "{action}: {json}"
+        );
+        if action == "output" {
+            let message = json["error"]["message"].as_str().unwrap();
+            assert!(message.contains("limits.max_output_bytes"), "{message}");
+        }
+        results.push(json);
+    }
     assert_eq!(balance(&a, "alice"), 100);
+    results.split_off(common.len())
 }
 
 /// `wasmtx inspect --json` of `script`, with `config` as its configuration if given.
@@ -520,7 +555,7 @@ fn python_insert_user_reaches_postgres_test1_and_mariadb_test2_or_neither() {
 }
 
 #[test]
-fn js_transfer_commits_aborts_and_an_exception_aborts_on_sqlite() {
+fn js_transfer_commits_aborts_and_an_exception_traps_on_sqlite() {
     let Some(script) = js_guest("examples/js-transfer") else {
         return;
     };
@@ -528,18 +563,22 @@ fn js_transfer_commits_aborts_and_an_exception_aborts_on_sqlite() {
     let (a, b, participants) = two_accounts(&sb);
     transfer_commits_then_aborts_for_funds(&sb, &script, &participants, (&a, &b));
 
-    // A JavaScript exception that is not an Abort: jco's bindings turn it into the export's
-    // error, so the transaction aborts naming it.
+    // A JavaScript exception that is not an Abort (reading a property of `null`): a bug, so
+    // a trap whose error quotes the exception and where it was thrown.
     let (out, json) = sb.run_json(&script, &participants, "null");
     assert_eq!(out.status.code(), Some(1), "{json}");
-    assert_eq!(json["error"]["kind"], "script", "{json}");
+    assert_eq!(json["error"]["kind"], "trap", "{json}");
     let message = json["error"]["message"].as_str().unwrap();
-    assert!(message.starts_with("TypeError: "), "{message}");
+    assert!(
+        message.contains("its last error log: uncaught TypeError: "),
+        "{message}"
+    );
+    assert!(message.contains("app.js"), "the stack is quoted: {message}");
     assert_eq!((balance(&a, "alice"), balance(&b, "bob")), (70, 30));
 }
 
 #[test]
-fn js_transfer_on_postgres_and_mariadb_commits_and_aborts_with_nothing_prepared() {
+fn js_transfer_on_postgres_and_mariadb_commits_aborts_and_traps_with_nothing_prepared() {
     let Some(script) = js_guest("examples/js-transfer") else {
         return;
     };
@@ -558,6 +597,14 @@ fn js_transfer_on_postgres_and_mariadb_commits_and_aborts_with_nothing_prepared(
     assert_eq!(
         (code, &json["error"]["kind"]),
         (Some(1), &"script".into()),
+        "{json}"
+    );
+    assert_eq!(balances(), (60, 140));
+
+    let (code, json) = run("null");
+    assert_eq!(
+        (code, &json["error"]["kind"]),
+        (Some(1), &"trap".into()),
         "{json}"
     );
     assert_eq!(balances(), (60, 140));

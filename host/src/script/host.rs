@@ -33,7 +33,13 @@ pub(super) struct HostState {
     max_log_bytes: usize,
     dropped_log_lines: u64,
     limit_hit: Option<String>,
+    /// The last error-level log line (clipped), which a trap's error quotes: an SDK logs an
+    /// uncaught exception this way before trapping.
+    last_error_log: Option<String>,
 }
+
+/// How much of the last error-level log line a trap's error quotes.
+const QUOTED_ERROR_LOG_BYTES: usize = 4096;
 
 impl HostState {
     pub(super) fn new(limits: &Limits) -> Self {
@@ -46,12 +52,18 @@ impl HostState {
             max_log_bytes: limits.max_log_bytes,
             dropped_log_lines: 0,
             limit_hit: None,
+            last_error_log: None,
         }
     }
 
     /// The host-side limit that made the run trap, if one did.
     pub(super) fn limit_hit(&self) -> Option<&str> {
         self.limit_hit.as_deref()
+    }
+
+    /// The last error-level log line of the run, kept even when it was past the log limits.
+    pub(super) fn last_error_log(&self) -> Option<&str> {
+        self.last_error_log.as_deref()
     }
 
     pub(super) fn report_dropped(&self, gid: &Gid) {
@@ -197,6 +209,9 @@ impl sql::HostParticipant for StoreState {
 impl log::Host for StoreState {
     async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         let host = &mut self.host;
+        if matches!(level, log::Level::Error) {
+            host.last_error_log = Some(super::clip_owned(message.clone(), QUOTED_ERROR_LOG_BYTES));
+        }
         if host.log_lines >= host.max_log_lines
             || host.log_bytes + message.len() > host.max_log_bytes
         {

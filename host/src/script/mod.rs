@@ -527,10 +527,14 @@ fn classify_failure(
                 Some(panic) => format!("the script panicked: {panic}"),
                 None => format!("the script trapped: {}", root_cause(err)),
             };
-            let message = match capture::stderr_tail(printed) {
-                Some(tail) => format!("{what}; its stderr ends with:\n{tail}"),
-                None => what,
-            };
+            let mut message = what;
+            // The JavaScript SDK logs an uncaught exception, then traps.
+            if let Some(logged) = state.host.last_error_log() {
+                message.push_str(&format!("; its last error log: {logged}"));
+            }
+            if let Some(tail) = capture::stderr_tail(printed) {
+                message.push_str(&format!("; its stderr ends with:\n{tail}"));
+            }
             TxError::new(ErrorKind::Trap, message)
         }
     }
