@@ -8,7 +8,11 @@
 //! - `transfer, native twin, …`: the same statements from `wasmtx bench`'s native closure,
 //!   the baseline the sandbox's cost is read against; both again with cold caches;
 //! - `transfer x16 concurrent`: sixteen of those at once, cycling through the pool's slots;
-//! - `cache_load`: load a compiled component from the on-disk cache.
+//! - `cache_load`: load a compiled component from the on-disk cache;
+//! - `python transfer`, `quickjs transfer`: the transfer examples written in Python
+//!   (componentize-py) and JavaScript (jco's QuickJS backend), hot, and loading each
+//!   compiled component from the cache. Each is skipped, saying why, when its toolchain is
+//!   missing (`scripts/test.sh` installs both: `WASMTX_COMPONENTIZE_PY`, `npm`).
 //!
 //! The participant here is a stand-in that answers every statement with "1 row": it
 //! measures wasmtx's own cost, never a database's.
@@ -300,6 +304,72 @@ fn benchmarks(c: &mut Criterion) {
                 .expect("cache hit")
         })
     });
+
+    for (language, built) in [("python", python_transfer()), ("quickjs", js_transfer())] {
+        let wasm = match built {
+            Ok(wasm) => wasm,
+            Err(why) => {
+                eprintln!("skipping the {language} transfer: {why}");
+                continue;
+            }
+        };
+        // A sandbox of its own: an interpreter component sizes the instance pool up.
+        let sandbox = Sandbox::new(&limits, 1, cache_dir.path().to_owned()).expect("engine");
+        let script = sandbox.load(&wasm).expect("loading the transfer");
+        c.bench_function(
+            &format!("{language} transfer: instantiate + run + drop"),
+            |b| {
+                b.to_async(&runtime).iter(|| async {
+                    let tx = open_transaction(&node, &a_b, true);
+                    let (_tx, result) = sandbox.run(&script, tx, input).await;
+                    result.expect("the transfer succeeds");
+                })
+            },
+        );
+        let bytes = std::fs::read(&wasm).unwrap();
+        c.bench_function(&format!("{language} transfer: cache_load"), |b| {
+            b.iter(|| {
+                sandbox
+                    .cache()
+                    .load(&sandbox.engine(), &bytes)
+                    .expect("cache hit")
+            })
+        });
+    }
+}
+
+/// `examples/python-transfer`, built with componentize-py.
+fn python_transfer() -> Result<PathBuf, String> {
+    wasmtx::guest_build::componentize_py_version().map_err(|e| e.to_string())?;
+    wasmtx::guest_build::build_guest(
+        &repo().join("examples/python-transfer"),
+        true,
+        Some(&repo().join("target/guests-python")),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// `examples/js-transfer`, built with its pinned jco (`npm ci` first if needed).
+fn js_transfer() -> Result<PathBuf, String> {
+    let dir = repo().join("examples/js-transfer");
+    let npm = |args: &[&str]| {
+        std::process::Command::new("npm")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .map_err(|e| format!("npm: {e}"))
+    };
+    if !dir.join("node_modules").exists() {
+        npm(&["ci", "--no-audit", "--no-fund"])?;
+    }
+    let out = npm(&["run", "build"])?;
+    if !out.status.success() {
+        return Err(format!(
+            "npm run build: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(dir.join("build/js-transfer.wasm"))
 }
 
 criterion_group! {
