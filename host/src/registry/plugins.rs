@@ -76,11 +76,6 @@ impl Plugins {
         })
     }
 
-    /// Whether the registry is the cluster's.
-    pub fn is_shared(&self) -> bool {
-        self.shared.is_some()
-    }
-
     /// Resolves `selector` of `name` (see [`Registry::resolve`]). In a cluster, a name or
     /// version the mirror does not know makes it refresh first.
     pub async fn resolve(
