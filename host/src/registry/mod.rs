@@ -93,21 +93,24 @@ pub(crate) struct NewVersion {
 
 impl NewVersion {
     /// Adds the version to `index`, unless it was published meanwhile (then the same bytes
-    /// are `created: false`, other bytes [`RegistryError::VersionExists`]).
-    fn record(&self, index: &mut Index) -> Result<Published, RegistryError> {
+    /// are `created: false`, other bytes [`RegistryError::VersionExists`]). As a change of
+    /// an index: what was published, and whether the index changed.
+    fn record(&self, index: &mut Index) -> Result<(Published, bool), RegistryError> {
         let (name, version, digest) = (&self.name, &self.version, &self.entry.digest);
         if let PublishCheck::Same(info) = index.check_publish(name, version, digest)? {
-            return Ok(Published {
+            let published = Published {
                 info,
                 created: false,
-            });
+            };
+            return Ok((published, false));
         }
         index.insert(name, version, self.entry.clone());
         tracing::info!(plugin = %name, %version, %digest, "published");
-        Ok(Published {
+        let published = Published {
             info: self.entry.info(name, version),
             created: true,
-        })
+        };
+        Ok((published, true))
     }
 }
 
@@ -209,11 +212,10 @@ impl Registry {
             Upload::New(upload) => upload,
         };
         self.write(|index| {
-            let published = upload.record(index)?;
-            if published.created {
+            let (published, created) = upload.record(index)?;
+            if created {
                 self.keep_blob(upload.staged, &upload.entry.digest)?;
             }
-            let created = published.created;
             Ok((published, created))
         })
     }
@@ -268,12 +270,11 @@ impl Registry {
         staged: NamedTempFile,
         digest: &str,
     ) -> Result<(), RegistryError> {
-        let blob = self.blob_path(digest);
-        if blob.is_file() {
+        if self.has_blob(digest) {
             drop(staged);
             Ok(())
         } else {
-            durable::install(staged, &blob)
+            durable::install(staged, &self.blob_path(digest))
         }
     }
 

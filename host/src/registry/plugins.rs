@@ -18,6 +18,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::task::JoinHandle;
 
+use super::index::Index;
 use super::postgres::{CHANGES, PgRegistry};
 use super::{
     PluginDetail, PluginSummary, Published, Registry, RegistryError, Resolved, Upload, VersionInfo,
@@ -146,14 +147,7 @@ impl Plugins {
         };
         let published = shared
             .store
-            .write(
-                |index| {
-                    let published = upload.record(index)?;
-                    let created = published.created;
-                    Ok((published, created))
-                },
-                |_| Ok(bytes.to_vec()),
-            )
+            .write(|index| upload.record(index), |_| Ok(bytes.to_vec()))
             .await?;
         if published.created {
             let digest = upload.entry.digest.clone();
@@ -175,26 +169,26 @@ impl Plugins {
         alias: &str,
         version: &str,
     ) -> Result<PluginDetail, RegistryError> {
-        let change = alias_change(name, alias, version)?;
-        match &self.shared {
-            None => self.local.write(change),
-            Some(shared) => {
-                let detail = shared.store.write(change, no_new_blobs).await?;
-                self.refresh().await;
-                Ok(detail)
-            }
-        }
+        self.apply(alias_change(name, alias, version)?).await
     }
 
     /// Withdraws a version (see [`Registry::withdraw`]).
     pub async fn withdraw(&self, name: &str, version: &str) -> Result<VersionInfo, RegistryError> {
-        let change = withdrawal(name, version)?;
+        self.apply(withdrawal(name, version)?).await
+    }
+
+    /// Applies a change that adds no version: to the local index, or to the cluster's and
+    /// then the mirror.
+    async fn apply<T>(
+        &self,
+        change: impl FnOnce(&mut Index) -> Result<(T, bool), RegistryError>,
+    ) -> Result<T, RegistryError> {
         match &self.shared {
             None => self.local.write(change),
             Some(shared) => {
-                let info = shared.store.write(change, no_new_blobs).await?;
+                let result = shared.store.write(change, no_new_blobs).await?;
                 self.refresh().await;
-                Ok(info)
+                Ok(result)
             }
         }
     }
