@@ -9,7 +9,10 @@
 #   MariaDB's test1 and test2, the seed scenario). LAST_AGENT=a (or b) makes that participant
 #   the last agent. DURABLE=1 also counts durable writes per transaction. HTTP=1 also starts a
 #   `wasmtx serve` on loopback with the same participants, publishes the script to it and adds
-#   the `http` variant (the same transaction as an invoke over HTTP). STORE=postgres keeps the
+#   the `http` variant (the same transaction as an invoke over HTTP). LANGUAGES=1 (transfer
+#   only) also runs the transfer written in Python and in JavaScript (examples/python-transfer,
+#   examples/js-transfer), interleaved with the others (needs the toolchains scripts/test.sh
+#   installs). STORE=postgres keeps the
 #   decisions in a PostgreSQL decision log (a cluster's shared store) instead of the local
 #   file, in process and on the server; with it, NODES=N starts N servers sharing that log and
 #   spreads the http invokes over them in turn. PIN=1 runs the "separate cores" layout of
@@ -131,9 +134,17 @@ TOML
   done
   http=(--compare http --server "$(IFS=,; echo "${server_urls[*]}")" --plugin "$scenario")
 fi
+languages=()
+if [ "${LANGUAGES:-0}" = 1 ]; then
+  [ "$scenario" = transfer ] || { echo "LANGUAGES=1 needs SCENARIO=transfer" >&2; exit 2; }
+  python_tool=target/toolchains/python/bin/componentize-py
+  [ -n "${WASMTX_COMPONENTIZE_PY:-}" ] || [ ! -x "$python_tool" ] || export WASMTX_COMPONENTIZE_PY=$PWD/$python_tool
+  (cd examples/js-transfer && { [ -d node_modules ] || npm ci --no-audit --no-fund >/dev/null; } && npm run --silent build >/dev/null)
+  languages=(--also examples/python-transfer --also examples/js-transfer/build/js-transfer.wasm)
+fi
 "${pin[@]}" "$wasmtx" bench "examples/$scenario" \
   -p "a=$url_a" -p "b=$url_b" \
   --concurrency "$concurrency" --transactions "$transactions" \
-  --compare native --compare plain "${http[@]}" "${durable[@]}" "${store[@]}" \
+  "${languages[@]}" --compare native --compare plain "${http[@]}" "${durable[@]}" "${store[@]}" \
   --input "$input" \
   ${EXTRA:-}

@@ -13,8 +13,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use common::{
-    TestDir, accounts_db, balance, create_sqlite, mysql_db, postgres_db, prepared_branches, repo,
-    server_accounts, server_balance, server_sql, sqlite, transfer_input,
+    TestDir, accounts_db, balance, create_sqlite, guest, mysql_db, postgres_db, prepared_branches,
+    repo, server_accounts, server_balance, server_sql, sqlite, transfer_input,
 };
 
 /// Builds a Python script directory (relative to the repository root) once per test
@@ -609,4 +609,60 @@ fn js_transfer_on_postgres_and_mariadb_commits_aborts_and_traps_with_nothing_pre
     );
     assert_eq!(balances(), (60, 140));
     assert!(prepared_branches("jsxfer").is_empty());
+}
+
+#[test]
+fn bench_runs_the_transfer_in_three_languages_interleaved() {
+    let (Some(python), Some(js)) = (
+        python_guest("examples/python-transfer"),
+        js_guest("examples/js-transfer"),
+    ) else {
+        return;
+    };
+    let sb = TestDir::new();
+    let (a, b, participants) = two_accounts(&sb);
+    let mut command = sb.wasmtx();
+    command
+        .arg("bench")
+        .arg(guest("examples/transfer"))
+        .arg("--also")
+        .arg(&python)
+        .arg("--also")
+        .arg(&js)
+        .args(["--json", "--concurrency", "1", "--transactions", "10"])
+        .args(["--warmup", "1"])
+        .args(["--input", &transfer_input(("a", "alice"), ("b", "bob"), 1)]);
+    for p in &participants {
+        command.args(["-p", p]);
+    }
+    let output = common::output_within(command, Duration::from_secs(120));
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr)));
+    assert!(output.status.success(), "{result}");
+    let names: Vec<&str> = result["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["wasm", "python-transfer", "js-transfer"],
+        "{result}"
+    );
+    for v in result["variants"].as_array().unwrap() {
+        assert_eq!(v["commits"], 10, "{v}");
+    }
+    let others = result["others_vs_wasm"].as_array().unwrap();
+    assert_eq!(others.len(), 2, "{result}");
+    assert!(
+        others.iter().all(|o| o[1].as_f64().unwrap() > 0.0),
+        "{result}"
+    );
+    // Every timed and warm-up transfer of every language moved 1.
+    let moved = 3 * (10 + 1);
+    assert_eq!(
+        (balance(&a, "alice"), balance(&b, "bob")),
+        (100 - moved, moved)
+    );
 }

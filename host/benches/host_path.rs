@@ -12,7 +12,9 @@
 //! - `python transfer`, `quickjs transfer`: the transfer examples written in Python
 //!   (componentize-py) and JavaScript (jco's QuickJS backend), hot, and loading each
 //!   compiled component from the cache. Each is skipped, saying why, when its toolchain is
-//!   missing (`scripts/test.sh` installs both: `WASMTX_COMPONENTIZE_PY`, `npm`).
+//!   missing (`scripts/test.sh` installs both: `WASMTX_COMPONENTIZE_PY`, `npm`);
+//! - `spidermonkey transfer`: the same JavaScript built with componentize-js instead, when
+//!   `WASMTX_BENCH_SPIDERMONKEY` names that build (`scripts/build-spidermonkey-transfer.sh`).
 //!
 //! The participant here is a stand-in that answers every statement with "1 row": it
 //! measures wasmtx's own cost, never a database's.
@@ -305,7 +307,11 @@ fn benchmarks(c: &mut Criterion) {
         })
     });
 
-    for (language, built) in [("python", python_transfer()), ("quickjs", js_transfer())] {
+    for (language, built) in [
+        ("python", python_transfer()),
+        ("quickjs", js_transfer()),
+        ("spidermonkey", spidermonkey_transfer()),
+    ] {
         let wasm = match built {
             Ok(wasm) => wasm,
             Err(why) => {
@@ -370,6 +376,17 @@ fn js_transfer() -> Result<PathBuf, String> {
         ));
     }
     Ok(dir.join("build/js-transfer.wasm"))
+}
+
+/// `examples/js-transfer` built with componentize-js, if `WASMTX_BENCH_SPIDERMONKEY` names it.
+fn spidermonkey_transfer() -> Result<PathBuf, String> {
+    match std::env::var_os("WASMTX_BENCH_SPIDERMONKEY") {
+        Some(path) => Ok(PathBuf::from(path)),
+        None => Err(
+            "WASMTX_BENCH_SPIDERMONKEY is not set (scripts/build-spidermonkey-transfer.sh builds it)"
+                .into(),
+        ),
+    }
 }
 
 criterion_group! {

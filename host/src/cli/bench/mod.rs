@@ -64,6 +64,11 @@ pub struct BenchArgs {
     /// input of examples/transfer or examples/insert-user.
     #[arg(long, value_enum, value_name = "VARIANT")]
     compare: Vec<Compare>,
+    /// Also run this script (a .wasm component or a script directory) as a variant of its
+    /// own, interleaved, with the same input (repeatable), e.g. the same logic in another
+    /// language. The variant is named after the file or directory.
+    #[arg(long, value_name = "SCRIPT")]
+    also: Vec<PathBuf>,
     /// After the timed run, count each variant's durable writes per transaction (host
     /// fsyncs, PostgreSQL WAL flushes, InnoDB log writes) over a pass of its own of
     /// --durable-sample transactions. The server counters are server-wide: run it while
@@ -155,6 +160,18 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
             logic: Arc::new(logic),
         }),
     }];
+    for path in &args.also {
+        let logic = host
+            .load_script(&resolve_script(path, args.json)?)
+            .map_err(input_error)?;
+        variants.push(Variant {
+            name: variant_name(path, &variants),
+            unit: Arc::new(CoordinatedUnit {
+                coordinator: coordinator.clone(),
+                logic: Arc::new(logic),
+            }),
+        });
+    }
     for compare in &args.compare {
         let twin = || Twin::detect(&first_input);
         variants.push(match compare {
@@ -248,8 +265,15 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
         _ => None,
     };
+    let others_vs_wasm = variants
+        .iter()
+        .skip(1)
+        .take(args.also.len())
+        .filter_map(|v| Some((v.name.clone(), ratio(&v.name, "wasm")?)))
+        .collect();
     Ok(BenchReport {
         concurrency: args.concurrency,
+        others_vs_wasm,
         wasm_vs_native: ratio("wasm", "native"),
         two_phase_vs_plain: ratio("wasm", "plain"),
         two_phase_native_vs_plain: ratio("native", "plain"),
@@ -258,6 +282,25 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
         rss_kib_before: rss_before,
         rss_kib_after: rss_after,
     })
+}
+
+/// A `--also` script's variant name: its file's stem or its directory's name, made unique
+/// among the variants so far and the names `--compare` uses.
+fn variant_name(path: &std::path::Path, variants: &[Variant]) -> String {
+    let stem = path
+        .file_stem()
+        .map_or_else(|| "script".to_owned(), |s| s.to_string_lossy().into_owned());
+    let taken = |name: &str| {
+        ["wasm", "native", "plain", "http"].contains(&name)
+            || variants.iter().any(|v| v.name == name)
+    };
+    let mut name = stem.clone();
+    let mut n = 2;
+    while taken(&name) {
+        name = format!("{stem}-{n}");
+        n += 1;
+    }
+    name
 }
 
 /// Runs `sample` units of `variant` alone and counts the durable writes they cost.
@@ -301,6 +344,8 @@ struct BenchReport {
     two_phase_native_vs_plain: Option<f64>,
     /// The script invoked over HTTP on a server against the same script in process.
     http_vs_wasm: Option<f64>,
+    /// Each `--also` script's throughput against the first script's (`wasm`).
+    others_vs_wasm: Vec<(String, f64)>,
     rss_kib_before: Option<u64>,
     rss_kib_after: Option<u64>,
 }
@@ -329,8 +374,15 @@ fn shown(value: Option<f64>, unit: &str) -> String {
 
 fn print_text(result: &BenchReport) {
     println!("concurrency {}", result.concurrency);
+    let width = result
+        .variants
+        .iter()
+        .map(|v| v.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(8);
     println!(
-        "{:<8} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>12} {:>14} {:>6} {:>9}",
+        "{:<width$} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>12} {:>14} {:>6} {:>9}",
         "variant",
         "tx",
         "commits",
@@ -347,7 +399,7 @@ fn print_text(result: &BenchReport) {
     );
     for v in &result.variants {
         println!(
-            "{:<8} {:>8} {:>8} {:>7} {:>7} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>12} {:>14} {:>6} {:>9}",
+            "{:<width$} {:>8} {:>8} {:>7} {:>7} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>12} {:>14} {:>6} {:>9}",
             v.name,
             v.transactions,
             v.commits,
@@ -375,15 +427,18 @@ fn print_text(result: &BenchReport) {
     if let Some(r) = result.http_vs_wasm {
         println!("http (wasmtx serve) / in-process throughput: {r:.3}");
     }
+    for (name, r) in &result.others_vs_wasm {
+        println!("{name} / wasm throughput: {r:.3}");
+    }
     if result.variants.iter().any(|v| v.durable_writes.is_some()) {
         println!(
-            "durable writes per transaction: {:<8} {:>8} {:>11} {:>10} {:>10} {:>7}",
+            "durable writes per transaction: {:<width$} {:>8} {:>11} {:>10} {:>10} {:>7}",
             "variant", "tx", "host fsync", "PG WAL", "InnoDB log", "total"
         );
         for v in &result.variants {
             if let Some(d) = v.durable_writes {
                 println!(
-                    "                                {:<8} {:>8} {:>11.2} {:>10.2} {:>10.2} {:>7.2}",
+                    "                                {:<width$} {:>8} {:>11.2} {:>10.2} {:>10.2} {:>7.2}",
                     v.name,
                     d.transactions,
                     d.host_fsyncs,
