@@ -55,7 +55,7 @@ impl ServerArgs {
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// The component: a .wasm file, or a guest crate directory (built first).
+    /// The component: a .wasm file, or a guest crate or Python script directory (built first).
     #[arg(value_name = "SCRIPT")]
     script: PathBuf,
     /// Plugin name (a-z 0-9 . _ -).

@@ -211,7 +211,8 @@ fn init_tracing(default_filter: &str) {
         .init();
 }
 
-/// A script argument: a `.wasm` component as is, or a guest crate directory built first.
+/// A script argument: a `.wasm` component as is, or a guest crate or Python script directory
+/// built first.
 fn resolve_script(path: &Path, quiet: bool) -> Result<PathBuf, TxError> {
     if path.is_dir() {
         if let (false, Some(kind)) = (quiet, wasmtx::guest_build::GuestKind::of(path)) {

@@ -14,8 +14,8 @@ const RUN_POOL_SIZE: u32 = 2;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The script: a .wasm component, or a guest crate directory (built for wasm32-wasip2
-    /// first).
+    /// The script: a .wasm component, or a guest crate or Python script directory (built
+    /// first: cargo for wasm32-wasip2, or componentize-py).
     #[arg(value_name = "SCRIPT")]
     script: PathBuf,
     #[command(flatten)]

@@ -42,7 +42,8 @@ enum Compare {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// The script: a .wasm component or a guest crate directory.
+    /// The script: a .wasm component, or a guest crate or Python script directory (built
+    /// first).
     #[arg(value_name = "SCRIPT")]
     script: PathBuf,
     #[command(flatten)]
