@@ -346,7 +346,7 @@ struct BenchReport {
     /// The script invoked over HTTP on a server against the same script in process.
     http_vs_wasm: Option<f64>,
     /// Each `--also` script's throughput against the first script's (`wasm`).
-    others_vs_wasm: Vec<(String, f64)>,
+    others_vs_wasm: std::collections::BTreeMap<String, f64>,
     rss_kib_before: Option<u64>,
     rss_kib_after: Option<u64>,
 }
