@@ -363,13 +363,7 @@ fn inspect(sb: &TestDir, script: &Path, config: Option<&Path>) -> serde_json::Va
     if let Some(config) = config {
         command.arg("--config").arg(config);
     }
-    let output = common::output_within(command, common::RUN_LIMIT);
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "inspect printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
+    common::json_within(command, common::RUN_LIMIT).1
 }
 
 #[test]
@@ -440,9 +434,7 @@ fn run_as_node(
     for p in participants {
         command.args(["-p", p]);
     }
-    let output = common::output_within(command, common::RUN_LIMIT);
-    let json = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr)));
+    let (output, json) = common::json_within(command, common::RUN_LIMIT);
     (output.status.code(), json)
 }
 
@@ -635,9 +627,7 @@ fn bench_runs_the_transfer_in_three_languages_interleaved() {
     for p in &participants {
         command.args(["-p", p]);
     }
-    let output = common::output_within(command, Duration::from_secs(120));
-    let result: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr)));
+    let (output, result) = common::json_within(command, Duration::from_secs(120));
     assert!(output.status.success(), "{result}");
     let names: Vec<&str> = result["variants"]
         .as_array()

@@ -98,16 +98,22 @@ impl TestDir {
         for p in participants {
             command.args(["-p", p]);
         }
-        let output = output_within(command, limit);
-        let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-            panic!(
-                "wasmtx printed no JSON ({e}):\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
-        (output, json)
+        json_within(command, limit)
     }
+}
+
+/// [`output_within`] of a command given `--json`, with its stdout parsed; fails the test if
+/// it printed no JSON.
+pub fn json_within(command: Command, limit: Duration) -> (Output, serde_json::Value) {
+    let output = output_within(command, limit);
+    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "wasmtx printed no JSON ({e}):\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output, json)
 }
 
 /// Runs `command` to completion with its output captured; kills it and fails the test if
