@@ -1251,6 +1251,142 @@ fn every_path_of_a_postgres_branch_leaves_its_connection_clean_or_closed() {
     assert!(prepared_branches("clean").is_empty());
 }
 
+/// The server's session ids on the database of `url`, in order.
+fn session_ids(url: &str) -> Vec<String> {
+    let database = url.rsplit('/').next().unwrap();
+    let sql = if url.starts_with("postgres") {
+        format!("SELECT pid::text FROM pg_stat_activity WHERE datname = '{database}' ORDER BY pid")
+    } else {
+        format!("SELECT id FROM information_schema.processlist WHERE db = '{database}' ORDER BY id")
+    };
+    let admin = if url.starts_with("postgres") {
+        "postgres://postgres@127.0.0.1:5432/postgres"
+    } else {
+        "mysql://root@127.0.0.1:3306/"
+    };
+    server_sql(admin, &sql)
+        .into_iter()
+        .map(|row| row[0].clone())
+        .collect()
+}
+
+/// The server's session ids on the database of `url` once there are `count` (sessions
+/// that just ended may take a moment to go).
+fn sessions_once(url: &str, count: usize) -> Vec<String> {
+    let mut ids = session_ids(url);
+    for _ in 0..40 {
+        if ids.len() == count {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        ids = session_ids(url);
+    }
+    ids
+}
+
+/// Two branches at once on `participant`, each adding 1 to its own account (`bob`, `carol`)
+/// and committing in one phase.
+fn two_branches_commit(
+    runtime: &tokio::runtime::Runtime,
+    participant: &dyn wasmtx::participant::ServerParticipant,
+    node: &wasmtx::gid::NodeId,
+) {
+    use wasmtx::gid::Gid;
+    use wasmtx::participant::StatementTimeouts;
+    let timeouts = StatementTimeouts {
+        statement: Duration::from_secs(5),
+        lock: Duration::from_secs(5),
+    };
+    let deadline = std::time::SystemTime::now() + Duration::from_secs(30);
+    runtime.block_on(async {
+        let mut first = participant
+            .begin(&Gid::new(node, deadline).branch(0), timeouts)
+            .await
+            .unwrap();
+        let mut second = participant
+            .begin(&Gid::new(node, deadline).branch(0), timeouts)
+            .await
+            .unwrap();
+        for (branch, account) in [(&mut first, "bob"), (&mut second, "carol")] {
+            let update =
+                format!("UPDATE accounts SET balance = balance + 1 WHERE id = '{account}'");
+            branch.execute(&update, &[]).await.unwrap();
+        }
+        first.commit_one_phase().await.unwrap();
+        second.commit_one_phase().await.unwrap();
+    });
+}
+
+/// A branch's connection, handed back clean, serves the next branch as it is (no new
+/// session, no test message); once the server has ended those sessions, the next branch
+/// finds out at BEGIN and goes on with a fresh connection.
+fn handed_back_connections_are_reused_and_dead_ones_replaced(url: &str, node: &str) {
+    use wasmtx::gid::NodeId;
+    use wasmtx::participant::ServerParticipant;
+    use wasmtx::participant::mysql::MysqlParticipant;
+    use wasmtx::participant::postgres::PostgresParticipant;
+
+    server_accounts(url, &[("bob", 0), ("carol", 0)]);
+    let node = NodeId::new(node).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let participant: Box<dyn ServerParticipant> = runtime.block_on(async {
+        if url.starts_with("postgres") {
+            Box::new(PostgresParticipant::connect("a", url, 4).await.unwrap())
+                as Box<dyn ServerParticipant>
+        } else {
+            Box::new(MysqlParticipant::connect("a", url, 4).await.unwrap())
+        }
+    });
+    sessions_once(url, 0);
+    two_branches_commit(&runtime, participant.as_ref(), &node);
+    let sessions = sessions_once(url, 2);
+    assert_eq!(
+        sessions.len(),
+        2,
+        "two branches at once, two sessions: {sessions:?}"
+    );
+    for _ in 0..3 {
+        two_branches_commit(&runtime, participant.as_ref(), &node);
+    }
+    assert_eq!(
+        session_ids(url),
+        sessions,
+        "the same two sessions served every branch"
+    );
+
+    kill_sessions(url);
+    sessions_once(url, 0);
+    two_branches_commit(&runtime, participant.as_ref(), &node);
+    let fresh = sessions_once(url, 2);
+    assert_eq!(fresh.len(), 2, "{fresh:?}");
+    assert!(
+        fresh.iter().all(|id| !sessions.contains(id)),
+        "fresh sessions {fresh:?}, ended ones {sessions:?}"
+    );
+    assert_eq!(server_balance(url, "bob"), 5);
+    assert_eq!(server_balance(url, "carol"), 5);
+}
+
+#[test]
+fn handed_back_postgres_connections_are_reused_and_dead_ones_replaced() {
+    let Some(pg) = postgres_db("wtx_reuse") else {
+        return;
+    };
+    handed_back_connections_are_reused_and_dead_ones_replaced(&pg, "reusepg");
+}
+
+#[test]
+fn handed_back_mariadb_connections_are_reused_and_dead_ones_replaced() {
+    let Some(my) = mysql_db("wtx_reuse") else {
+        return;
+    };
+    handed_back_connections_are_reused_and_dead_ones_replaced(&my, "reusemy");
+}
+
 #[test]
 fn bench_of_insert_user_compares_plain_commits_and_counts_durable_writes() {
     let (Some(a), Some(b)) = (mysql_db("wtx_benchuser_a"), mysql_db("wtx_benchuser_b")) else {

@@ -13,6 +13,7 @@
 //! into one of these. Database differences live in these files; the coordinator sees only
 //! the traits.
 
+mod connections;
 pub mod decision_table;
 pub mod mysql;
 pub mod postgres;

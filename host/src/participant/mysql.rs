@@ -14,7 +14,7 @@
 //!   xid; a listed one is still held by a live session and the request fails, to be retried.
 //! - A last agent's commit is `INSERT INTO wasmtx_decisions …; XA END …; XA COMMIT … ONE PHASE`
 //!   in one message; a killed connection (`ER_CONNECTION_KILLED`) leaves its outcome unknown.
-//! - A connection goes back to the pool only after a successful `XA COMMIT` / `XA ROLLBACK`;
+//! - A connection is handed back for reuse only after a successful `XA COMMIT` / `XA ROLLBACK`;
 //!   in any other case (including a branch dropped half way) it is closed, and the server
 //!   rolls back an unprepared branch or keeps a prepared one for recovery.
 //! - The server flavour is read once at connect (`SELECT VERSION()`): MariaDB ≥ 10.5 bounds

@@ -3,9 +3,9 @@
 //! `server_branch.rs`; this file supplies PostgreSQL's statements, connection set-up, error
 //! codes and value conversions.
 //!
-//! - The pool cleans nothing when a connection comes back (no `after_release` round trip):
-//!   the branch state machine gives a connection back only once its session is out of the
-//!   transaction, and closes it on every other path (see `server_branch.rs`).
+//! - Nothing cleans or tests a connection when it comes back (no `after_release`, no ping):
+//!   the branch state machine hands a connection back only once its session is out of the
+//!   transaction, and closes it on every other path (`server_branch.rs`, `connections.rs`).
 //! - `PREPARE TRANSACTION` runs as `SAVEPOINT wtx_prepare; PREPARE TRANSACTION '…'`: sqlx does
 //!   not expose the command tag, and after an earlier error PostgreSQL answers `ROLLBACK`
 //!   without an error. The SAVEPOINT fails in a failed transaction and outside an explicit
@@ -217,14 +217,16 @@ impl ServerProtocol for PostgresProtocol {
         server: &ServerPool<Postgres>,
         gid_prefix: &str,
     ) -> Result<Vec<BranchId>, ParticipantError> {
+        let scan_failed = |e: sqlx::Error| server.error("recovery scan", describe(&e)).driver(e);
+        let mut conn = server.pool.acquire().await.map_err(scan_failed)?;
         let gids: Vec<String> = sqlx::query_scalar(
             "SELECT gid FROM pg_prepared_xacts \
              WHERE database = current_database() AND left(gid, char_length($1)) = $1 ORDER BY prepared",
         )
         .bind(gid_prefix)
-        .fetch_all(&server.pool)
+        .fetch_all(&mut *conn)
         .await
-        .map_err(|e| server.error("recovery scan", describe(&e)).driver(e))?;
+        .map_err(scan_failed)?;
         Ok(gids
             .iter()
             .filter_map(|g| BranchId::parse_joined(g).ok())

@@ -67,13 +67,18 @@ fn check_failed(server_name: &str, e: sqlx::Error) -> ParticipantError {
 pub(super) async fn postgres(
     server: &ServerPool<Postgres>,
 ) -> Result<PrivilegeReport, ParticipantError> {
+    let mut conn = server
+        .pool
+        .acquire()
+        .await
+        .map_err(|e| check_failed(&server.name, e))?;
     let (role, superuser, reachable): (String, bool, Option<String>) = sqlx::query_as(
         "SELECT r.rolname::text, r.rolsuper, \
                 (SELECT string_agg(s.rolname::text, ', ' ORDER BY s.rolname) FROM pg_roles s \
                   WHERE s.rolsuper AND s.rolname <> r.rolname AND pg_has_role(r.oid, s.oid, 'MEMBER')) \
            FROM pg_roles r WHERE r.rolname = session_user",
     )
-    .fetch_one(&server.pool)
+    .fetch_one(&mut *conn)
     .await
     .map_err(|e| check_failed(&server.name, e))?;
     Ok(if superuser {

@@ -22,10 +22,10 @@
 //!   of its decision table and the one-phase commit in one message (`decision_table.rs`).
 //!   A lost connection leaves its outcome unknown ([`ServerProtocol::outcome_unknown`]),
 //!   never a failure.
-//! - A connection goes back to the pool only once the session is out of the transaction;
-//!   every other path closes it: a failed `begin`, a failed rollback, a lost or failed
-//!   phase 2, and a branch dropped while it holds its connection (the drop guard). The pool
-//!   itself cleans nothing, so giving a connection back costs no round trip.
+//! - A connection is handed back only once the session is out of the transaction; every
+//!   other path closes it: a failed `begin`, a failed rollback, a lost or failed phase 2,
+//!   and a branch dropped while it holds its connection (the drop guard). Nothing cleans or
+//!   tests a connection handed back, so that costs no round trip (`connections.rs`).
 //! - `begin` retries once on a fresh connection: an idle one may have been closed by the
 //!   server since it was last used.
 
@@ -34,6 +34,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::pool::{Pool, PoolConnection};
+
+use super::connections::Connections;
 
 use super::decision_table::{DecisionTable, decision_refused, unix_millis};
 use super::sql_common::{
@@ -93,7 +95,7 @@ pub(crate) async fn finish_prepared_on<P: ServerProtocol>(
 /// connections from.
 pub struct ServerPool<DB: sqlx::Database> {
     pub name: Box<str>,
-    pub pool: Pool<DB>,
+    pub pool: Connections<DB>,
 }
 
 impl<DB: sqlx::Database> ServerPool<DB> {
@@ -235,7 +237,7 @@ impl<P: ServerProtocol> Server<P> {
     pub(crate) fn new(name: &str, pool: Pool<P::Database>, protocol: P) -> Self {
         let server = ServerPool {
             name: name.into(),
-            pool,
+            pool: Connections::new(pool),
         };
         Server {
             shared: Arc::new(Shared { server, protocol }),
@@ -283,13 +285,15 @@ impl<P: ServerProtocol> ServerParticipant for Server<P> {
                     }));
                 }
                 Err(e) if P::is_stale_connection(&e) => {
-                    // Broken, or (never expected) left inside a transaction: not reusable.
+                    // Broken, or (never expected) left inside a transaction: not reusable;
+                    // the other idle ones most likely died with it.
                     conn.close_on_drop();
+                    shared.server.pool.discard_idle();
                     last_error = Some(e);
                 }
                 Err(e) => {
                     // Part of the message may have run (PostgreSQL's BEGIN before a failed
-                    // SET): not back to the pool.
+                    // SET): not handed back.
                     conn.close_on_drop();
                     let message = format!("{}: {}", P::branch_label(branch), describe(&e));
                     return Err(shared.server.error("begin", message).driver(e));
@@ -458,9 +462,11 @@ impl<P: ServerProtocol> Branch<P> {
         }
     }
 
-    /// Back to the pool: only once the session is out of the transaction.
+    /// Hands the connection back: only once the session is out of the transaction.
     fn release(&mut self) {
-        self.conn = None;
+        if let Some(conn) = self.conn.take() {
+            self.shared.server.pool.hand_back(conn);
+        }
     }
 
     /// Closes the connection: the server then rolls back an unprepared branch, or keeps a
