@@ -154,7 +154,7 @@ impl<P: ServerProtocol> Server<P> {
 async fn ensure_table<P: ServerProtocol>(shared: &Shared<P>) -> Result<(), ParticipantError> {
     let server = &shared.server;
     let fail = |e: sqlx::Error| server.error("connect", describe(&e)).driver(e);
-    let mut conn = server.pool.acquire().await.map_err(fail)?;
+    let mut conn = server.connections.acquire().await.map_err(fail)?;
     let exists = P::Database::texts(&mut conn, P::DECISION_TABLE_EXISTS.to_owned())
         .await
         .map_err(fail)?;
@@ -216,7 +216,7 @@ impl<P: ServerProtocol> ServerDecisionTable<P> {
     ) -> Result<<P::Database as sqlx::Database>::Connection, ParticipantError> {
         self.shared
             .server
-            .pool
+            .connections
             .connect_options()
             .connect()
             .await
@@ -261,7 +261,7 @@ impl<P: ServerProtocol> ServerDecisionTable<P> {
         let mut conn = self
             .shared
             .server
-            .pool
+            .connections
             .acquire()
             .await
             .map_err(|e| self.error("prune decisions", e))?;
@@ -346,7 +346,7 @@ impl<P: ServerProtocol> DecisionTable for ServerDecisionTable<P> {
         let mut conn = self
             .shared
             .server
-            .pool
+            .connections
             .acquire()
             .await
             .map_err(|e| self.error(action, e))?;

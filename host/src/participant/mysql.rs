@@ -399,7 +399,7 @@ impl ServerProtocol for MysqlProtocol {
         gid_prefix: &str,
     ) -> Result<Vec<BranchId>, ParticipantError> {
         let fail = |e: sqlx::Error| server.error("recovery scan", describe(&e)).driver(e);
-        let mut conn = server.pool.acquire().await.map_err(fail)?;
+        let mut conn = server.connections.acquire().await.map_err(fail)?;
         let listed = list_prepared(&mut conn).await.map_err(fail)?;
         Ok(listed
             .into_iter()

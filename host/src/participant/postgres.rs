@@ -197,7 +197,7 @@ impl ServerProtocol for PostgresProtocol {
     ) -> Result<Resolution, ParticipantError> {
         let action = finish.action();
         let mut conn = server
-            .pool
+            .connections
             .acquire()
             .await
             .map_err(|e| server.error(action, describe(&e)).driver(e))?;
@@ -218,7 +218,7 @@ impl ServerProtocol for PostgresProtocol {
         gid_prefix: &str,
     ) -> Result<Vec<BranchId>, ParticipantError> {
         let scan_failed = |e: sqlx::Error| server.error("recovery scan", describe(&e)).driver(e);
-        let mut conn = server.pool.acquire().await.map_err(scan_failed)?;
+        let mut conn = server.connections.acquire().await.map_err(scan_failed)?;
         let gids: Vec<String> = sqlx::query_scalar(
             "SELECT gid FROM pg_prepared_xacts \
              WHERE database = current_database() AND left(gid, char_length($1)) = $1 ORDER BY prepared",

@@ -68,7 +68,7 @@ pub(super) async fn postgres(
     server: &ServerPool<Postgres>,
 ) -> Result<PrivilegeReport, ParticipantError> {
     let mut conn = server
-        .pool
+        .connections
         .acquire()
         .await
         .map_err(|e| check_failed(&server.name, e))?;
@@ -103,7 +103,7 @@ pub(super) async fn postgres(
 
 pub(super) async fn mysql(server: &ServerPool<MySql>) -> Result<PrivilegeReport, ParticipantError> {
     let mut conn = server
-        .pool
+        .connections
         .acquire()
         .await
         .map_err(|e| check_failed(&server.name, e))?;

@@ -36,7 +36,6 @@ use async_trait::async_trait;
 use sqlx::pool::{Pool, PoolConnection};
 
 use super::connections::Connections;
-
 use super::decision_table::{DecisionTable, decision_refused, unix_millis};
 use super::sql_common::{
     DriverCause, StatementFailure, TextSql, describe, is_connection_error, statement_error,
@@ -91,11 +90,11 @@ pub(crate) async fn finish_prepared_on<P: ServerProtocol>(
     }
 }
 
-/// What every server participant has: its name and the pool its branches take their
-/// connections from.
+/// What every server participant has: its name and the connections its branches take
+/// (`connections.rs`).
 pub struct ServerPool<DB: sqlx::Database> {
     pub name: Box<str>,
-    pub pool: Connections<DB>,
+    pub connections: Connections<DB>,
 }
 
 impl<DB: sqlx::Database> ServerPool<DB> {
@@ -237,7 +236,7 @@ impl<P: ServerProtocol> Server<P> {
     pub(crate) fn new(name: &str, pool: Pool<P::Database>, protocol: P) -> Self {
         let server = ServerPool {
             name: name.into(),
-            pool: Connections::new(pool),
+            connections: Connections::new(pool),
         };
         Server {
             shared: Arc::new(Shared { server, protocol }),
@@ -269,7 +268,7 @@ impl<P: ServerProtocol> ServerParticipant for Server<P> {
         for _ in 0..2 {
             let mut conn = shared
                 .server
-                .pool
+                .connections
                 .acquire()
                 .await
                 .map_err(|e| shared.unreachable(e))?;
@@ -288,7 +287,7 @@ impl<P: ServerProtocol> ServerParticipant for Server<P> {
                     // Broken, or (never expected) left inside a transaction: not reusable;
                     // the other idle ones most likely died with it.
                     conn.close_on_drop();
-                    shared.server.pool.discard_idle();
+                    shared.server.connections.discard_idle();
                     last_error = Some(e);
                 }
                 Err(e) => {
@@ -465,7 +464,7 @@ impl<P: ServerProtocol> Branch<P> {
     /// Hands the connection back: only once the session is out of the transaction.
     fn release(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.shared.server.pool.hand_back(conn);
+            self.shared.server.connections.hand_back(conn);
         }
     }
 
