@@ -896,23 +896,17 @@ fn a_crash_at_every_step_with_mariadb_as_last_agent_is_resolved_by_recover() {
 
 /// Kills every session on the database of `url` (PostgreSQL or MariaDB).
 fn kill_sessions(url: &str) {
-    let database = url.rsplit('/').next().unwrap();
+    let (admin, database) = admin_of(url);
     if url.starts_with("postgres") {
         server_sql(
-            "postgres://postgres@127.0.0.1:5432/postgres",
+            admin,
             &format!(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
             ),
         );
     } else {
-        for id in server_sql(
-            "mysql://root@127.0.0.1:3306/",
-            &format!("SELECT id FROM information_schema.processlist WHERE db = '{database}'"),
-        ) {
-            server_sql(
-                "mysql://root@127.0.0.1:3306/",
-                &format!("KILL CONNECTION {}", id[0]),
-            );
+        for id in session_ids(url) {
+            server_sql(admin, &format!("KILL CONNECTION {id}"));
         }
     }
 }
@@ -1251,18 +1245,23 @@ fn every_path_of_a_postgres_branch_leaves_its_connection_clean_or_closed() {
     assert!(prepared_branches("clean").is_empty());
 }
 
+/// An administrator's URL for the server of `url`, and the database `url` names.
+fn admin_of(url: &str) -> (&'static str, &str) {
+    let database = url.rsplit('/').next().unwrap();
+    if url.starts_with("postgres") {
+        ("postgres://postgres@127.0.0.1:5432/postgres", database)
+    } else {
+        ("mysql://root@127.0.0.1:3306/", database)
+    }
+}
+
 /// The server's session ids on the database of `url`, in order.
 fn session_ids(url: &str) -> Vec<String> {
-    let database = url.rsplit('/').next().unwrap();
+    let (admin, database) = admin_of(url);
     let sql = if url.starts_with("postgres") {
         format!("SELECT pid::text FROM pg_stat_activity WHERE datname = '{database}' ORDER BY pid")
     } else {
         format!("SELECT id FROM information_schema.processlist WHERE db = '{database}' ORDER BY id")
-    };
-    let admin = if url.starts_with("postgres") {
-        "postgres://postgres@127.0.0.1:5432/postgres"
-    } else {
-        "mysql://root@127.0.0.1:3306/"
     };
     server_sql(admin, &sql)
         .into_iter()
