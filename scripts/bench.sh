@@ -9,7 +9,9 @@
 #   MariaDB's test1 and test2, the seed scenario). LAST_AGENT=a (or b) makes that participant
 #   the last agent. DURABLE=1 also counts durable writes per transaction. HTTP=1 also starts a
 #   `wasmtx serve` on loopback with the same participants, publishes the script to it and adds
-#   the `http` variant (the same transaction as an invoke over HTTP). LANGUAGES=1 (transfer
+#   the `http` variant (the same transaction as an invoke over HTTP). RAW=1 (transfer only)
+#   also runs the transfer on bare connections, `raw-2pc` and `raw-plain`: the databases' own
+#   ceiling, with nothing of the host in between. LANGUAGES=1 (transfer
 #   only) also runs the transfer written in Python and in JavaScript (examples/python-transfer,
 #   examples/js-transfer), interleaved with the others (needs the toolchains scripts/test.sh
 #   installs). STORE=postgres keeps the
@@ -134,6 +136,11 @@ TOML
   done
   http=(--compare http --server "$(IFS=,; echo "${server_urls[*]}")" --plugin "$scenario")
 fi
+raw=()
+if [ "${RAW:-0}" = 1 ]; then
+  [ "$scenario" = transfer ] || { echo "RAW=1 needs SCENARIO=transfer" >&2; exit 2; }
+  raw=(--compare raw)
+fi
 languages=()
 if [ "${LANGUAGES:-0}" = 1 ]; then
   [ "$scenario" = transfer ] || { echo "LANGUAGES=1 needs SCENARIO=transfer" >&2; exit 2; }
@@ -145,6 +152,6 @@ fi
 "${pin[@]}" "$wasmtx" bench "examples/$scenario" \
   -p "a=$url_a" -p "b=$url_b" \
   --concurrency "$concurrency" --transactions "$transactions" \
-  "${languages[@]}" --compare native --compare plain "${http[@]}" "${durable[@]}" "${store[@]}" \
+  "${languages[@]}" --compare native --compare plain "${raw[@]}" "${http[@]}" "${durable[@]}" "${store[@]}" \
   --input "$input" \
   ${EXTRA:-}

@@ -571,6 +571,7 @@ fn bench_runs_every_variant_to_the_count_and_conserves_the_total() {
         .arg(guest("examples/transfer"))
         .args(["--json", "--concurrency", "3", "--transactions", "40"])
         .args(["--warmup", "2", "--compare", "native", "--compare", "plain"])
+        .args(["--compare", "raw"])
         .args(["--input", &transfer_input(("a", "alice"), ("b", "bob"), 1)])
         .args(["-p", &format!("a={pg}"), "-p", &format!("b={my}")]);
     let (output, result) = run_json(command);
@@ -581,7 +582,11 @@ fn bench_runs_every_variant_to_the_count_and_conserves_the_total() {
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["wasm", "native", "plain"], "{result}");
+    assert_eq!(
+        names,
+        ["wasm", "native", "plain", "raw-2pc", "raw-plain"],
+        "{result}"
+    );
     for v in variants {
         assert_eq!(v["transactions"], 40, "{v}");
         assert_eq!(v["commits"], 40, "{v}");
@@ -601,14 +606,75 @@ fn bench_runs_every_variant_to_the_count_and_conserves_the_total() {
         "wasm_vs_native",
         "two_phase_vs_plain",
         "two_phase_native_vs_plain",
+        "raw_two_phase_vs_plain",
+        "native_vs_raw",
     ] {
         assert!(result[ratio].as_f64().unwrap() > 0.0, "{ratio}: {result}");
     }
-    // Every timed and warm-up transfer moved 1 and committed on both sides.
-    let moved = 3 * (40 + 2);
+    // Every timed and warm-up transfer of every variant moved 1 and committed on both sides.
+    let moved = 5 * (40 + 2);
     assert_eq!(server_balance(&pg, "alice"), 1_000_000 - moved);
     assert_eq!(server_balance(&my, "bob"), 1_000_000 + moved);
     assert!(prepared_branches("benchcmd").is_empty());
+}
+
+#[test]
+fn bench_raw_variants_commit_through_a_last_agent_and_leave_nothing_behind() {
+    let (Some(pg), Some(my)) = (postgres_db("wtx_benchraw"), mysql_db("wtx_benchraw")) else {
+        return;
+    };
+    server_accounts(&pg, &[("alice", 1_000_000)]);
+    server_accounts(&my, &[("bob", 1_000_000)]);
+    let sb = TestDir::new();
+    let mut command = wasmtx(&sb, "benchraw");
+    command
+        .arg("bench")
+        .arg(guest("examples/transfer"))
+        .args(["--json", "--concurrency", "2", "--transactions", "30"])
+        .args(["--warmup", "2", "--compare", "raw"])
+        .args(["--input", &transfer_input(("a", "alice"), ("b", "bob"), 2)])
+        .args([
+            "-p",
+            &format!("a={}", as_last_agent(&pg)),
+            "-p",
+            &format!("b={my}"),
+        ]);
+    let (output, result) = run_json(command);
+    assert!(output.status.success(), "{result}");
+    let variants = result["variants"].as_array().unwrap();
+    for v in variants {
+        assert_eq!(v["commits"], 30, "{v}");
+        assert_eq!(v["errors"], 0, "{v}");
+    }
+    assert!(result["raw_two_phase_vs_plain"].as_f64().unwrap() > 0.0);
+    let moved = 2 * 3 * (30 + 2);
+    assert_eq!(server_balance(&pg, "alice"), 1_000_000 - moved);
+    assert_eq!(server_balance(&my, "bob"), 1_000_000 + moved);
+    assert!(prepared_branches("benchraw").is_empty());
+    // The raw variant's decisions were the last agent's rows, under this node's gids: what
+    // is not yet pruned is COMMIT, and `wasmtx recover` prunes it once it has expired.
+    let rows = decision_rows(&pg, "benchraw");
+    assert!(rows.iter().all(|row| row[1] == "C"), "{rows:?}");
+}
+
+#[test]
+fn bench_raw_refuses_an_sqlite_side() {
+    let sb = TestDir::new();
+    let sqlite = |name: &str| format!("{name}=sqlite://{}?mode=rwc", sb.path(name).display());
+    let output = wasmtx(&sb, "benchrawsqlite")
+        .arg("bench")
+        .arg(guest("examples/transfer"))
+        .args(["--transactions", "1", "--compare", "raw"])
+        .args(["--input", &transfer_input(("a", "alice"), ("b", "bob"), 1)])
+        .args(["-p", &sqlite("a"), "-p", &sqlite("b")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--compare raw needs PostgreSQL or MySQL/MariaDB participants"),
+        "{stderr}"
+    );
 }
 
 #[test]

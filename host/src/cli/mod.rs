@@ -40,7 +40,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure throughput, latency and CPU per transaction of a script's transactions,
     /// optionally against its native twin (--compare native), plain single-phase commits
-    /// (--compare plain) and other scripts, e.g. the same logic in another language (--also).
+    /// (--compare plain), the same transfer on bare database connections (--compare raw) and
+    /// other scripts, e.g. the same logic in another language (--also).
     ///
     /// Per variant: throughput, latency percentiles, and what each transaction cost:
     /// `host µs/tx` is this process's CPU time, `machine µs/tx` the whole machine's (the

@@ -190,7 +190,7 @@ fn mysql_error_number(err: &sqlx::Error) -> Option<u16> {
 }
 
 /// `'<gid>','<index>'`: both parts come from validated ids ([A-Za-z0-9.-] and digits).
-fn xid(branch: &BranchId) -> String {
+pub fn xid(branch: &BranchId) -> String {
     format!("'{}','{}'", branch.gid, branch.index)
 }
 

@@ -1,6 +1,7 @@
 //! `wasmtx bench`: throughput and latency of a script's transactions, optionally against
-//! its native twin and plain single-phase commits, interleaved in one run, and with
-//! `--durable-writes` the durable writes each variant costs per transaction.
+//! its native twin, plain single-phase commits and the same work on bare connections,
+//! interleaved in one run, and with `--durable-writes` the durable writes each variant costs
+//! per transaction.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -19,11 +20,13 @@ use super::{HostArgs, input_error, output, resolve_script};
 use durable::{DurableProbe, DurableWrites};
 use http::HttpInvokeUnit;
 use native::{NativeInsertUser, NativeTransfer, Twin};
+use raw::RawTransfer;
 use runner::{CoordinatedUnit, PlainUnit, Stop, Variant, VariantResult};
 
 mod durable;
 mod http;
 mod native;
+mod raw;
 mod runner;
 mod usage;
 
@@ -38,6 +41,11 @@ enum Compare {
     /// The same script invoked over HTTP on a running `wasmtx serve` (give --server and
     /// --plugin; the server should have the same participants).
     Http,
+    /// examples/transfer's statements on bare database connections, nothing of the host in
+    /// between: `raw-2pc` (two-phase commit as configured: last agent or decision log) and
+    /// `raw-plain` (single-phase commits). What the databases allow: the ceiling of
+    /// `native` and `plain`.
+    Raw,
 }
 
 #[derive(Debug, Args)]
@@ -62,7 +70,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "JSON|@FILE", default_value = "{}")]
     input: String,
     /// Also run this variant, interleaved (repeatable). `native` and `plain` expect the
-    /// input of examples/transfer or examples/insert-user.
+    /// input of examples/transfer or examples/insert-user, `raw` that of examples/transfer
+    /// (its two sides on PostgreSQL or MySQL/MariaDB participants).
     #[arg(long, value_enum, value_name = "VARIANT")]
     compare: Vec<Compare>,
     /// Also run this script (a .wasm component or a script directory) as a variant of its
@@ -175,6 +184,16 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
     }
     for compare in &args.compare {
         let twin = || Twin::detect(&first_input);
+        if *compare == Compare::Raw {
+            for (name, two_phase) in [("raw-2pc", true), ("raw-plain", false)] {
+                let raw = RawTransfer::new(coordinator, &probe_config, &first_input, two_phase)?;
+                variants.push(Variant {
+                    name: name.into(),
+                    unit: Arc::new(raw),
+                });
+            }
+            continue;
+        }
         variants.push(match compare {
             Compare::Native => Variant {
                 name: "native".into(),
@@ -210,6 +229,7 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
                     )),
                 }
             }
+            Compare::Raw => unreachable!("added above"),
         });
     }
 
@@ -279,6 +299,8 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
         two_phase_vs_plain: ratio("wasm", "plain"),
         two_phase_native_vs_plain: ratio("native", "plain"),
         http_vs_wasm: ratio("http", "wasm"),
+        raw_two_phase_vs_plain: ratio("raw-2pc", "raw-plain"),
+        native_vs_raw: ratio("native", "raw-2pc"),
         variants: results,
         rss_kib_before: rss_before,
         rss_kib_after: rss_after,
@@ -292,7 +314,7 @@ fn variant_name(path: &std::path::Path, variants: &[Variant]) -> String {
         .file_stem()
         .map_or_else(|| "script".to_owned(), |s| s.to_string_lossy().into_owned());
     let taken = |name: &str| {
-        ["wasm", "native", "plain", "http"].contains(&name)
+        ["wasm", "native", "plain", "http", "raw-2pc", "raw-plain"].contains(&name)
             || variants.iter().any(|v| v.name == name)
     };
     let mut name = stem.clone();
@@ -345,6 +367,11 @@ struct BenchReport {
     two_phase_native_vs_plain: Option<f64>,
     /// The script invoked over HTTP on a server against the same script in process.
     http_vs_wasm: Option<f64>,
+    /// Two-phase commit against plain commits on bare connections: the databases' own ratio.
+    raw_two_phase_vs_plain: Option<f64>,
+    /// The native closure through the host against the same two-phase commit on bare
+    /// connections: what the host costs.
+    native_vs_raw: Option<f64>,
     /// Each `--also` script's throughput against the first script's (`wasm`).
     others_vs_wasm: std::collections::BTreeMap<String, f64>,
     rss_kib_before: Option<u64>,
@@ -424,6 +451,12 @@ fn print_text(result: &BenchReport) {
     }
     if let Some(r) = result.two_phase_native_vs_plain {
         println!("two-phase (native) / plain single-phase throughput: {r:.3}");
+    }
+    if let Some(r) = result.raw_two_phase_vs_plain {
+        println!("two-phase (raw) / plain single-phase (raw) throughput: {r:.3}");
+    }
+    if let Some(r) = result.native_vs_raw {
+        println!("two-phase native (through the host) / raw throughput: {r:.3}");
     }
     if let Some(r) = result.http_vs_wasm {
         println!("http (wasmtx serve) / in-process throughput: {r:.3}");
