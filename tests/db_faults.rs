@@ -400,10 +400,11 @@ fn the_shared_decision_database_crashed_mid_stream_then_restarted() {
         server_balance(&bank.1, "bob") >= 1000 + committed as i64,
         "every transfer answered 200 is there ({committed})"
     );
+    // Back from bob, who holds at least his 1000: the stream may have emptied alice.
     for (_, server) in &nodes {
         let (status, body) = server.invoke(
             "transfer",
-            common::serve::transfer_body(("pg", "alice"), ("my", "bob"), 1),
+            common::serve::transfer_body(("my", "bob"), ("pg", "alice"), 1),
         );
         assert_eq!(status, 200, "the node decides again: {body}");
     }
