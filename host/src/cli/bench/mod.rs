@@ -184,18 +184,8 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
     }
     for compare in &args.compare {
         let twin = || Twin::detect(&first_input);
-        if *compare == Compare::Raw {
-            for (name, two_phase) in [("raw-2pc", true), ("raw-plain", false)] {
-                let raw = RawTransfer::new(coordinator, &probe_config, &first_input, two_phase)?;
-                variants.push(Variant {
-                    name: name.into(),
-                    unit: Arc::new(raw),
-                });
-            }
-            continue;
-        }
-        variants.push(match compare {
-            Compare::Native => Variant {
+        let added = match compare {
+            Compare::Native => vec![Variant {
                 name: "native".into(),
                 unit: Arc::new(CoordinatedUnit {
                     coordinator: coordinator.clone(),
@@ -204,8 +194,8 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
                         Twin::InsertUser => Arc::new(NativeInsertUser),
                     },
                 }),
-            },
-            Compare::Plain => Variant {
+            }],
+            Compare::Plain => vec![Variant {
                 name: "plain".into(),
                 unit: Arc::new(match twin()? {
                     Twin::Transfer => PlainUnit::transfer(coordinator, &first_input)?,
@@ -213,24 +203,39 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
                         PlainUnit::each_participant(coordinator, Arc::new(NativeInsertUser))
                     }
                 }),
-            },
+            }],
             Compare::Http => {
                 let (false, Some(plugin)) = (args.server.is_empty(), &args.plugin) else {
                     return Err(input_error(
                         "--compare http needs --server URL and --plugin NAME (published on that server)",
                     ));
                 };
-                Variant {
+                vec![Variant {
                     name: "http".into(),
                     unit: Arc::new(HttpInvokeUnit::new(
                         &args.server,
                         plugin,
                         args.token.clone(),
                     )),
-                }
+                }]
             }
-            Compare::Raw => unreachable!("added above"),
-        });
+            Compare::Raw => {
+                let raw = |two_phase| {
+                    RawTransfer::new(coordinator, &probe_config, &first_input, two_phase)
+                };
+                vec![
+                    Variant {
+                        name: "raw-2pc".into(),
+                        unit: Arc::new(raw(true)?),
+                    },
+                    Variant {
+                        name: "raw-plain".into(),
+                        unit: Arc::new(raw(false)?),
+                    },
+                ]
+            }
+        };
+        variants.extend(added);
     }
 
     // Warm-up: pools, caches, first-touch allocations. Not timed.

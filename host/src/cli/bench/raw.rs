@@ -24,7 +24,7 @@ use sqlx::{AssertSqlSafe, Connection, Executor, MySqlConnection, PgConnection};
 use wasmtx::config::Config;
 use wasmtx::coordinator::Coordinator;
 use wasmtx::decision_store::DecisionStore;
-use wasmtx::gid::BranchId;
+use wasmtx::gid::{BranchId, Gid};
 use wasmtx::participant::Location;
 use wasmtx::participant::decision_table::DecisionTable;
 use wasmtx::participant::mysql::{MysqlProtocol, xid};
@@ -142,39 +142,20 @@ impl RawTransfer {
 
     async fn transfer(&self, conns: &mut (Conn, Conn), input: &str) -> Result<(), String> {
         let transfer = TransferInput::parse(input).map_err(|e| e.message)?;
-        let (amount, from_id, to_id) = (
-            transfer.amount,
-            transfer.from.account.as_str(),
-            transfer.to.account.as_str(),
-        );
-        let (from, to) = (&mut conns.0, &mut conns.1);
-        let gid = self.coordinator.new_gid();
-        let (from_branch, to_branch) = (gid.branch(self.from.index), gid.branch(self.to.index));
-        let deadline_ms = gid
-            .deadline()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let protocol = match &self.protocol {
-            Protocol::Plain => {
-                from.begin(&from_branch).await?;
-                from.debit(from_id, amount).await?;
-                from.balance(from_id, false).await?;
-                from.run(from.commit_one_phase_sql(&from_branch)).await?;
-                let to_branch = self.coordinator.new_gid().branch(self.to.index);
-                to.begin(&to_branch).await?;
-                to.add(to_id, amount).await?;
-                to.balance(to_id, false).await?;
-                return to.run(to.commit_one_phase_sql(&to_branch)).await;
-            }
-            two_phase => two_phase,
+        let work = Work {
+            from: &transfer.from.account,
+            to: &transfer.to.account,
+            amount: transfer.amount,
         };
-        tokio::try_join!(from.begin(&from_branch), to.begin(&to_branch))?;
-        from.debit(from_id, amount).await?;
-        to.add(to_id, amount).await?;
-        from.balance(from_id, false).await?;
-        to.balance(to_id, false).await?;
-        match protocol {
+        let (from, to) = (&mut conns.0, &mut conns.1);
+        match &self.protocol {
+            Protocol::Plain => self.plain(from, to, &work).await,
             Protocol::LastAgent(agent, table) => {
+                let (gid, from_branch, to_branch) = self.open(from, to, &work).await?;
+                let deadline_ms = gid
+                    .deadline()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
                 let ((last, last_branch), (other, other_branch)) = match agent {
                     Agent::From => ((from, &from_branch), (to, &to_branch)),
                     Agent::To => ((to, &to_branch), (from, &from_branch)),
@@ -186,8 +167,10 @@ impl RawTransfer {
                     .run(other.finish_prepared_sql(other_branch, Finish::Commit))
                     .await?;
                 table.forget(&gid);
+                Ok(())
             }
             Protocol::DecisionLog(store) => {
+                let (gid, from_branch, to_branch) = self.open(from, to, &work).await?;
                 tokio::try_join!(
                     from.run(from.prepare_sql(&from_branch)),
                     to.run(to.prepare_sql(&to_branch))
@@ -200,12 +183,49 @@ impl RawTransfer {
                     from.run(from.finish_prepared_sql(&from_branch, Finish::Commit)),
                     to.run(to.finish_prepared_sql(&to_branch, Finish::Commit))
                 )?;
-                store.record_done(&gid).await.map_err(|e| e.to_string())?;
+                store.record_done(&gid).await.map_err(|e| e.to_string())
             }
-            Protocol::Plain => unreachable!("returned above"),
         }
-        Ok(())
     }
+
+    /// Begins a transaction's branch on both sides and runs the transfer's statements in
+    /// them, in the script's order; returns its gid and the two branches.
+    async fn open(
+        &self,
+        from: &mut Conn,
+        to: &mut Conn,
+        work: &Work<'_>,
+    ) -> Result<(Gid, BranchId, BranchId), String> {
+        let gid = self.coordinator.new_gid();
+        let (from_branch, to_branch) = (gid.branch(self.from.index), gid.branch(self.to.index));
+        tokio::try_join!(from.begin(&from_branch), to.begin(&to_branch))?;
+        from.debit(work.from, work.amount).await?;
+        to.add(work.to, work.amount).await?;
+        from.balance(work.from, false).await?;
+        to.balance(work.to, false).await?;
+        Ok((gid, from_branch, to_branch))
+    }
+
+    /// The debit, then the credit, each a single-phase transaction of its own.
+    async fn plain(&self, from: &mut Conn, to: &mut Conn, work: &Work<'_>) -> Result<(), String> {
+        let from_branch = self.coordinator.new_gid().branch(self.from.index);
+        from.begin(&from_branch).await?;
+        from.debit(work.from, work.amount).await?;
+        from.balance(work.from, false).await?;
+        from.run(from.commit_one_phase_sql(&from_branch)).await?;
+        let to_branch = self.coordinator.new_gid().branch(self.to.index);
+        to.begin(&to_branch).await?;
+        to.add(work.to, work.amount).await?;
+        to.balance(work.to, false).await?;
+        to.run(to.commit_one_phase_sql(&to_branch)).await
+    }
+}
+
+/// One transfer's accounts and amount.
+struct Work<'a> {
+    from: &'a str,
+    to: &'a str,
+    amount: i64,
 }
 
 #[async_trait]
