@@ -314,30 +314,22 @@ impl Conn {
 
     /// The account's balance, locked for the transaction with `lock`.
     async fn balance(&mut self, id: &str, lock: bool) -> Result<i64, String> {
-        let balance = match (self, lock) {
-            (Conn::Postgres(conn), true) => {
-                sqlx::query_scalar("SELECT balance FROM accounts WHERE id = $1 FOR UPDATE")
-                    .bind(id)
-                    .fetch_one(conn)
-                    .await
+        let balance = match self {
+            Conn::Postgres(conn) => {
+                let sql = if lock {
+                    "SELECT balance FROM accounts WHERE id = $1 FOR UPDATE"
+                } else {
+                    "SELECT balance FROM accounts WHERE id = $1"
+                };
+                sqlx::query_scalar(sql).bind(id).fetch_one(conn).await
             }
-            (Conn::Postgres(conn), false) => {
-                sqlx::query_scalar("SELECT balance FROM accounts WHERE id = $1")
-                    .bind(id)
-                    .fetch_one(conn)
-                    .await
-            }
-            (Conn::Mysql(conn), true) => {
-                sqlx::query_scalar("SELECT balance FROM accounts WHERE id = ? FOR UPDATE")
-                    .bind(id)
-                    .fetch_one(conn)
-                    .await
-            }
-            (Conn::Mysql(conn), false) => {
-                sqlx::query_scalar("SELECT balance FROM accounts WHERE id = ?")
-                    .bind(id)
-                    .fetch_one(conn)
-                    .await
+            Conn::Mysql(conn) => {
+                let sql = if lock {
+                    "SELECT balance FROM accounts WHERE id = ? FOR UPDATE"
+                } else {
+                    "SELECT balance FROM accounts WHERE id = ?"
+                };
+                sqlx::query_scalar(sql).bind(id).fetch_one(conn).await
             }
         };
         balance.map_err(|e| format!("balance of `{id}`: {e}"))
