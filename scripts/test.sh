@@ -5,7 +5,8 @@
 #   - componentize-py for the Python scripts (python-sdk/requirements.txt),
 #   - Node.js, npm and jco for the JavaScript scripts (examples/js-transfer/package-lock.json),
 #   - cargo test, release profile (one warm build serves tests, demo and benchmarks), with
-#     the test-only fault-injection feature for the crash tests,
+#     the test-only fault-injection feature for the crash tests (tests/isolation.rs turns on
+#     a swap file while it runs, which needs root),
 #   - the guest SDK's own tests (native, its own target directory),
 #   - a short chaos run (scripts/chaos.sh, 20 SIGKILLs during transfer streams; the full
 #     1,000-kill run is in RELIABILITY.md),

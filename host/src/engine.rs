@@ -39,8 +39,9 @@ impl ScriptEngine {
     pub fn new(limits: &Limits, concurrency: u32, budget: InstanceNeeds) -> wasmtime::Result<Self> {
         let concurrency = concurrency.max(1);
         // A freed instance's memory must be reset before the next script gets it. With the
-        // PAGEMAP_SCAN ioctl (Linux ≥ 6.7) the pool resets only the pages the script dirtied,
-        // in place, up to `keep_resident`: nothing is unmapped (an `madvise` would also cost
+        // PAGEMAP_SCAN ioctl (Linux ≥ 6.7) the pool resets only the pages the script dirtied
+        // — in RAM or swapped out (vendor/README.md: wasmtime 48 as published skips swapped
+        // ones) — in place, up to `keep_resident`: nothing is unmapped (an `madvise` would also cost
         // a TLB shootdown across the runtime's threads) and nothing faults back in on the
         // next use. Without it the first `keep_resident` bytes are reset with `memset`
         // whether used or not, so only a little is kept. What stays resident is at most

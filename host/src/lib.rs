@@ -24,10 +24,12 @@
 //! - [`registry`]: published plugins — components stored by digest as immutable
 //!   `name@version`, with aliases, in the state directory;
 //! - [`report`]: what a transaction ended as, for humans and `--json`;
+//! - [`engine`]: the one wasmtime engine scripts run in — its instance pool, the reset of
+//!   what a freed instance leaves behind, epoch interruption;
 //! - [`gid`]: global transaction ids; [`value`]: SQL values; [`dialect`]: SQL dialects;
 //! - [`guest_build`]: builds a guest crate directory into a component.
 //!
-//! Internal: `engine` (the one wasmtime engine), `cache` (compiled components), `memo`
+//! Internal: `cache` (compiled components), `memo`
 //! (bounded memo of statement parsing), `fault` (test-only crash points).
 //!
 //! # Embedding
@@ -81,7 +83,7 @@ pub mod coordinator;
 pub mod decision_log;
 pub mod decision_store;
 pub mod dialect;
-mod engine;
+pub mod engine;
 mod fault;
 #[cfg(test)]
 mod fuzzing;
