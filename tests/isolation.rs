@@ -80,10 +80,10 @@ fn a_fresh_instance_finds_no_table_entry_of_the_previous_one_whose_table_was_swa
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(_swap) = SwapFile::on() else { return };
     // The sandbox's own engine and pool, as every script instance gets them.
-    let engine = wasmtx::engine::ScriptEngine::new(
+    let engine = wasmtx::script::engine::ScriptEngine::new(
         &wasmtx::limits::Limits::default(),
         1,
-        wasmtx::engine::BASE_BUDGET,
+        wasmtx::script::engine::BASE_BUDGET,
     )
     .expect("the script engine");
     // 8,192 funcref entries: 64 KiB of table, all within what the pool keeps resident.

@@ -13,10 +13,12 @@ mod common;
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use wasmtx::config::Config;
+use wasmtx::script::{Warm, WarmSettings};
 use wasmtx::{Host, HostOptions, ScriptLogic};
 
 use common::{
@@ -764,6 +766,17 @@ fn wasi_grants_no_authority() {
 /// transfer that must commit.
 #[test]
 fn one_host_survives_every_attack_and_keeps_serving() {
+    survives_every_attack_and_keeps_serving(false);
+}
+
+/// The same attacks with the hostile script run warm: an instance that served one attack
+/// may serve the next, and each is contained as on a fresh instance.
+#[test]
+fn one_host_survives_every_attack_from_a_warm_instance_and_keeps_serving() {
+    survives_every_attack_and_keeps_serving(true);
+}
+
+fn survives_every_attack_and_keeps_serving(warm: bool) {
     let bank = Bank::sqlite();
     let mut config = Config::defaults();
     config.state_dir = bank.sb.path("state");
@@ -772,10 +785,16 @@ fn one_host_survives_every_attack_and_keeps_serving() {
     config.limits.max_statements = 100;
     config.apply_participant_args(&bank.participants).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let host = runtime
-        .block_on(Host::open(config, HostOptions::default()))
-        .unwrap();
-    let hostile = host.load_script(&guest(HOSTILE)).unwrap();
+    let options = HostOptions {
+        warm_instances: if warm { 1 } else { 0 },
+        ..HostOptions::default()
+    };
+    let host = runtime.block_on(Host::open(config, options)).unwrap();
+    let mut hostile = host.load_script(&guest(HOSTILE)).unwrap();
+    let claim = Arc::new(Warm::new(WarmSettings::default()));
+    if warm {
+        hostile = hostile.warm(claim.clone());
+    }
     let transfer = host.load_script(&guest("examples/transfer")).unwrap();
     let run = |script: &ScriptLogic, input: &str| {
         let report = runtime
@@ -858,6 +877,13 @@ fn one_host_survives_every_attack_and_keeps_serving() {
         );
         assert_eq!(bank.balances(), expected, "the transfer after it");
     });
+    if warm {
+        let (_, reused) = claim.counts();
+        assert!(
+            reused > 0,
+            "no attack ran on an instance an earlier one left: the warm path was not tested"
+        );
+    }
 }
 
 // ── PostgreSQL and MariaDB ──────────────────────────────────────────────────────────────

@@ -9,8 +9,10 @@
 //!   the baseline the sandbox's cost is read against; both again with cold caches;
 //! - `transfer x16 concurrent`: sixteen of those at once, cycling through the pool's slots;
 //! - `cache_load`: load a compiled component from the on-disk cache;
+//! - `transfer, warm`: the WASM transfer on one warm instance that serves every run;
 //! - `python transfer`, `quickjs transfer`: the transfer examples written in Python
-//!   (componentize-py) and JavaScript (jco's QuickJS backend), hot, and loading each
+//!   (componentize-py) and JavaScript (jco's QuickJS backend), hot on a fresh instance and
+//!   on a warm one, and loading each
 //!   compiled component from the cache. Each is skipped, saying why, when its toolchain is
 //!   missing (`scripts/test.sh` installs both: `WASMTX_COMPONENTIZE_PY`, `npm`);
 //! - `spidermonkey transfer`: the same JavaScript built with componentize-js instead, when
@@ -35,7 +37,7 @@ use wasmtx::participant::{
     StatementTimeouts,
 };
 use wasmtx::report::TxError;
-use wasmtx::script::Sandbox;
+use wasmtx::script::{Sandbox, Warm, WarmSettings};
 use wasmtx::transaction::OpenTransaction;
 use wasmtx::value::{Column, ResultLimits, RowSet, Value};
 
@@ -206,7 +208,9 @@ fn benchmarks(c: &mut Criterion) {
     .expect("building the benchmark guest");
     let cache_dir = tempfile::tempdir().unwrap();
     let limits = Limits::default();
-    let sandbox = Sandbox::new(&limits, 1, cache_dir.path().to_owned()).expect("engine");
+    // Room for one parked instance, for the warm variants.
+    let sandbox =
+        Sandbox::with_warm_instances(&limits, 1, 1, cache_dir.path().to_owned()).expect("engine");
     let script = sandbox.load(&wasm).expect("loading the benchmark guest");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -245,6 +249,19 @@ fn benchmarks(c: &mut Criterion) {
         b.to_async(&runtime).iter(|| async {
             let tx = open_transaction(&node, &a_b, true);
             let (_tx, result) = sandbox.run(&transfer, tx, input).await;
+            result.expect("the transfer succeeds");
+        })
+    });
+
+    // The same on a warm instance: one instance serves every transaction.
+    let warm = Warm::new(WarmSettings {
+        max_uses: u32::MAX,
+        idle_secs: 3600,
+    });
+    c.bench_function("transfer, warm, every statement waits once", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let tx = open_transaction(&node, &a_b, true);
+            let (_tx, result) = sandbox.run_warm(&transfer, &warm, tx, input).await;
             result.expect("the transfer succeeds");
         })
     });
@@ -320,7 +337,8 @@ fn benchmarks(c: &mut Criterion) {
             }
         };
         // A sandbox of its own: an interpreter component sizes the instance pool up.
-        let sandbox = Sandbox::new(&limits, 1, cache_dir.path().to_owned()).expect("engine");
+        let sandbox = Sandbox::with_warm_instances(&limits, 1, 1, cache_dir.path().to_owned())
+            .expect("engine");
         let script = sandbox.load(&wasm).expect("loading the transfer");
         c.bench_function(
             &format!("{language} transfer: instantiate + run + drop"),
@@ -332,6 +350,17 @@ fn benchmarks(c: &mut Criterion) {
                 })
             },
         );
+        let warm = Warm::new(WarmSettings {
+            max_uses: u32::MAX,
+            idle_secs: 3600,
+        });
+        c.bench_function(&format!("{language} transfer: warm instance, run"), |b| {
+            b.to_async(&runtime).iter(|| async {
+                let tx = open_transaction(&node, &a_b, true);
+                let (_tx, result) = sandbox.run_warm(&script, &warm, tx, input).await;
+                result.expect("the transfer succeeds");
+            })
+        });
         let bytes = std::fs::read(&wasm).unwrap();
         c.bench_function(&format!("{language} transfer: cache_load"), |b| {
             b.iter(|| {

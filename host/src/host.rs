@@ -28,6 +28,9 @@ pub struct HostOptions {
     pub concurrency: u32,
     /// Connections per server participant.
     pub max_connections: u32,
+    /// Script instances that may wait between the transactions of plugins run warm
+    /// (0: every transaction gets a fresh instance).
+    pub warm_instances: u32,
 }
 
 impl Default for HostOptions {
@@ -35,6 +38,7 @@ impl Default for HostOptions {
         HostOptions {
             concurrency: 1,
             max_connections: 2,
+            warm_instances: 0,
         }
     }
 }
@@ -118,9 +122,10 @@ impl Host {
         for spec in &config.participants {
             spec.check_local()?;
         }
-        let sandbox = Sandbox::new(
+        let sandbox = Sandbox::with_warm_instances(
             &config.limits,
             options.concurrency,
+            options.warm_instances,
             config.cache_dir.clone(),
         )
         .map_err(|e| HostError::Engine(format!("{e:#}")))?;
@@ -279,5 +284,6 @@ fn load_script(sandbox: &Arc<Sandbox>, path: &Path) -> Result<ScriptLogic, LoadE
     Ok(ScriptLogic {
         sandbox: sandbox.clone(),
         script: Arc::new(sandbox.load(path)?),
+        warm: None,
     })
 }

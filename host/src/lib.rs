@@ -7,9 +7,10 @@
 //! - [`host`]: the front door — a [`Host`] built from a [`Config`] owns the sandbox, the
 //!   participants, the coordinator and the decision store;
 //! - [`config`]: node id, directories, participants and [`limits`], from TOML and flags;
-//! - [`script`]: the sandbox — loads components (through the on-disk cache of compiled
-//!   components), runs one fresh instance per transaction, implements the WIT imports,
-//!   converts values, enforces the statement policy;
+//! - [`script`]: the sandbox — the wasmtime engine and its instance pool
+//!   ([`script::engine`]), loads components (through the on-disk cache of compiled
+//!   components), runs one fresh instance per transaction (or, opted in, a warm one),
+//!   implements the WIT imports, converts values, enforces the statement policy;
 //! - [`participant`]: the databases — one factory ([`ParticipantSlot`]) from a spec to a
 //!   PostgreSQL or MySQL/MariaDB server participant or an SQLite file, one state machine
 //!   for server branches, SQLite files attached to one connection;
@@ -24,13 +25,10 @@
 //! - [`registry`]: published plugins — components stored by digest as immutable
 //!   `name@version`, with aliases, in the state directory;
 //! - [`report`]: what a transaction ended as, for humans and `--json`;
-//! - [`engine`]: the one wasmtime engine scripts run in — its instance pool, the reset of
-//!   what a freed instance leaves behind, epoch interruption;
 //! - [`gid`]: global transaction ids; [`value`]: SQL values; [`dialect`]: SQL dialects;
 //! - [`guest_build`]: builds a guest crate directory into a component.
 //!
-//! Internal: `cache` (compiled components), `memo`
-//! (bounded memo of statement parsing), `fault` (test-only crash points).
+//! Internal: `memo` (bounded memo of statement parsing), `fault` (test-only crash points).
 //!
 //! # Embedding
 //!
@@ -76,14 +74,12 @@
 //! # }).unwrap();
 //! ```
 
-mod cache;
 pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod decision_log;
 pub mod decision_store;
 pub mod dialect;
-pub mod engine;
 mod fault;
 #[cfg(test)]
 mod fuzzing;

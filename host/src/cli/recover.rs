@@ -32,6 +32,7 @@ pub async fn run(args: RecoverArgs, dry_run: bool) -> ExitCode {
     let options = HostOptions {
         concurrency: 1,
         max_connections: 1,
+        ..HostOptions::default()
     };
     let host = match Host::open(config, options).await {
         Ok(host) => host,

@@ -51,6 +51,7 @@ async fn prepare(args: &RunArgs) -> Result<(Host, ScriptLogic, String), TxError>
         HostOptions {
             concurrency: 1,
             max_connections: RUN_POOL_SIZE,
+            ..HostOptions::default()
         },
     )?;
     let script = host.load_script(&script_path).map_err(input_error)?;

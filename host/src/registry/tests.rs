@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 
 use super::*;
-use crate::cache::CacheState;
 use crate::limits::Limits;
+use crate::script::CacheState;
 
 /// Builds a guest crate of the repository (once per test process) and returns its bytes.
 fn guest(crate_dir: &str) -> Vec<u8> {

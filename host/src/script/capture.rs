@@ -40,6 +40,13 @@ impl CappedPipe {
         )
     }
 
+    /// Forgets what was captured: the next transaction of a warm instance starts empty.
+    pub fn clear(&self) {
+        let mut buffer = self.buffer.lock().expect("capture lock");
+        buffer.bytes.clear();
+        buffer.dropped = 0;
+    }
+
     fn append(&self, bytes: &[u8]) {
         let mut buffer = self.buffer.lock().expect("capture lock");
         let room = self.cap.saturating_sub(buffer.bytes.len());

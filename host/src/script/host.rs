@@ -13,14 +13,16 @@ use super::policy;
 use crate::gid::Gid;
 use crate::limits::Limits;
 use crate::participant::StatementError;
-use crate::transaction::{MemberId, statement_error_to_tx};
+use crate::transaction::{MemberId, OpenTransaction, statement_error_to_tx};
 
 /// What a `participant` resource refers to: a participant of the running transaction, by
 /// index. A view, not an owner: the transaction stays with the host, and any number of
-/// handles may name the same participant.
+/// handles may name the same participant. It is good for the transaction it was made in
+/// only (`run`): a warm instance that kept one traps when it uses it in a later one.
 #[derive(Debug, Clone, Copy)]
 pub struct ParticipantHandle {
     member: MemberId,
+    run: u64,
 }
 
 /// Counters and budgets of one run.
@@ -61,6 +63,11 @@ impl HostState {
         self.limit_hit.as_deref()
     }
 
+    /// Whether the run reached a host-side limit: a trap's limit, or log lines dropped.
+    pub(super) fn crossed_a_limit(&self) -> bool {
+        self.limit_hit.is_some() || self.dropped_log_lines > 0
+    }
+
     /// The last error-level log line of the run, kept even when it was past the log limits.
     pub(super) fn last_error_log(&self) -> Option<&str> {
         self.last_error_log.as_deref()
@@ -77,7 +84,8 @@ impl HostState {
 impl StoreState {
     /// Wraps a new handle, turning a full table into a limit error the run reports.
     fn new_handle(&mut self, member: MemberId) -> wasmtime::Result<Resource<ParticipantHandle>> {
-        match self.table.push(ParticipantHandle { member }) {
+        let run = self.run;
+        match self.table.push(ParticipantHandle { member, run }) {
             Ok(handle) => Ok(handle),
             Err(err) => {
                 self.host.limit_hit = Some(format!(
@@ -102,7 +110,7 @@ impl StoreState {
                 self.host.max_statements
             )));
         }
-        let dialect = self.tx.dialect_of(member);
+        let dialect = self.tx_ref().dialect_of(member);
         policy::check_memoized(dialect, statement)
             .await
             .map_err(|refusal| StatementError::Forbidden(refusal.to_string()))?;
@@ -111,13 +119,33 @@ impl StoreState {
 
     /// Dooms the transaction for a refusal the transaction itself did not see.
     fn refuse<T>(&mut self, member: MemberId, err: StatementError) -> Result<T, types::Error> {
-        let name = self.tx.name_of(member).to_owned();
-        self.tx.doom(statement_error_to_tx(&name, &err));
+        let name = self.tx_ref().name_of(member).to_owned();
+        self.tx().doom(statement_error_to_tx(&name, &err));
         Err(convert::error_to_wit(err))
     }
 
     fn member_of(&self, handle: &Resource<ParticipantHandle>) -> wasmtime::Result<MemberId> {
-        Ok(self.table.get(handle)?.member)
+        let handle = self.table.get(handle)?;
+        if handle.run != self.run {
+            wasmtime::bail!(
+                "the script used a participant handle from an earlier transaction of its warm instance; get handles anew in every run"
+            );
+        }
+        Ok(handle.member)
+    }
+
+    /// The transaction the script drives: one is bound whenever guest code runs (the
+    /// sandbox binds it before instantiating or calling the instance).
+    fn tx(&mut self) -> &mut OpenTransaction {
+        self.tx
+            .as_mut()
+            .expect("a transaction is bound whenever the script runs")
+    }
+
+    fn tx_ref(&self) -> &OpenTransaction {
+        self.tx
+            .as_ref()
+            .expect("a transaction is bound whenever the script runs")
     }
 }
 
@@ -125,17 +153,15 @@ impl types::Host for StoreState {}
 
 impl sql::Host for StoreState {
     async fn participants(&mut self) -> wasmtime::Result<Vec<Resource<ParticipantHandle>>> {
-        self.tx
-            .members()
-            .map(|member| self.new_handle(member))
-            .collect()
+        let members = self.tx_ref().members();
+        members.map(|member| self.new_handle(member)).collect()
     }
 }
 
 impl sql::HostParticipant for StoreState {
     async fn name(&mut self, handle: Resource<ParticipantHandle>) -> wasmtime::Result<String> {
         let member = self.member_of(&handle)?;
-        Ok(self.tx.name_of(member).to_owned())
+        Ok(self.tx_ref().name_of(member).to_owned())
     }
 
     async fn dialect(
@@ -143,7 +169,7 @@ impl sql::HostParticipant for StoreState {
         handle: Resource<ParticipantHandle>,
     ) -> wasmtime::Result<types::Dialect> {
         let member = self.member_of(&handle)?;
-        Ok(convert::dialect_to_wit(self.tx.dialect_of(member)))
+        Ok(convert::dialect_to_wit(self.tx_ref().dialect_of(member)))
     }
 
     async fn execute(
@@ -158,7 +184,7 @@ impl sql::HostParticipant for StoreState {
             Err(err) => return Ok(self.refuse(member, err)),
         };
         Ok(self
-            .tx
+            .tx()
             .execute(member, &statement, &params)
             .await
             .map_err(convert::error_to_wit))
@@ -176,7 +202,7 @@ impl sql::HostParticipant for StoreState {
             Err(err) => return Ok(self.refuse(member, err)),
         };
         Ok(self
-            .tx
+            .tx()
             .query(member, &statement, &params)
             .await
             .map(convert::row_set_to_wit)
@@ -187,10 +213,11 @@ impl sql::HostParticipant for StoreState {
         &mut self,
         name: String,
     ) -> wasmtime::Result<Result<Resource<ParticipantHandle>, types::Error>> {
-        match self.tx.member(&name) {
+        match self.tx_ref().member(&name) {
             Some(member) => Ok(Ok(self.new_handle(member)?)),
             None => {
-                let known: Vec<&str> = self.tx.members().map(|m| self.tx.name_of(m)).collect();
+                let tx = self.tx_ref();
+                let known: Vec<&str> = tx.members().map(|m| tx.name_of(m)).collect();
                 let shown: String = name.chars().take(64).collect();
                 Ok(Err(types::Error::NoSuchParticipant(format!(
                     "no participant named `{shown}` (participants: {})",
@@ -220,7 +247,7 @@ impl log::Host for StoreState {
         }
         host.log_lines += 1;
         host.log_bytes += message.len();
-        let gid = &self.tx.gid;
+        let gid = &self.tx_ref().gid;
         match level {
             log::Level::Trace => tracing::trace!(target: "wasmtx::script", %gid, "{message}"),
             log::Level::Debug => tracing::debug!(target: "wasmtx::script", %gid, "{message}"),

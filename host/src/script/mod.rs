@@ -1,26 +1,33 @@
 //! The sandbox: loads script components and runs one fresh, isolated instance per
-//! transaction.
+//! transaction — or, for a plugin an operator trusts with it, a warm one (`warm.rs`).
 //!
+//! - `engine.rs` is the one wasmtime engine configuration: the instance pool, the reset of
+//!   what a freed instance leaves, epoch interruption;
+//! - `cache.rs` keeps compiled components on disk;
 //! - `host.rs` implements the WIT imports (`sql`, `log`) and nothing else;
 //! - `convert.rs` maps WIT values to host values and back;
 //! - `policy.rs` decides which statements a script may send;
 //! - `capture.rs` captures the script's stdout and stderr, capped;
 //! - `needs.rs` counts what one instance of a component takes from the instance pool;
-//! - `refusal.rs` explains why a component cannot run here.
+//! - `refusal.rs` explains why a component cannot run here;
+//! - `warm.rs` parks instances between the transactions of one plugin version, when asked.
 //!
 //! A script gets WASI with nothing granted (no files, environment, arguments, sockets or
 //! name lookup), a memory and stack cap, a handle cap, and a deadline enforced three ways:
 //! epoch interruption for guest CPU, a timeout around the whole run (a guest blocked in a
 //! host call), and statement timeouts inside the databases.
 
+pub mod cache;
 mod capture;
 mod convert;
+pub mod engine;
 mod host;
 mod inspect;
 mod logic;
 mod needs;
 pub mod policy;
 mod refusal;
+mod warm;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -31,16 +38,17 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::cache::{CacheState, ComponentCache};
-use crate::engine::{BASE_BUDGET, ScriptEngine};
 use crate::limits::Limits;
 use crate::report::{ErrorKind, TxError};
 use crate::transaction::OpenTransaction;
+pub use cache::{CacheState, ComponentCache};
 use capture::CappedPipe;
+use engine::{BASE_BUDGET, ScriptEngine};
 pub use host::ParticipantHandle;
 pub use inspect::{CompiledCache, Inspection};
 pub use logic::ScriptLogic;
 pub use needs::InstanceNeeds;
+pub use warm::{Warm, WarmSettings};
 
 /// Bindings generated from `wit/` for the `script` world.
 mod bindings {
@@ -118,24 +126,56 @@ impl SizedEngine {
 /// scripts. Loading a script that needs more (a Python or JavaScript engine component has
 /// 10–20 core instances) sets up a new engine whose pool has room for it, up to
 /// `limits.max_core_instances`, `max_memories` and `max_tables`; scripts loaded earlier
-/// keep the engine they were compiled for. Every transaction still gets a fresh instance.
+/// keep the engine they were compiled for. Every transaction gets a fresh instance, unless
+/// it runs under a [`Warm`] claim ([`Sandbox::run_warm`]).
 pub struct Sandbox {
     current: Mutex<Arc<SizedEngine>>,
-    concurrency: u32,
+    /// Instances the pool holds: those running at once, plus those parked warm.
+    pool_size: u32,
     cache: ComponentCache,
     limits: Limits,
+    parked: warm::Parked<Live>,
+}
+
+/// A live instance and its store, between transactions when parked.
+struct Live {
+    store: Store<StoreState>,
+    instance: bindings::Script,
 }
 
 impl Sandbox {
-    /// A sandbox for at most `concurrency` scripts running at once.
+    /// A sandbox for at most `concurrency` scripts running at once, each in a fresh instance.
     pub fn new(limits: &Limits, concurrency: u32, cache_dir: PathBuf) -> wasmtime::Result<Self> {
-        let sized = SizedEngine::new(limits, concurrency, BASE_BUDGET)?;
+        Self::with_warm_instances(limits, concurrency, 0, cache_dir)
+    }
+
+    /// A sandbox for at most `concurrency` scripts running at once that also keeps up to
+    /// `warm` instances parked between the transactions of plugins run warm.
+    pub fn with_warm_instances(
+        limits: &Limits,
+        concurrency: u32,
+        warm: u32,
+        cache_dir: PathBuf,
+    ) -> wasmtime::Result<Self> {
+        let pool_size = concurrency.max(1).saturating_add(warm);
+        let sized = SizedEngine::new(limits, pool_size, BASE_BUDGET)?;
         Ok(Sandbox {
             current: Mutex::new(Arc::new(sized)),
-            concurrency,
+            pool_size,
             cache: ComponentCache::new(cache_dir),
             limits: limits.clone(),
+            parked: warm::Parked::new(warm as usize),
         })
+    }
+
+    /// Instances parked warm now.
+    pub fn parked_instances(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// Drops every parked warm instance (a plugin version withdrawn, or at shutdown).
+    pub fn drop_parked(&self) {
+        self.parked.clear();
     }
 
     fn current(&self) -> Arc<SizedEngine> {
@@ -208,7 +248,7 @@ impl Sandbox {
             return Ok(current.clone());
         }
         let budget = current.engine.budget().max(*needs);
-        let grown = SizedEngine::new(&self.limits, self.concurrency, budget).map_err(|e| {
+        let grown = SizedEngine::new(&self.limits, self.pool_size, budget).map_err(|e| {
             LoadError::Engine {
                 path: path.to_owned(),
                 message: format!("{e:#}"),
@@ -319,6 +359,87 @@ impl Sandbox {
         tx: OpenTransaction,
         input: &str,
     ) -> (OpenTransaction, Result<String, TxError>) {
+        self.run_on(script, None, tx, input).await
+    }
+
+    /// [`Sandbox::run`] on an instance parked by an earlier transaction under the same
+    /// `warm` claim when one waits, else on a fresh one; afterwards the instance is parked
+    /// again if the run ended cleanly (see `warm.rs` for what carries over and what not).
+    pub async fn run_warm(
+        &self,
+        script: &Script,
+        warm: &Warm,
+        tx: OpenTransaction,
+        input: &str,
+    ) -> (OpenTransaction, Result<String, TxError>) {
+        self.run_on(script, Some(warm), tx, input).await
+    }
+
+    async fn run_on(
+        &self,
+        script: &Script,
+        warm: Option<&Warm>,
+        tx: OpenTransaction,
+        input: &str,
+    ) -> (OpenTransaction, Result<String, TxError>) {
+        let limits = &self.limits;
+        let parked = warm.and_then(|warm| self.parked.take(warm));
+        if let Some(warm) = warm {
+            warm.count(parked.is_some());
+        }
+        let (mut store, parked_instance, uses) = match parked {
+            Some((live, uses)) => (live.store, Some(live.instance), uses),
+            None => (self.new_store(script), None, 0),
+        };
+        let remaining = tx.deadline.saturating_duration_since(Instant::now());
+        store.data_mut().bind(tx, limits);
+        store.set_epoch_deadline(ScriptEngine::ticks_for(remaining));
+
+        let call = async {
+            let instance =
+                match parked_instance {
+                    Some(instance) => instance,
+                    None => {
+                        script.pre.instantiate_async(&mut store).await.map_err(
+                            |e| match pool_full(&e, &script.sized.engine) {
+                                Some(full) => full,
+                                None => Failure::Wasm(e),
+                            },
+                        )?
+                    }
+                };
+            match instance.call_run(&mut store, input).await {
+                Ok(vote) => Ok((instance, vote)),
+                Err(err) => Err(Failure::Wasm(err)),
+            }
+        };
+        let (outcome, survivor) = match tokio::time::timeout(remaining, call).await {
+            Ok(Ok((instance, Ok(output)))) => (self.check_output(output), Some(instance)),
+            Ok(Ok((instance, Err(reason)))) => (
+                Err(TxError::new(
+                    ErrorKind::Script,
+                    clip_owned(reason, limits.max_output_bytes),
+                )),
+                Some(instance),
+            ),
+            Ok(Err(Failure::PoolFull(error))) => (Err(error), None),
+            Ok(Err(Failure::Wasm(err))) => {
+                (Err(classify_failure(&err, store.data(), limits)), None)
+            }
+            Err(_elapsed) => (Err(timeout_error(limits)), None),
+        };
+        let (tx, clean) = store.data_mut().unbind();
+        // Parked again only after a run the script finished itself with no limit hit (an
+        // output over its limit is one): never after a trap, a timeout or the memory limit.
+        let reusable = clean && !matches!(&outcome, Err(e) if e.kind == ErrorKind::Limit);
+        if let (Some(warm), Some(instance), true) = (warm, survivor, reusable) {
+            self.parked.park(warm, Live { store, instance }, uses + 1);
+        }
+        (tx, outcome)
+    }
+
+    /// A store for a new instance of `script`, bound to no transaction yet.
+    fn new_store(&self, script: &Script) -> Store<StoreState> {
         let limits = &self.limits;
         let stdout = CappedPipe::new(limits.max_stdio_bytes);
         let stderr = CappedPipe::new(limits.max_stdio_bytes);
@@ -331,7 +452,6 @@ impl Sandbox {
             .build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(limits.max_handles as usize);
-        let remaining = tx.deadline.saturating_duration_since(Instant::now());
         let state = StoreState {
             wasi,
             table,
@@ -339,46 +459,17 @@ impl Sandbox {
                 max_bytes: limits.memory_bytes(),
                 denied: false,
             },
+            stdout,
+            stderr,
+            run: 0,
             host: host::HostState::new(limits),
-            tx,
+            tx: None,
         };
         let mut store = Store::new(script.sized.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_max_component_handles(limits.max_handles as usize);
-        store.set_epoch_deadline(ScriptEngine::ticks_for(remaining));
         store.epoch_deadline_trap();
-
-        let call = async {
-            let instance = script
-                .pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| match pool_full(&e, &script.sized.engine) {
-                    Some(full) => full,
-                    None => Failure::Wasm(e),
-                })?;
-            instance
-                .call_run(&mut store, input)
-                .await
-                .map_err(Failure::Wasm)
-        };
-        let outcome = match tokio::time::timeout(remaining, call).await {
-            Ok(Ok(Ok(output))) => self.check_output(output),
-            Ok(Ok(Err(reason))) => Err(TxError::new(
-                ErrorKind::Script,
-                clip_owned(reason, limits.max_output_bytes),
-            )),
-            Ok(Err(Failure::PoolFull(error))) => Err(error),
-            Ok(Err(Failure::Wasm(err))) => {
-                Err(classify_failure(&err, store.data(), &stderr, limits))
-            }
-            Err(_elapsed) => Err(timeout_error(limits)),
-        };
-        let state = store.into_data();
-        state.host.report_dropped(&state.tx.gid);
-        log_captured(&state.tx.gid, "stdout", &stdout);
-        log_captured(&state.tx.gid, "stderr", &stderr);
-        (state.tx, outcome)
+        store
     }
 
     fn check_output(&self, output: String) -> Result<String, TxError> {
@@ -444,12 +535,53 @@ fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
 }
 
 /// Per-store data: WASI, the handle table, limits and the transaction the script drives.
+/// What is per transaction (`host`, `tx`, the memory-limit flag, the captured output) is
+/// set anew by [`StoreState::bind`] for every transaction a warm instance serves.
 pub struct StoreState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
+    stdout: CappedPipe,
+    stderr: CappedPipe,
+    /// Counts the transactions this store served; a participant handle carries the count
+    /// of the transaction it was made in.
+    run: u64,
     host: host::HostState,
-    tx: OpenTransaction,
+    /// The transaction the script drives; none between transactions.
+    tx: Option<OpenTransaction>,
+}
+
+impl StoreState {
+    /// Binds the next transaction: fresh budgets, counters and captured output.
+    fn bind(&mut self, tx: OpenTransaction, limits: &Limits) {
+        self.run += 1;
+        self.host = host::HostState::new(limits);
+        self.limiter.denied = false;
+        self.stdout.clear();
+        self.stderr.clear();
+        self.tx = Some(tx);
+    }
+
+    /// Ends the bound transaction: logs what the script printed and dropped, and gives the
+    /// transaction back, with whether the run stayed within every limit — the memory
+    /// limit, the handle, statement, result, log and output budgets — and its deadline.
+    fn unbind(&mut self) -> (OpenTransaction, bool) {
+        let tx = self
+            .tx
+            .take()
+            .expect("a transaction is bound while the script runs");
+        self.host.report_dropped(&tx.gid);
+        let printed_past_cap = log_captured(&tx.gid, "stdout", &self.stdout)
+            | log_captured(&tx.gid, "stderr", &self.stderr);
+        let doomed_by_limit = tx
+            .doomed()
+            .is_some_and(|e| matches!(e.kind, ErrorKind::Limit | ErrorKind::Timeout));
+        let clean = !self.host.crossed_a_limit()
+            && !self.limiter.denied
+            && !printed_past_cap
+            && !doomed_by_limit;
+        (tx, clean)
+    }
 }
 
 impl WasiView for StoreState {
@@ -491,12 +623,7 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-fn classify_failure(
-    err: &wasmtime::Error,
-    state: &StoreState,
-    stderr: &CappedPipe,
-    limits: &Limits,
-) -> TxError {
+fn classify_failure(err: &wasmtime::Error, state: &StoreState, limits: &Limits) -> TxError {
     if state.limiter.denied {
         return TxError::new(
             ErrorKind::Memory,
@@ -519,7 +646,7 @@ fn classify_failure(
             ),
         ),
         _ => {
-            let (text, _) = stderr.contents();
+            let (text, _) = state.stderr.contents();
             // What the script printed before a panic: a guest runtime (componentize-py)
             // panics after printing the exception's traceback.
             let printed = capture::before_panic(&text);
@@ -557,7 +684,8 @@ fn root_cause(err: &wasmtime::Error) -> String {
     }
 }
 
-fn log_captured(gid: &crate::gid::Gid, stream: &str, pipe: &CappedPipe) {
+/// Logs what the script wrote to `stream`; whether some of it was dropped past the cap.
+fn log_captured(gid: &crate::gid::Gid, stream: &str, pipe: &CappedPipe) -> bool {
     let (text, dropped) = pipe.contents();
     for line in text.lines().filter(|l| !l.is_empty()) {
         tracing::info!(target: "wasmtx::script", %gid, stream, "{line}");
@@ -565,6 +693,7 @@ fn log_captured(gid: &crate::gid::Gid, stream: &str, pipe: &CappedPipe) {
     if dropped > 0 {
         tracing::warn!(target: "wasmtx::script", %gid, stream, dropped, "script output past limits.max_stdio_bytes was dropped");
     }
+    dropped > 0
 }
 
 /// `s` cut to at most `max` bytes on a character boundary.

@@ -20,6 +20,8 @@
 //! | `wasmtx_adopted_pending_commits` | gauge | — (COMMITs of other nodes not yet DONE) |
 //! | `wasmtx_component_cache_total` | counter | `result` (hit, compiled) |
 //! | `wasmtx_sandbox_instances_in_use` | gauge | — |
+//! | `wasmtx_warm_instances_parked` | gauge | — (instances waiting for their plugin's next transaction) |
+//! | `wasmtx_warm_transactions_total` | counter | `plugin` (only plugins run warm), `instance` (fresh, reused) |
 //! | `wasmtx_http_requests_total` | counter | `route`, `method`, `status` |
 //! | `wasmtx_http_request_duration_seconds` | histogram | `route`, `method` |
 
@@ -33,11 +35,11 @@ use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use super::state::AppState;
-use crate::cache::CacheState;
 use crate::cluster::LeaseStatus;
 use crate::gid::Gid;
 use crate::recovery::{Action, RecoveryReport};
 use crate::report::TxReport;
+use crate::script::CacheState;
 
 const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -146,6 +148,13 @@ impl Metrics {
     /// Gauges read at scrape time.
     pub fn sample(&self, state: &AppState) {
         gauge!("wasmtx_sandbox_instances_in_use").set(state.slots_in_use() as f64);
+        gauge!("wasmtx_warm_instances_parked").set(state.host.sandbox().parked_instances() as f64);
+        for (plugin, fresh, reused) in state.warm_counts() {
+            counter!("wasmtx_warm_transactions_total", "plugin" => plugin.clone(), "instance" => "fresh")
+                .absolute(fresh);
+            counter!("wasmtx_warm_transactions_total", "plugin" => plugin, "instance" => "reused")
+                .absolute(reused);
+        }
         if let Some(store) = state.host.coordinator().decision_store() {
             let stats = store.stats();
             counter!("wasmtx_decision_log_commits_total").absolute(stats.commits_written);

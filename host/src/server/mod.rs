@@ -116,6 +116,12 @@ impl Server {
             HostOptions {
                 concurrency: settings.concurrency,
                 max_connections: settings.max_connections,
+                // Room for one parked instance per running one when any plugin runs warm.
+                warm_instances: if settings.warm.is_empty() {
+                    0
+                } else {
+                    settings.concurrency
+                },
             },
         )
         .await?;

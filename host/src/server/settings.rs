@@ -13,16 +13,23 @@
 //! history_retention_hours = 168 # finished transactions kept for status and history
 //! allow_superuser = []          # participants allowed to connect as a superuser role
 //!
+//! [server.warm.transfer]        # opt-in: plugin `transfer` reuses instances (any version,
+//! max_uses = 1000               #   each its own): transactions per instance
+//! idle_secs = 60                #   dropped after this long unused
+//!
 //! [[server.tokens]]             # bearer tokens; none → loopback only, no authentication
 //! name = "ops"
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 //! scopes = ["admin", "invoke", "read"]
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::script::WarmSettings;
 
 /// What a bearer token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -71,6 +78,9 @@ pub struct ServerSettings {
     pub history_retention_hours: u64,
     pub allow_superuser: Vec<String>,
     pub tokens: Vec<TokenSetting>,
+    /// Plugins (by name) whose instances serve several transactions: trusted plugins only
+    /// (README, "Warm instances").
+    pub warm: BTreeMap<String, WarmSettings>,
 }
 
 impl Default for ServerSettings {
@@ -87,6 +97,7 @@ impl Default for ServerSettings {
             history_retention_hours: 168,
             allow_superuser: Vec::new(),
             tokens: Vec::new(),
+            warm: BTreeMap::new(),
         }
     }
 }
@@ -107,6 +118,9 @@ impl ServerSettings {
         }
         if self.concurrency > 1024 {
             return Err("concurrency must be at most 1024".into());
+        }
+        for (plugin, warm) in &self.warm {
+            warm.validate().map_err(|e| format!("warm.{plugin}: {e}"))?;
         }
         for token in &self.tokens {
             let hex_ok = token.sha256.len() == 64

@@ -20,7 +20,7 @@ use crate::cluster::LeaseStatus;
 use crate::config::Config;
 use crate::host::Host;
 use crate::registry::{Plugins, Resolved};
-use crate::script::ScriptLogic;
+use crate::script::{ScriptLogic, Warm};
 
 /// A transaction running on this server now.
 #[derive(Debug, Clone)]
@@ -46,6 +46,9 @@ pub struct AppState {
     slots: Arc<Semaphore>,
     /// Loaded components by digest: compiled once, instantiated fresh per transaction.
     scripts: Mutex<HashMap<String, ScriptLogic>>,
+    /// The warm claims of the plugin versions configured to run warm (`[server.warm]`):
+    /// one per name and version, so no other plugin or version ever gets their instances.
+    warm: Mutex<HashMap<(String, String), Arc<Warm>>>,
     pub running: Mutex<HashMap<String, Running>>,
     /// One lock per (plugin, idempotency key) in use: requests with one key run one at a
     /// time, so two can never both commit.
@@ -112,6 +115,7 @@ impl AppState {
             history,
             metrics,
             scripts: Mutex::new(HashMap::new()),
+            warm: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             key_locks: Mutex::new(HashMap::new()),
             recovery_lock: tokio::sync::Mutex::new(()),
@@ -205,6 +209,38 @@ impl AppState {
 
     /// The loaded component for `resolved`, loading (from the compiled cache) the first time.
     pub fn script(&self, resolved: &Resolved) -> Result<ScriptLogic, Problem> {
+        let script = self.loaded(resolved)?;
+        let Some(settings) = self.settings.warm.get(&resolved.name) else {
+            return Ok(script);
+        };
+        let warm = self
+            .warm
+            .lock()
+            .unwrap()
+            .entry((resolved.name.clone(), resolved.version.clone()))
+            .or_insert_with(|| Arc::new(Warm::new(*settings)))
+            .clone();
+        Ok(script.warm(warm))
+    }
+
+    /// Per plugin run warm: transactions that got a fresh instance and those that reused
+    /// one, summed over its versions.
+    pub fn warm_counts(&self) -> Vec<(String, u64, u64)> {
+        let mut by_plugin: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for ((name, _), warm) in self.warm.lock().unwrap().iter() {
+            let (fresh, reused) = warm.counts();
+            let entry = by_plugin.entry(name.clone()).or_default();
+            entry.0 += fresh;
+            entry.1 += reused;
+        }
+        by_plugin
+            .into_iter()
+            .map(|(name, (fresh, reused))| (name, fresh, reused))
+            .collect()
+    }
+
+    /// The loaded component of `resolved`, compiled (or read from the cache) once.
+    fn loaded(&self, resolved: &Resolved) -> Result<ScriptLogic, Problem> {
         if let Some(script) = self.scripts.lock().unwrap().get(&resolved.digest) {
             return Ok(script.clone());
         }

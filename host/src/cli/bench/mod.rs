@@ -156,6 +156,7 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
         HostOptions {
             concurrency,
             max_connections: concurrency + 2,
+            ..HostOptions::default()
         },
     )?;
     let logic = host.load_script(&script_path).map_err(input_error)?;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::InstanceNeeds;
 use crate::limits::Limits;
-use crate::script::InstanceNeeds;
 
 /// How often the epoch advances; the granularity of CPU-time interruption.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
