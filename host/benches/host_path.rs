@@ -12,9 +12,10 @@
 //! - `transfer, warm`: the WASM transfer on one warm instance that serves every run;
 //! - `python transfer`, `quickjs transfer`: the transfer examples written in Python
 //!   (componentize-py) and JavaScript (jco's QuickJS backend), hot on a fresh instance and
-//!   on a warm one, and loading each
-//!   compiled component from the cache. Each is skipped, saying why, when its toolchain is
-//!   missing (`scripts/test.sh` installs both: `WASMTX_COMPONENTIZE_PY`, `npm`);
+//!   on a warm one, and loading each compiled component from the cache (hashing its bytes,
+//!   or by the digest a registry checked, as a server loads a published plugin). Each is
+//!   skipped, saying why, when its toolchain is missing (`scripts/test.sh` installs both:
+//!   `WASMTX_COMPONENTIZE_PY`, `npm`);
 //! - `spidermonkey transfer`: the same JavaScript built with componentize-js instead, when
 //!   `WASMTX_BENCH_SPIDERMONKEY` names that build (`scripts/build-spidermonkey-transfer.sh`).
 //!
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use criterion::{Criterion, criterion_group, criterion_main};
+use sha2::Digest;
 use wasmtx::coordinator::PrepareLogic;
 use wasmtx::dialect::Dialect;
 use wasmtx::gid::{BranchId, Gid, NodeId};
@@ -37,7 +39,7 @@ use wasmtx::participant::{
     StatementTimeouts,
 };
 use wasmtx::report::TxError;
-use wasmtx::script::{Sandbox, Warm, WarmSettings};
+use wasmtx::script::{ContentKey, Sandbox, Warm, WarmSettings};
 use wasmtx::transaction::OpenTransaction;
 use wasmtx::value::{Column, ResultLimits, RowSet, Value};
 
@@ -367,6 +369,22 @@ fn benchmarks(c: &mut Criterion) {
                 sandbox
                     .cache()
                     .load(&sandbox.engine(), &bytes)
+                    .expect("cache hit")
+            })
+        });
+        // As a server loads a published plugin: keyed by the digest the registry checked.
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+        let key = ContentKey::Digest(&digest);
+        let engine = sandbox.engine();
+        sandbox
+            .cache()
+            .load_as(&engine, &bytes, key)
+            .expect("compiles");
+        c.bench_function(&format!("{language} transfer: cache_load by digest"), |b| {
+            b.iter(|| {
+                sandbox
+                    .cache()
+                    .load_as(&engine, &bytes, key)
                     .expect("cache hit")
             })
         });

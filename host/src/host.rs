@@ -163,6 +163,20 @@ impl Host {
         load_script(&self.sandbox, path)
     }
 
+    /// [`Host::load_script`] of a published plugin's component, whose bytes the registry
+    /// checked against `digest` (see [`Sandbox::load_published`]).
+    pub fn load_published_script(
+        &self,
+        path: &Path,
+        digest: &str,
+    ) -> Result<ScriptLogic, LoadError> {
+        Ok(ScriptLogic {
+            sandbox: self.sandbox.clone(),
+            script: Arc::new(self.sandbox.load_published(path, digest)?),
+            warm: None,
+        })
+    }
+
     /// Runs one global transaction with `script` as its prepare logic.
     pub async fn run(&self, script: &ScriptLogic, input: &str) -> TxReport {
         self.coordinator.run(script, input).await

@@ -246,9 +246,11 @@ impl Registry {
             }));
         }
         let staged = durable::stage(&self.staging_dir(), bytes)?;
-        sandbox.load(staged.path()).map_err(|e| {
-            RegistryError::Rejected(error::relabel(e, &format!("{name}@{version}")))
-        })?;
+        sandbox
+            .load_published(staged.path(), &digest)
+            .map_err(|e| {
+                RegistryError::Rejected(error::relabel(e, &format!("{name}@{version}")))
+            })?;
         Ok(Upload::New(NewVersion {
             name: name.to_owned(),
             version,

@@ -119,10 +119,12 @@ fn a_published_component_resolves_by_version_alias_latest_and_digest() {
         assert_eq!(resolved.digest, info.digest);
         assert_eq!(resolved.path, blob);
     }
-    // The check filled the compiled cache: the first invocation loads without compiling.
+    // The check filled the compiled cache: the first invocation loads without compiling
+    // (as the server loads it: keyed by the digest the registry checked).
+    let resolved = f.registry.resolve("transfer", None).unwrap();
     let script = f
         .sandbox
-        .load(&f.registry.resolve("transfer", None).unwrap().path)
+        .load_published(&resolved.path, &resolved.digest)
         .unwrap();
     assert_eq!(script.cache, CacheState::Hit);
 

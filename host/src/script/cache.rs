@@ -3,7 +3,9 @@
 //! the component's content hash (BLAKE3: SHA-256 took 14 of the 19 ms that loading an
 //! 18 MiB Python component cost; with BLAKE3 the load takes 12 ms), the wasmtime version and the
 //! engine's compatibility hash, so a changed script, a new wasmtime or a different engine
-//! configuration never loads a stale entry.
+//! configuration never loads a stale entry. A published plugin's component is keyed by the
+//! SHA-256 digest the registry checked when it was published and names its file by
+//! ([`ContentKey::Digest`]), so loading it hashes nothing again.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -23,6 +25,16 @@ pub enum CacheState {
     Compiled,
 }
 
+/// What names a component's content in a cache entry.
+#[derive(Debug, Clone, Copy)]
+pub enum ContentKey<'a> {
+    /// Hash the bytes (BLAKE3).
+    Hash,
+    /// `sha256:<hex>`, the digest a registry checked these bytes against and stores them
+    /// under; trusted as the cache directory itself is.
+    Digest(&'a str),
+}
+
 /// A directory of compiled components.
 #[derive(Debug, Clone)]
 pub struct ComponentCache {
@@ -36,7 +48,15 @@ impl ComponentCache {
 
     /// The cache file for `bytes` compiled by `engine`.
     pub fn entry_path(&self, engine: &Engine, bytes: &[u8]) -> PathBuf {
-        let content = blake3::hash(bytes).to_hex();
+        self.entry_path_as(engine, bytes, ContentKey::Hash)
+    }
+
+    fn entry_path_as(&self, engine: &Engine, bytes: &[u8], key: ContentKey) -> PathBuf {
+        let content = match key {
+            ContentKey::Hash => blake3::hash(bytes).to_hex().to_string(),
+            // Its own name space: a digest never collides with a hash's file name.
+            ContentKey::Digest(digest) => digest.replacen(':', "-", 1),
+        };
         let mut hasher = Sha256Hasher::default();
         // wasmtx's own version, then the engine's: compiler flags, tunables, features and
         // the wasmtime version (its `module_version`).
@@ -54,7 +74,17 @@ impl ComponentCache {
     /// Loads the compiled component for `bytes`, compiling and storing it on a miss. A
     /// cache that cannot be written only costs time: the component is still returned.
     pub fn load(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<(Component, CacheState)> {
-        let path = self.entry_path(engine, bytes);
+        self.load_as(engine, bytes, ContentKey::Hash)
+    }
+
+    /// [`ComponentCache::load`] with the entry named by `key`.
+    pub fn load_as(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        key: ContentKey,
+    ) -> wasmtime::Result<(Component, CacheState)> {
+        let path = self.entry_path_as(engine, bytes, key);
         if path.is_file() {
             // SAFETY: entries are written only by `store` below, from `precompile_component`
             // of an engine with the same compatibility hash (part of the file name), and

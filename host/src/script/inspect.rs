@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{InstanceNeeds, LoadError, Sandbox, WORLD};
+use super::{ContentKey, InstanceNeeds, LoadError, Sandbox, WORLD};
 
 /// A component as this host sees it.
 #[derive(Debug, Clone, Serialize)]
@@ -51,17 +51,18 @@ impl Sandbox {
         let engine = &self.engine();
         let cached_before = self.cache().contains(engine, &bytes);
         // The same checks as `run`: pool budget and memory, then world and imports.
-        let (imports, exports, failure) = match self.compile_for(path, &bytes, &mut needs) {
-            Ok((sized, component, _)) => {
-                let engine = sized.engine.engine();
-                let ty = component.component_type();
-                let imports = ty.imports(engine).map(|(name, _)| name.to_owned());
-                let exports = ty.exports(engine).map(|(name, _)| name.to_owned());
-                (imports.collect(), exports.collect(), self.load(path).err())
-            }
-            Err(refused @ LoadError::Refused { .. }) => (Vec::new(), Vec::new(), Some(refused)),
-            Err(err) => return Err(err),
-        };
+        let (imports, exports, failure) =
+            match self.compile_for(path, &bytes, ContentKey::Hash, &mut needs) {
+                Ok((sized, component, _)) => {
+                    let engine = sized.engine.engine();
+                    let ty = component.component_type();
+                    let imports = ty.imports(engine).map(|(name, _)| name.to_owned());
+                    let exports = ty.exports(engine).map(|(name, _)| name.to_owned());
+                    (imports.collect(), exports.collect(), self.load(path).err())
+                }
+                Err(refused @ LoadError::Refused { .. }) => (Vec::new(), Vec::new(), Some(refused)),
+                Err(err) => return Err(err),
+            };
         let implements_world = !matches!(failure, Some(LoadError::WrongWorld { .. }));
         let problem = failure.map(|e| e.to_string());
         Ok(Inspection {

@@ -41,7 +41,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::limits::Limits;
 use crate::report::{ErrorKind, TxError};
 use crate::transaction::OpenTransaction;
-pub use cache::{CacheState, ComponentCache};
+pub use cache::{CacheState, ComponentCache, ContentKey};
 use capture::CappedPipe;
 use engine::{BASE_BUDGET, ScriptEngine};
 pub use host::ParticipantHandle;
@@ -276,12 +276,23 @@ impl Sandbox {
     /// Reads, checks, compiles (or loads from the cache) and type-checks a script, growing
     /// the instance pool if it needs more than the pool holds (see [`Sandbox`]).
     pub fn load(&self, path: &Path) -> Result<Script, LoadError> {
+        self.load_as(path, ContentKey::Hash)
+    }
+
+    /// [`Sandbox::load`] of a published component, whose bytes the registry checked against
+    /// `digest` (`sha256:<hex>`): its compiled form is cached under the digest, so loading
+    /// hashes nothing again.
+    pub fn load_published(&self, path: &Path, digest: &str) -> Result<Script, LoadError> {
+        self.load_as(path, ContentKey::Digest(digest))
+    }
+
+    fn load_as(&self, path: &Path, key: ContentKey) -> Result<Script, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_owned(),
             source,
         })?;
         let mut needs = self.needs(path, &bytes)?;
-        let (sized, component, cache) = self.compile_for(path, &bytes, &mut needs)?;
+        let (sized, component, cache) = self.compile_for(path, &bytes, key, &mut needs)?;
         let wrong_world = |e: wasmtime::Error| {
             refusal::unprovided_import(path, &component, sized.engine.engine()).unwrap_or_else(
                 || LoadError::WrongWorld {
@@ -312,16 +323,17 @@ impl Sandbox {
         &self,
         path: &Path,
         bytes: &[u8],
+        key: ContentKey,
         needs: &mut InstanceNeeds,
     ) -> Result<(Arc<SizedEngine>, Component, CacheState), LoadError> {
         let sized = self.engine_for(path, needs)?;
-        match self.cache.load(sized.engine.engine(), bytes) {
+        match self.cache.load_as(sized.engine.engine(), bytes, key) {
             Ok((component, cache)) => Ok((sized, component, cache)),
             Err(err) => match needs::counted_by_wasmtime(&err) {
                 Some(counted) if counted > needs.core_instances => {
                     needs.core_instances = counted;
                     let sized = self.engine_for(path, needs)?;
-                    let (component, cache) = self.compile_on(&sized, path, bytes)?;
+                    let (component, cache) = self.compile_on(&sized, path, bytes, key)?;
                     Ok((sized, component, cache))
                 }
                 _ => Err(refusal::compile_error(path, &err)),
@@ -343,10 +355,11 @@ impl Sandbox {
         sized: &SizedEngine,
         path: &Path,
         bytes: &[u8],
+        key: ContentKey,
     ) -> Result<(Component, CacheState), LoadError> {
         check_header(path, bytes)?;
         self.cache
-            .load(sized.engine.engine(), bytes)
+            .load_as(sized.engine.engine(), bytes, key)
             .map_err(|e| refusal::compile_error(path, &e))
     }
 

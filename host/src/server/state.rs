@@ -244,12 +244,15 @@ impl AppState {
         if let Some(script) = self.scripts.lock().unwrap().get(&resolved.digest) {
             return Ok(script.clone());
         }
-        let script = self.host.load_script(&resolved.path).map_err(|e| {
-            Problem::internal(format!(
-                "plugin {}@{} was accepted but cannot be loaded now: {e}",
-                resolved.name, resolved.version
-            ))
-        })?;
+        let script = self
+            .host
+            .load_published_script(&resolved.path, &resolved.digest)
+            .map_err(|e| {
+                Problem::internal(format!(
+                    "plugin {}@{} was accepted but cannot be loaded now: {e}",
+                    resolved.name, resolved.version
+                ))
+            })?;
         self.metrics.cache_result(script.script.cache);
         self.scripts
             .lock()
