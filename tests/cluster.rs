@@ -314,7 +314,7 @@ fn a_second_process_with_a_live_node_id_refuses_to_start_and_a_clean_stop_frees_
 /// A component's bytes as the server at `url` serves them for download.
 fn download(url: &str, name: &str, version: &str) -> Vec<u8> {
     runtime().block_on(async {
-        let response = reqwest::Client::new()
+        let response = client()
             .get(format!("{url}/v1/plugins/{name}/versions/{version}/wasm"))
             .bearer_auth(ADMIN)
             .send()

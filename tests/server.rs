@@ -539,7 +539,7 @@ fn a_client_that_disconnects_mid_invoke_leaves_no_prepared_branch() {
     );
     assert_eq!(server.publish("transfer", "1.0.0", &guest(TRANSFER)).0, 201);
     let gave_up = runtime().block_on(async {
-        reqwest::Client::new()
+        client()
             .post(format!("{}/v1/plugins/transfer/invoke", server.url))
             .bearer_auth(INVOKER)
             .timeout(Duration::from_millis(300))

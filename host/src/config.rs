@@ -148,6 +148,7 @@ impl Config {
             .validate()
             .map_err(|e| parse_error(format!("[server]: {e}")))?;
         config.server = file.server;
+        config.server.anchor_paths(base);
         file.decision_log.validate().map_err(parse_error)?;
         file.cluster.validate().map_err(parse_error)?;
         config.decision_log = file.decision_log;

@@ -26,7 +26,8 @@
 //!   `name@version`, with aliases, in the state directory;
 //! - [`report`]: what a transaction ended as, for humans and `--json`;
 //! - [`gid`]: global transaction ids; [`value`]: SQL values; [`dialect`]: SQL dialects;
-//! - [`guest_build`]: builds a guest crate directory into a component.
+//! - [`guest_build`]: builds a guest crate directory into a component;
+//! - [`tls`]: TLS configurations for `wasmtx serve` and its clients.
 //!
 //! Internal: `memo` (bounded memo of statement parsing), `fault` (test-only crash points).
 //!
@@ -95,6 +96,7 @@ pub mod report;
 pub mod script;
 pub mod server;
 mod sql_parse;
+pub mod tls;
 pub mod transaction;
 pub mod value;
 

@@ -183,6 +183,12 @@ impl Drop for ServerProcess {
     }
 }
 
+/// An HTTP client for the servers under test (with the TLS provider they all use).
+pub fn client() -> reqwest::Client {
+    wasmtx::tls::install_default_provider();
+    reqwest::Client::new()
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -194,7 +200,9 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// What `/metrics` answers (it needs no token).
 pub fn metrics_text(url: &str) -> String {
     runtime().block_on(async {
-        reqwest::get(format!("{url}/metrics"))
+        client()
+            .get(format!("{url}/metrics"))
+            .send()
             .await
             .unwrap()
             .text()
@@ -233,7 +241,7 @@ pub async fn request(
     body: Option<Vec<u8>>,
     headers: &[(&str, &str)],
 ) -> (u16, Value) {
-    let client = reqwest::Client::new();
+    let client = client();
     let mut builder = client.request(method.parse().unwrap(), format!("{base}{path}"));
     if let Some(token) = token {
         builder = builder.bearer_auth(token);
@@ -317,6 +325,7 @@ pub async fn transfer_stream_over(
 ) -> Vec<Result<u16, String>> {
     use futures::StreamExt;
     let body = transfer_body(("pg", "alice"), ("my", "bob"), 1).to_string();
+    wasmtx::tls::install_default_provider();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()

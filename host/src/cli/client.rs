@@ -35,9 +35,51 @@ pub struct ServerArgs {
         hide_env_values = true
     )]
     token: Option<String>,
+    /// For an https:// server: trust the CAs of this PEM file instead of the system's roots.
+    #[arg(long, value_name = "PEM", env = "WASMTX_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// For an https:// server asking for client certificates: present this certificate
+    /// chain (PEM), with --client-key.
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "WASMTX_CLIENT_CERT",
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+    /// The key of --client-cert (PEM).
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "WASMTX_CLIENT_KEY",
+        requires = "client_cert"
+    )]
+    client_key: Option<PathBuf>,
 }
 
 impl ServerArgs {
+    /// An HTTP client for `--server`: for an https:// URL with the TLS settings given;
+    /// exit status 2, having said why, when they cannot be used.
+    fn client(&self) -> Result<reqwest::Client, ExitCode> {
+        let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
+        let builder = if self.server.starts_with("https://") {
+            let identity = self.client_cert.as_deref().zip(self.client_key.as_deref());
+            match wasmtx::tls::client_config(self.ca_file.as_deref(), identity) {
+                Ok(config) => builder.tls_backend_preconfigured(config),
+                Err(err) => {
+                    eprintln!("wasmtx: {err}");
+                    return Err(ExitCode::from(2));
+                }
+            }
+        } else {
+            builder
+        };
+        builder.build().map_err(|e| {
+            eprintln!("wasmtx: cannot set up an HTTP client: {}", error_chain(&e));
+            ExitCode::from(2)
+        })
+    }
+
     fn request(
         &self,
         client: &reqwest::Client,
@@ -95,13 +137,6 @@ pub struct InvokeArgs {
     server: ServerArgs,
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .expect("an HTTP client with default settings")
-}
-
 pub async fn publish(args: PublishArgs) -> ExitCode {
     let path = match resolve_script(&args.script, false) {
         Ok(path) => path,
@@ -114,10 +149,14 @@ pub async fn publish(args: PublishArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let client = match args.server.client() {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
     let route = format!("/v1/plugins/{}/versions/{}", args.name, args.version);
     let response = args
         .server
-        .request(&client(), reqwest::Method::PUT, &route)
+        .request(&client, reqwest::Method::PUT, &route)
         .header(reqwest::header::CONTENT_TYPE, "application/wasm")
         .body(bytes)
         .send()
@@ -155,10 +194,14 @@ pub async fn invoke(args: InvokeArgs) -> ExitCode {
     if let Some(ms) = args.timeout_ms {
         body["timeout_ms"] = ms.into();
     }
+    let client = match args.server.client() {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
     let mut request = args
         .server
         .request(
-            &client(),
+            &client,
             reqwest::Method::POST,
             &format!("/v1/plugins/{}/invoke", args.name),
         )
@@ -196,7 +239,7 @@ async fn read(
     response: reqwest::Result<reqwest::Response>,
 ) -> Result<(reqwest::StatusCode, Value), ExitCode> {
     let response = response.map_err(|e| {
-        eprintln!("wasmtx: no answer from the server: {e}");
+        eprintln!("wasmtx: no answer from the server: {}", error_chain(&e));
         ExitCode::from(NO_OUTCOME)
     })?;
     let status = response.status();
@@ -206,6 +249,18 @@ async fn read(
     })?;
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     Ok((status, body))
+}
+
+/// An error and its causes, one after the other: reqwest's own message alone does not say
+/// why a connection failed (a refused certificate, say).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// Prints a problem answer; 2 for the request's fault, 4 for the server's.

@@ -168,6 +168,7 @@ fn input_error(message: impl std::fmt::Display) -> TxError {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    wasmtx::tls::install_default_provider();
     // A benchmark's scripts log once per transaction: only warnings by default there.
     init_tracing(if matches!(cli.command, Command::Bench(_)) {
         "warn"

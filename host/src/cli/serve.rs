@@ -33,9 +33,9 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         Ok(server) => server,
         Err(err) => return output::print_failure(&input_error(err), false),
     };
-    match server.local_addr() {
+    match server.url() {
         // The first line on stdout, for scripts and tests that listen on port 0.
-        Ok(addr) => println!("listening on http://{addr}"),
+        Ok(url) => println!("listening on {url}"),
         Err(err) => eprintln!("wasmtx: cannot read the listening address: {err}"),
     }
     match server.run(shutdown_signal()).await {

@@ -11,6 +11,8 @@
 //!   unresolved) and then periodically, a gid that keeps failing backing off up to a minute;
 //! - bearer tokens with scopes on every route but the health checks; without tokens the
 //!   server only listens on loopback;
+//! - HTTPS with `[server] tls_cert` and `tls_key`, reloaded without a restart, and
+//!   optionally client certificates (`tls_client_ca`);
 //! - Prometheus metrics at `/metrics`, an OpenAPI document at `/v1/openapi.json`;
 //! - with `[decision_log] url`, one node of a cluster: it holds its node id with a lease,
 //!   stops deciding when the lease is lost, and adopts nodes whose lease lapsed
@@ -21,7 +23,7 @@
 //! Files: `settings.rs` (the `[server]` section), `state.rs` (what every handler shares),
 //! `invoke.rs`, `plugins.rs`, `transactions.rs` (status, history, in-doubt, retry,
 //! resolve, recovery), `ops.rs` (health, readiness, metrics, nodes), `recovery_loop.rs`,
-//! `cluster_loop.rs`,
+//! `cluster_loop.rs`, `tls.rs` (HTTPS and certificate reloading),
 //! `history.rs`, `auth.rs`, `problem.rs`, `metrics.rs`, `openapi.rs`.
 
 mod auth;
@@ -36,6 +38,7 @@ mod problem;
 mod recovery_loop;
 mod settings;
 mod state;
+mod tls;
 mod transactions;
 
 use std::future::Future;
@@ -76,7 +79,13 @@ pub enum ServeError {
 /// A server bound to its address, not yet serving.
 pub struct Server {
     state: Arc<AppState>,
-    listener: TcpListener,
+    listener: Listening,
+}
+
+/// Plain HTTP, or HTTPS with `[server] tls_cert`.
+enum Listening {
+    Plain(TcpListener),
+    Tls(tls::TlsListener),
 }
 
 impl Server {
@@ -88,6 +97,16 @@ impl Server {
         }
         let settings = config.server.clone();
         settings.validate().map_err(ServeError::Config)?;
+        // The TLS files are read before anything is connected: a bad one touches nothing.
+        let tls = match settings.tls_files() {
+            Some(files) => {
+                let config = files
+                    .load()
+                    .map_err(|e| ServeError::Config(e.to_string()))?;
+                Some((files, config))
+            }
+            None => None,
+        };
         let addr: SocketAddr = settings.listen.parse().map_err(|_| {
             ServeError::Config(format!(
                 "--listen {:?} is not an address: give IP:PORT, e.g. 127.0.0.1:8080",
@@ -129,12 +148,23 @@ impl Server {
         let state = AppState::open(host, settings, lock)
             .await
             .map_err(ServeError::State)?;
-        let listener = TcpListener::bind(addr)
+        let tcp = TcpListener::bind(addr)
             .await
             .map_err(|source| ServeError::Listen {
                 addr: addr.to_string(),
                 source,
             })?;
+        let listener = match tls {
+            Some((files, config)) => {
+                Listening::Tls(tls::TlsListener::new(tcp, files, config).map_err(|source| {
+                    ServeError::Listen {
+                        addr: addr.to_string(),
+                        source,
+                    }
+                })?)
+            }
+            None => Listening::Plain(tcp),
+        };
         Ok(Server {
             state: Arc::new(state),
             listener,
@@ -142,7 +172,19 @@ impl Server {
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match &self.listener {
+            Listening::Plain(tcp) => tcp.local_addr(),
+            Listening::Tls(tls) => axum::serve::Listener::local_addr(tls),
+        }
+    }
+
+    /// The URL clients reach this server at.
+    pub fn url(&self) -> std::io::Result<String> {
+        let scheme = match self.listener {
+            Listening::Plain(_) => "http",
+            Listening::Tls(_) => "https",
+        };
+        Ok(format!("{scheme}://{}", self.local_addr()?))
     }
 
     /// Serves until `shutdown` completes, then stops accepting, waits for in-flight
@@ -159,9 +201,10 @@ impl Server {
             .cloned()
             .map(|cluster| tokio::spawn(cluster_loop::run(state.clone(), cluster)));
         let app = router(state.clone());
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = match self.listener {
+            Listening::Plain(tcp) => axum::serve(tcp, app).with_graceful_shutdown(shutdown).await,
+            Listening::Tls(tls) => axum::serve(tls, app).with_graceful_shutdown(shutdown).await,
+        };
         state.draining();
         recovery.abort();
         if let Some(cluster) = cluster {

@@ -3,6 +3,9 @@
 //! ```toml
 //! [server]
 //! listen = "127.0.0.1:8080"
+//! tls_cert = "server.pem"       # TLS (1.2 and 1.3): certificate chain and key, PEM;
+//! tls_key = "server.key"        #   reloaded when they change and on SIGHUP
+//! tls_client_ca = "clients.pem" # optional: ask for client certificates signed by this CA
 //! concurrency = 16              # transactions at once (sizes the sandbox's instance pool)
 //! max_connections = 16          # connections per PostgreSQL/MySQL participant
 //! queue_timeout_ms = 2000       # wait for a free slot this long, then 429
@@ -25,6 +28,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -68,6 +72,12 @@ pub struct TokenSetting {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSettings {
     pub listen: String,
+    /// Serve HTTPS with this certificate chain (PEM), and `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Ask TLS clients for a certificate signed by this CA (PEM); a client without one may
+    /// still connect.
+    pub tls_client_ca: Option<PathBuf>,
     pub concurrency: u32,
     pub max_connections: u32,
     pub queue_timeout_ms: u64,
@@ -87,6 +97,9 @@ impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
             listen: "127.0.0.1:8080".into(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             concurrency: 16,
             max_connections: 16,
             queue_timeout_ms: 2_000,
@@ -119,6 +132,16 @@ impl ServerSettings {
         if self.concurrency > 1024 {
             return Err("concurrency must be at most 1024".into());
         }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => return Err("tls_cert needs tls_key, the certificate's key".into()),
+            (None, Some(_)) => {
+                return Err("tls_key needs tls_cert, the certificate it is the key of".into());
+            }
+            (None, None) if self.tls_client_ca.is_some() => {
+                return Err("tls_client_ca needs TLS: give tls_cert and tls_key".into());
+            }
+            _ => {}
+        }
         for (plugin, warm) in &self.warm {
             warm.validate().map_err(|e| format!("warm.{plugin}: {e}"))?;
         }
@@ -142,6 +165,29 @@ impl ServerSettings {
             }
         }
         Ok(())
+    }
+
+    /// Relative TLS file names, relative to `base` (the configuration file's folder).
+    pub fn anchor_paths(&mut self, base: &Path) {
+        for path in [
+            &mut self.tls_cert,
+            &mut self.tls_key,
+            &mut self.tls_client_ca,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *path = base.join(&*path);
+        }
+    }
+
+    /// The TLS files, when TLS is configured.
+    pub fn tls_files(&self) -> Option<super::tls::TlsFiles> {
+        Some(super::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
     }
 
     pub fn queue_timeout(&self) -> Duration {
