@@ -2,10 +2,14 @@
 //! from. One SQLite file in the state directory (`server-<node>.sqlite`, WAL).
 //!
 //! A row is written when a transaction finishes, with the response that was sent. An invoke
-//! with an `Idempotency-Key` gets its row *before* the transaction runs, written with a full
-//! sync, so that after a crash the key still names the gid that ran: a repeat then answers
-//! from that gid's decision instead of running again. Finished rows of keyed requests are
-//! synced too; other rows only reach the WAL (a crash may lose the last few, never a key).
+//! with an `Idempotency-Key` also gets a row naming its gid that is synced to disk before the
+//! transaction can commit and before it is answered, so that after any crash the key still
+//! names the gid that ran: a repeat then answers from that gid's record or decision instead
+//! of running again. Those synced writes are group-committed ([`SyncedWriter`]): every key
+//! waiting when one SQLite commit ends goes into the next, so concurrent keyed invokes share
+//! fsyncs as the decision log's COMMITs do. Finished rows (keyed or not) only reach the WAL
+//! before the answer: they survive the process being killed, and after an operating-system
+//! crash a repeat answers from the gid's decision.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,6 +19,7 @@ use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use tokio::sync::{mpsc, oneshot};
 use utoipa::ToSchema;
 
 const SCHEMA: &str = "
@@ -83,10 +88,11 @@ pub struct HistoryFilter {
 /// The history file.
 #[derive(Clone)]
 pub struct History {
-    /// Full sync on commit: keys, and finished rows of keyed requests.
+    /// Full sync on commit: keys (through `writer`) and operators' resolutions.
     synced: SqlitePool,
-    /// WAL only: other finished rows.
+    /// WAL only: finished rows.
     relaxed: SqlitePool,
+    writer: SyncedWriter,
 }
 
 pub fn now_ms() -> i64 {
@@ -115,35 +121,25 @@ impl History {
             .max_connections(2)
             .connect_with(options(SqliteSynchronous::Normal))
             .await?;
-        Ok(History { synced, relaxed })
+        let writer = SyncedWriter::start(synced.clone());
+        Ok(History {
+            synced,
+            relaxed,
+            writer,
+        })
     }
 
-    /// Records a keyed transaction before it runs. `Ok(false)`: the key is taken already.
-    pub async fn reserve_key(&self, record: &TxRecord) -> Result<bool, sqlx::Error> {
-        let result = sqlx::query(
-            "INSERT INTO transactions (gid, plugin, version, digest, participants, status, idem_key, request_sha256, started_at)
-             VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(&record.gid)
-        .bind(&record.plugin)
-        .bind(&record.version)
-        .bind(&record.digest)
-        .bind(serde_json::to_string(&record.participants).unwrap_or_default())
-        .bind(&record.idem_key)
-        .bind(&record.request_sha256)
-        .bind(record.started_at)
-        .execute(&self.synced)
-        .await?;
-        Ok(result.rows_affected() == 1)
+    /// Records a keyed transaction's key and gid, synced, in the next group commit. The
+    /// answer: `Ok(true)` once it is on disk, `Ok(false)` if the key was taken already.
+    pub fn reserve_key(
+        &self,
+        record: &TxRecord,
+    ) -> impl std::future::Future<Output = Result<bool, String>> + Send + 'static {
+        self.writer.reserve(record.clone())
     }
 
-    /// Records how a transaction ended and the response sent.
+    /// Records how a transaction ended and the response sent (WAL: see the module doc).
     pub async fn finish(&self, record: &TxRecord) -> Result<(), sqlx::Error> {
-        let pool = if record.idem_key.is_some() {
-            &self.synced
-        } else {
-            &self.relaxed
-        };
         sqlx::query(
             "INSERT INTO transactions (gid, plugin, version, digest, participants, status, http_status, response, idem_key, request_sha256, started_at, finished_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -162,7 +158,7 @@ impl History {
         .bind(&record.request_sha256)
         .bind(record.started_at)
         .bind(record.finished_at)
-        .execute(pool)
+        .execute(&self.relaxed)
         .await?;
         Ok(())
     }
@@ -236,6 +232,85 @@ impl History {
         .execute(&self.relaxed)
         .await?;
         Ok(done.rows_affected())
+    }
+}
+
+/// One key waiting for the next group commit, and who waits for it.
+type Reservation = (TxRecord, oneshot::Sender<Result<bool, String>>);
+
+/// The group-committing writer of keys: a task that takes every reservation queued, writes
+/// them in one SQLite transaction with a full sync, and answers each.
+#[derive(Clone)]
+struct SyncedWriter {
+    queue: mpsc::UnboundedSender<Reservation>,
+}
+
+/// The most reservations one commit takes.
+const BATCH_MAX: usize = 256;
+
+impl SyncedWriter {
+    fn start(pool: SqlitePool) -> SyncedWriter {
+        let (queue, mut waiting) = mpsc::unbounded_channel::<Reservation>();
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(BATCH_MAX);
+            while waiting.recv_many(&mut batch, BATCH_MAX).await > 0 {
+                let written = write_reservations(&pool, &batch).await;
+                for ((_, answer), result) in batch.drain(..).zip(written) {
+                    let _ = answer.send(result);
+                }
+            }
+        });
+        SyncedWriter { queue }
+    }
+
+    fn reserve(
+        &self,
+        record: TxRecord,
+    ) -> impl std::future::Future<Output = Result<bool, String>> + Send + 'static {
+        let (answer, reply) = oneshot::channel();
+        let queued = self.queue.send((record, answer));
+        async move {
+            queued.map_err(|_| "the history's writer has stopped".to_owned())?;
+            reply
+                .await
+                .map_err(|_| "the history's writer has stopped".to_owned())?
+        }
+    }
+}
+
+/// Writes a batch of reservations in one transaction; each one's result, in order. A failed
+/// commit fails them all (none is on disk).
+async fn write_reservations(pool: &SqlitePool, batch: &[Reservation]) -> Vec<Result<bool, String>> {
+    let written: Result<Vec<bool>, sqlx::Error> = async {
+        let mut tx = pool.begin().await?;
+        let mut inserted = Vec::with_capacity(batch.len());
+        for (record, _) in batch {
+            let result = sqlx::query(
+                "INSERT INTO transactions (gid, plugin, version, digest, participants, status, idem_key, request_sha256, started_at)
+                 VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(&record.gid)
+            .bind(&record.plugin)
+            .bind(&record.version)
+            .bind(&record.digest)
+            .bind(serde_json::to_string(&record.participants).unwrap_or_default())
+            .bind(&record.idem_key)
+            .bind(&record.request_sha256)
+            .bind(record.started_at)
+            .execute(&mut *tx)
+            .await?;
+            inserted.push(result.rows_affected() == 1);
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+    .await;
+    match written {
+        Ok(inserted) => inserted.into_iter().map(Ok).collect(),
+        Err(err) => batch
+            .iter()
+            .map(|_| Err(format!("cannot record the idempotency key: {err}")))
+            .collect(),
     }
 }
 

@@ -2,9 +2,10 @@
 //!
 //! Order of checks (each refusal changes nothing): token, readiness, body, plugin and
 //! version, participants, timeout; then a slot (429 after the queue timeout); then, with an
-//! `Idempotency-Key`, the key (answered from the first run, or 409 for another body) and its
-//! record, synced before anything runs. The transaction runs on its own task, which also
-//! records how it ended: a client that disconnects changes nothing.
+//! `Idempotency-Key`, the key (answered from the first run, or 409 for another body). The
+//! transaction runs on its own task, which also records how it ended: a client that
+//! disconnects changes nothing. A key's record is written while the transaction runs and is
+//! on disk before the transaction can commit ([`KeyedLogic`]) and before it is answered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +24,13 @@ use super::plugins::registry_problem;
 use super::problem::{Problem, body_rejection, parse_json};
 use super::settings::Scope;
 use super::state::{AppState, Running};
+use crate::coordinator::PrepareLogic;
 use crate::registry::Resolved;
-use crate::report::{ErrorKind, Outcome, TxReport};
+use crate::report::{ErrorKind, Outcome, TxError, TxReport};
+use crate::script::ScriptLogic;
+use crate::transaction::OpenTransaction;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 
 /// The idempotency header.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -169,27 +175,22 @@ pub async fn invoke(
         finished_at: None,
         resolution: None,
     };
-    if let Some(key) = &key {
-        if let Some(earlier) = state
-            .history
-            .by_key(&resolved.name, key)
-            .await
-            .map_err(Problem::internal)?
-        {
-            drop(permit);
-            return replay(&state, earlier, &request_sha256).await;
+    let reservation = match &key {
+        Some(key) => {
+            if let Some(earlier) = state
+                .history
+                .by_key(&resolved.name, key)
+                .await
+                .map_err(Problem::internal)?
+            {
+                drop(permit);
+                return replay(&state, earlier, &request_sha256).await;
+            }
+            // Queued for the next group commit; awaited before the commit and the answer.
+            Some(state.history.reserve_key(&record).boxed().shared())
         }
-        let reserved = state
-            .history
-            .reserve_key(&record)
-            .await
-            .map_err(Problem::internal)?;
-        if !reserved {
-            return Err(Problem::internal(
-                "the idempotency key was taken while this request held its lock",
-            ));
-        }
-    }
+        None => None,
+    };
 
     state.running.lock().unwrap().insert(
         record.gid.clone(),
@@ -211,8 +212,24 @@ pub async fn invoke(
     let task = state.tasks.spawn(tracing::Instrument::instrument(
         async move {
             let state = task_state;
-            let report = coordinator.run_as(gid, &script, &input).await;
+            let report = match &reservation {
+                Some(reservation) => {
+                    let keyed = KeyedLogic {
+                        script: &script,
+                        reservation: reservation.clone(),
+                    };
+                    coordinator.run_as(gid, &keyed, &input).await
+                }
+                None => coordinator.run_as(gid, &script, &input).await,
+            };
             drop(permit);
+            // Whatever the outcome, the key is on disk before anyone hears of it; if it could
+            // not be written, the transaction did not commit (see `KeyedLogic`).
+            if let Some(reservation) = reservation
+                && let Err(err) = reservation.await
+            {
+                tracing::error!(gid = %report.gid, "{err}");
+            }
             state.metrics.transaction(&plugin.name, &report);
             let (status, body) = answer(&plugin, &report);
             record.status = tx_status(&report).to_owned();
@@ -235,6 +252,41 @@ pub async fn invoke(
     let (status, body) =
         outcome.map_err(|e| Problem::internal(format!("the transaction's task failed: {e}")))?;
     Ok(json_response(status, &body, false))
+}
+
+/// A keyed transaction's prepare logic: the script, and then — before the coordinator may
+/// commit — the key's record on disk. A key that cannot be recorded aborts the transaction.
+struct KeyedLogic<'a> {
+    script: &'a ScriptLogic,
+    reservation: Shared<BoxFuture<'static, Result<bool, String>>>,
+}
+
+#[async_trait::async_trait]
+impl PrepareLogic for KeyedLogic<'_> {
+    async fn prepare(
+        &self,
+        tx: OpenTransaction,
+        input: &str,
+    ) -> (OpenTransaction, Result<String, TxError>) {
+        let (tx, voted) = self.script.prepare(tx, input).await;
+        if voted.is_err() {
+            return (tx, voted);
+        }
+        let refusal = match self.reservation.clone().await {
+            Ok(true) => return (tx, voted),
+            Ok(false) => {
+                "the Idempotency-Key was taken by another transaction while this one held its lock"
+                    .to_owned()
+            }
+            Err(err) => err,
+        };
+        let error = TxError::new(
+            ErrorKind::Participant,
+            format!("{refusal}; the transaction was not committed"),
+        )
+        .with_hint("retry the request with the same key");
+        (tx, Err(error))
+    }
 }
 
 /// A repeat of a keyed request: the first run's answer, or 409 for another body.
