@@ -12,9 +12,10 @@ use common::serve::*;
 use common::*;
 use serde_json::Value;
 use wasmtx::cluster::{Cluster, LeaseStatus};
-use wasmtx::decision_store::{DecisionError, DecisionSource, DecisionStore};
+use wasmtx::decision_store::{
+    DecisionError, DecisionSource, DecisionStore, DecisionTable, TableDecision,
+};
 use wasmtx::gid::{Gid, NodeId};
-use wasmtx::participant::decision_table::{DecisionTable, TableDecision};
 
 const TRANSFER: &str = "examples/transfer";
 
@@ -480,7 +481,7 @@ fn the_shared_store_keeps_the_rules_of_a_decision_log() {
     let config = store_config(&dir, "cls-1", &log);
     let node = NodeId::new("cls-1").unwrap();
     runtime().block_on(async {
-        let cluster = Cluster::open(&config).await.unwrap().expect("a URL is configured");
+        let cluster = Cluster::open(&config.node, &config.decision_log, &config.cluster).await.unwrap().expect("a URL is configured");
         let store = cluster.store().clone();
         let soon = || SystemTime::now() + Duration::from_secs(30);
 
@@ -519,7 +520,7 @@ fn the_shared_store_keeps_the_rules_of_a_decision_log() {
         assert!(after.batches_written - before.batches_written < 200, "{before:?} → {after:?}");
 
         // A second holder of the id is refused while the lease is live.
-        let again = Cluster::open(&config).await;
+        let again = Cluster::open(&config.node, &config.decision_log, &config.cluster).await;
         let err = again.err().expect("the id is held").to_string();
         assert!(err.contains("is held by"), "{err}");
 

@@ -68,9 +68,9 @@
 //! config.add_participant(ParticipantSpec::new("b", &format!("sqlite://{}", b.display()))?, false)?;
 //! let host = Host::open(config, HostOptions::default()).await?;
 //!
-//! let report = host.coordinator().run(&InsertUser, "ada").await;
+//! let report = host.run(&InsertUser, "ada").await;
 //! assert_eq!(report.outcome, wasmtx::Outcome::Committed);
-//! let again = host.coordinator().run(&InsertUser, "ada").await; // a unique clash: neither file changes
+//! let again = host.run(&InsertUser, "ada").await; // a unique clash: neither file changes
 //! assert_eq!(again.outcome, wasmtx::Outcome::Aborted);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
@@ -82,6 +82,7 @@ pub mod config;
 pub mod coordinator;
 pub mod decision_log;
 pub mod decision_store;
+pub mod decisions;
 pub mod dialect;
 pub mod engine;
 mod fault;
@@ -106,9 +107,11 @@ pub use config::Config;
 pub use coordinator::{Coordinator, CoordinatorSettings, PrepareLogic};
 pub use decision_log::DecisionLog;
 pub use decision_store::{DecisionError, DecisionSource, DecisionStore};
-pub use host::{Host, HostBuilder, HostError, HostOptions};
+pub use host::{
+    Host, HostBuilder, HostError, HostOptions, PlannedRun, RunOptions, RunOptionsError,
+};
 pub use participant::{ParticipantSlot, ParticipantSpec};
-pub use recovery::{Recovery, RecoveryReport};
+pub use recovery::{Recovery, RecoveryReport, TxState};
 pub use report::{ErrorKind, Outcome, TxError, TxReport};
 pub use script::{Sandbox, ScriptLogic};
 pub use transaction::{MemberId, OpenTransaction};
