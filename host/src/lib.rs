@@ -5,24 +5,30 @@
 //! participants → decision store.
 //!
 //! - [`host`]: the front door — a [`Host`] built from a [`Config`] owns the sandbox, the
-//!   participants, the coordinator and the decision store;
-//! - [`config`]: node id, directories, participants and [`limits`], from TOML and flags;
+//!   participants, the coordinator and the decision store; it runs transactions (with
+//!   per-run [`RunOptions`]) and answers recovery's questions and actions;
+//! - [`config`]: node id, directories, participants and [`limits`], from TOML and flags, and
+//!   the sections of the server and the cluster (below the modules that use them);
 //! - [`script`]: the sandbox — loads components (through the on-disk cache of compiled
 //!   components), runs one fresh instance per transaction, implements the WIT imports,
 //!   converts values, enforces the statement policy;
 //! - [`participant`]: the databases — one factory ([`ParticipantSlot`]) from a spec to a
 //!   PostgreSQL or MySQL/MariaDB server participant or an SQLite file, one state machine
-//!   for server branches, SQLite files attached to one connection;
+//!   for server branches, SQLite files attached to one connection, a last agent's table;
 //! - [`transaction`]: one open global transaction, as prepare logic and the coordinator
 //!   share it;
 //! - [`coordinator`]: the two-phase commit state machine over injected participants and
 //!   an injected decision store;
-//! - [`decision_store`]: the interfaces of decision stores and sources; [`decision_log`]:
-//!   the file log, durable COMMIT decisions with group commit;
+//! - [`decision_store`]: the interfaces of decision stores, sources and arbiters;
+//!   [`decision_log`]: the file log, durable COMMIT decisions with group commit;
+//!   [`decisions`]: the one choice of a host's store and sources;
+//! - [`cluster`]: a cluster's shared decision log in PostgreSQL, node leases, takeover;
 //! - [`recovery`]: resolves branches left prepared by a crash, consulting every decision
-//!   source;
+//!   source; an operator's questions and actions on one gid (state, retry, force-resolve)
+//!   and what is in doubt across nodes;
 //! - [`registry`]: published plugins — components stored by digest as immutable
 //!   `name@version`, with aliases, in the state directory;
+//! - [`server`]: `wasmtx serve`, the HTTP front over [`Host`];
 //! - [`report`]: what a transaction ended as, for humans and `--json`;
 //! - [`engine`]: the one wasmtime engine scripts run in — its instance pool, the reset of
 //!   what a freed instance leaves behind, epoch interruption;
