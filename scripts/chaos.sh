@@ -22,7 +22,9 @@
 #   - the sum over all participants equals the initial total.
 # It prints kills, transfers committed (from the balances: a killed process prints nothing),
 # the branches recovery found in doubt and what it did with each, partial transactions,
-# branches left, and the total; it exits 1 if any check fails.
+# branches left, and the total; it exits 1 if any check fails, if no transfer committed or
+# no branch was ever in doubt (a run that tested nothing), or if a database could not be
+# queried.
 #
 # Knobs (environment):
 #   KILLS (1000)        rounds, each ending in a SIGKILL
@@ -69,15 +71,9 @@ export WASMTX_NODE=$node WASMTX_STATE_DIR=$work/state WASMTX_CACHE_DIR=$work/cac
 p2=(-p "a=$pg_url" -p "b=$my_url")
 p3=(-p "a=$pg_url" -p "b=$my_url" -p "c=sqlite://$lite")
 
-pg() { psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -qtAX "$@"; }
-my() { mariadb -h 127.0.0.1 -u root -N -B "$@"; }
+# pg, my, branches, count_branches (of node $node).
+source scripts/prepared.sh
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*"; }
-
-# This node's prepared branches on both servers, one gid per line.
-branches() {
-  pg -d postgres -c "SELECT gid FROM pg_prepared_xacts WHERE gid LIKE 'wtx.$node.%'"
-  my -e "XA RECOVER" | awk -v p="wtx.$node." 'index($4, p) == 1 { print $4 }'
-}
 
 # --- set-up ---------------------------------------------------------------------------
 rustup target add wasm32-wasip2 >/dev/null 2>&1
@@ -116,7 +112,8 @@ past_deadlines() { sleep "$(awk -v t="$timeout" 'BEGIN { print t + 6 }')"; }
 
 # Branches of this node left by an earlier run that was itself killed: resolve them first
 # (its state directory is the same), or the databases cannot be dropped.
-if [ -n "$(branches)" ]; then
+earlier=$(count_branches) || exit 1
+if [ "$earlier" -gt 0 ]; then
   log "branches of node $node left by an earlier run: recovering them"
   past_deadlines
   recover_now setup || true
@@ -149,9 +146,10 @@ balances() { # id balance, sorted by id
 committed=0 partial=0 total=0 left=0
 # Sets committed, partial (accounts whose debits and credits disagree), total, left.
 check() {
-  balances pg >"$work/pg.txt"
-  balances my >"$work/my.txt"
-  balances lite >"$work/lite.txt"
+  local source
+  for source in pg my lite; do
+    balances "$source" >"$work/$source.txt" || { echo "chaos: cannot read the $source balances" >&2; exit 1; }
+  done
   read -r committed partial total < <(
     LC_ALL=C join -a 1 "$work/pg.txt" "$work/my.txt" | LC_ALL=C join -a 1 - "$work/lite.txt" |
       awk -v init="$initial" -v report="$work/partial.txt" '
@@ -160,9 +158,10 @@ check() {
         /^t3/ { credit_c = $4 - init; sum += $4; n += credit_b
                 if (debit != 2 * credit_b || debit != 2 * credit_c) { bad++; print > report } }
         END { printf "%d %d %d\n", n, bad, sum }')
-  left=$(branches | wc -l)
+  left=$(count_branches) || { echo "chaos: cannot count the branches left in doubt" >&2; exit 1; }
 }
 failed_checks() { # prints what failed, if anything
+  [ "$committed" -gt 0 ] || echo "no transfer committed: the streams did no work, so nothing was tested"
   [ "$partial" -eq 0 ] || echo "$partial accounts with a partial transaction (pg my lite balances: $work/partial.txt)"
   [ "$left" -eq 0 ] || echo "$left branches left in doubt after recovery: $(branches | paste -sd' ')"
   [ "$total" -eq "$initial_total" ] || echo "total $total, expected $initial_total"
@@ -258,6 +257,7 @@ printf '  %-36s %s\n' \
   "total" "$total (initial $initial_total)"
 problems=$(failed_checks)
 [ "$early_exits" -eq 0 ] || problems+="${problems:+$'\n'}$early_exits bench processes exited before their kill"
+[ "$found" -gt 0 ] || problems+="${problems:+$'\n'}no branch was ever in doubt: no kill hit a prepared transaction, so recovery resolved nothing"
 scan_failures=$(wc -l <"$work/logs/recover-failures.txt")
 [ "$scan_failures" -eq 0 ] || problems+="${problems:+$'\n'}$scan_failures recovery passes could not scan a participant ($work/logs/recover-failures.txt)"
 [ "$failed_attempts" -eq 0 ] || problems+="${problems:+$'\n'}$failed_attempts recovery attempts failed on a branch, $resolved_failed of them at the last attempt (details in $recover_log): $(awk -F '\t' '$5 == "failed" { print $6; exit }' "$recover_log")"

@@ -17,7 +17,20 @@ wait_for() { # name, command...
   echo "setup-databases: $name did not come up" >&2; return 1
 }
 
-pg_cluster() { pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main "$1"; }
+# Runs a command that starts a server with no file descriptor open but 0, 1 and 2: a server
+# started under `flock` (the tests' database lock) would otherwise inherit the lock's
+# descriptor and hold the lock for as long as it runs.
+detached() {
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
+    done
+    exec "$@"
+  )
+}
+
+pg_cluster() { detached pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main "$1"; }
 
 # PostgreSQL: running, with max_prepared_transactions > 0.
 if ! pg "SELECT 1" >/dev/null 2>&1; then
@@ -52,7 +65,7 @@ done
 if ! my "SELECT 1" >/dev/null 2>&1; then
   echo "setup-databases: starting MariaDB"
   mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
-  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+  detached start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
   wait_for MariaDB my "SELECT 1"
 fi
 my "CREATE USER IF NOT EXISTS 'wasmtx_app'@'%' IDENTIFIED BY 'wasmtx_app'"

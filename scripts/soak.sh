@@ -16,7 +16,7 @@
 # host's RSS is VmRSS minus the benchmark's own latency record, which keeps 16 bytes per
 # transaction by design (BENCHMARKS.md, section 3); both are printed. It also checks that
 # the total over both databases is unchanged. Exit 1 if anything is not flat or a check
-# fails.
+# fails, if no transfer committed, or if a database could not be queried.
 # Databases: `wasmtx_soak` on PostgreSQL 127.0.0.1:5432 and MariaDB 127.0.0.1:3306,
 # recreated on each run; the servers are left running. On exit the bench process is stopped
 # and `wasmtx recover` resolves anything it left.
@@ -41,12 +41,8 @@ mkdir -p "$WASMTX_STATE_DIR"
 pg_url=postgres://postgres@127.0.0.1:5432/$db
 my_url=mysql://root@127.0.0.1:3306/$db
 participants=(-p "a=$pg_url" -p "b=$my_url")
-pg() { psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -qtAX "$@"; }
-my() { mariadb -h 127.0.0.1 -u root -N -B "$@"; }
-branches() {
-  pg -d postgres -c "SELECT gid FROM pg_prepared_xacts WHERE gid LIKE 'wtx.$node.%'"
-  my -e "XA RECOVER" | awk -v p="wtx.$node." 'index($4, p) == 1 { print $4 }'
-}
+# pg, my, branches, count_branches (of node $node).
+source scripts/prepared.sh
 
 rustup target add wasm32-wasip2 >/dev/null 2>&1
 bash scripts/setup-databases.sh >/dev/null
@@ -107,7 +103,8 @@ while kill -0 "$pid" 2>/dev/null; do
   pgc=$(connections 5432)
   myc=$(connections 3306)
   logsize=$(stat -c %s "$WASMTX_STATE_DIR/decisions-$node.log" 2>/dev/null || echo 0)
-  n=$(($(my -e "SELECT sum(balance) FROM $db.accounts") - concurrency * initial))
+  sum=$(my -e "SELECT sum(balance) FROM $db.accounts") || { echo "soak: cannot read MariaDB's balances" >&2; exit 1; }
+  n=$((sum - concurrency * initial))
   host=$((rss - n * 16 / 1024))
   rate=$(awk -v a="$n" -v b="$prev_n" -v t="$t" -v u="$prev_t" 'BEGIN { print (t > u) ? int((a - b) / (t - u)) : 0 }')
   prev_t=$t prev_n=$n
@@ -127,9 +124,12 @@ fi
 
 jq -r '"bench: \(.variants[0] | "\(.commits) committed, \(.aborts) aborted, \(.errors) errors, \(.tx_per_sec | floor) tx/s, p50 \(.p50_ms * 10 | round / 10) ms, p99 \(.p99_ms * 10 | round / 10) ms"); its own RSS \(.rss_kib_before) KiB after warm-up, \(.rss_kib_after) KiB at the end"' \
   "$work/bench.json"
-errors=$(jq '.variants[0].errors' "$work/bench.json")
-left=$(branches | wc -l)
-total=$(($(pg -d "$db" -c "SELECT sum(balance) FROM accounts") + $(my -e "SELECT sum(balance) FROM $db.accounts")))
+errors=$(jq -e '.variants[0].errors' "$work/bench.json")
+commits=$(jq -e '.variants[0].commits' "$work/bench.json")
+left=$(count_branches) || { echo "soak: cannot count the prepared branches left" >&2; exit 1; }
+on_pg=$(pg -d "$db" -c "SELECT sum(balance) FROM accounts") || { echo "soak: cannot read PostgreSQL's balances" >&2; exit 1; }
+on_my=$(my -e "SELECT sum(balance) FROM $db.accounts") || { echo "soak: cannot read MariaDB's balances" >&2; exit 1; }
+total=$((on_pg + on_my))
 expected=$((2 * concurrency * initial))
 
 # The verdict.
@@ -145,6 +145,7 @@ read -r base_t base_rss base_fds base_pg base_my max_rss max_fds max_pg max_my m
       }
       for (j = 1; j <= NR; j++) if (lg[j] > ml) ml = lg[j]
       print t[i], rss[i], fds[i], pg[i], my[i], mr, mf, mp, mm, ml, NR - from + 1, raw[i], rawmax }' "$samples")
+n_final=$((on_my - concurrency * initial))
 problems=()
 [ "$max_rss" -le $((base_rss * (100 + rss_pct) / 100)) ] ||
   problems+=("host RSS grew: last third's max $max_rss KiB against $base_rss KiB at ${base_t}s (more than $rss_pct %)")
@@ -156,6 +157,8 @@ problems=()
 [ "$left" -eq 0 ] || problems+=("$left prepared branches left: $(branches | paste -sd' ')")
 [ "$total" -eq "$expected" ] || problems+=("total $total, expected $expected")
 [ "$errors" -eq 0 ] || problems+=("$errors transactions ended in an error (in doubt or a participant failure)")
+[ "$commits" -gt 0 ] && [ "$n_final" -gt 0 ] ||
+  problems+=("no work done: $commits transfers committed by the bench's count, $n_final by the balances")
 
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f", (a - b) * 100 / b }'; }
 echo

@@ -12,9 +12,10 @@ use common::serve::*;
 use common::*;
 use serde_json::Value;
 use wasmtx::cluster::{Cluster, LeaseStatus};
-use wasmtx::decision_store::{DecisionError, DecisionSource, DecisionStore};
+use wasmtx::decision_store::{
+    DecisionError, DecisionSource, DecisionStore, DecisionTable, TableDecision,
+};
 use wasmtx::gid::{Gid, NodeId};
-use wasmtx::participant::decision_table::{DecisionTable, TableDecision};
 
 const TRANSFER: &str = "examples/transfer";
 
@@ -311,6 +312,94 @@ fn a_second_process_with_a_live_node_id_refuses_to_start_and_a_clean_stop_frees_
     );
 }
 
+#[test]
+fn an_operator_resolves_a_dead_nodes_transactions_from_a_survivor() {
+    if !fault_injection_built() {
+        return;
+    }
+    let Some(bank) = cluster_bank("cl_ops", &["clo-1", "clo-2"]) else {
+        return;
+    };
+    let log = postgres_db("wtx_cl_ops_log").expect("PostgreSQL answered for the bank");
+    // One pair of accounts per transaction left in doubt: its branches hold their locks.
+    open_accounts(&bank, &["expired", "decided", "overridden"]);
+    let participants = [("pg", bank.0.clone()), ("my", bank.1.clone())];
+    // The survivor adopts no one by itself and runs no periodic recovery: the operator acts.
+    let cluster_of = |node: &str| {
+        format!(
+            "node = \"{node}\"\n[limits]\ntimeout_secs = 2\n[server]\nrecovery_interval_ms = 3600000\n\
+             [decision_log]\nurl = \"{log}\"\n[cluster]\nlease_ttl_ms = {LEASE_TTL_MS}\ntakeover_grace_ms = 3600000\n"
+        )
+    };
+    let survivor_dir = TestDir::new();
+    let survivor_config = write_config(&survivor_dir, &participants, &cluster_of("clo-2"));
+    let survivor = ServerProcess::start(&survivor_dir, &survivor_config, &[]);
+    let url = &survivor.url;
+    // Node clo-1 is a host that stops at a protocol step, each time taking its node id again.
+    let dead_dir = TestDir::new();
+    let dead_config = write_config(&dead_dir, &participants, &cluster_of("clo-1"));
+    let crash = |point: &str, account: &str, amount: i64| {
+        crash_transfer(&dead_dir, &dead_config, "clo-1", point, account, amount)
+    };
+    let started = now_ms();
+
+    let (expired, expired_on) = crash("after-prepare-1", "expired", 80);
+    let made_at = Instant::now();
+    assert_resolve_refused(url, &expired, "commit", true, "undecided");
+
+    // Decided on clo-1, finished from clo-2.
+    let (decided, decided_on) = crash("after-decision", "decided", 10);
+    assert_eq!(decided_on, ["pg", "my"]);
+    let (status, tx) = tx_status(url, &decided);
+    assert_eq!(
+        (status, tx["status"].as_str(), tx["node"].as_str()),
+        (200, Some("committing"), Some("clo-1")),
+        "{tx}"
+    );
+    assert_retry_commits(url, &decided, 2);
+    assert_eq!(pair_balance(&bank, "decided"), (990, 1010));
+
+    // Decided on clo-1, rolled back from clo-2 only as a heuristic decision.
+    let (overridden, _) = crash("after-decision", "overridden", 20);
+    assert_resolve_refused(url, &overridden, "rollback", false, "decision-exists");
+    let body = assert_resolved(url, &overridden, "rollback", true, "heuristic-rollback");
+    assert_eq!(
+        body["branches"],
+        serde_json::json!({"pg": "rolled-back", "my": "rolled-back"})
+    );
+    assert!(
+        prepared_branches("clo-1")
+            .iter()
+            .all(|b| gid_of_branch(b) != overridden),
+        "the heuristic rollback acted on clo-1's branches"
+    );
+    assert_eq!(pair_balance(&bank, "overridden"), (1000, 1000));
+    assert_resolution_recorded(url, &overridden, "heuristic-rollback", "rollback", started);
+
+    // Undecided on clo-1 and past its deadline: committed from clo-2 only heuristically,
+    // on exactly the branches that were prepared.
+    std::thread::sleep(Duration::from_millis(2000 + 5000 + 500).saturating_sub(made_at.elapsed()));
+    assert_resolve_refused(url, &expired, "commit", false, "would-commit-an-abort");
+    let body = assert_resolved(url, &expired, "commit", true, "heuristic-commit");
+    let mut committed: Vec<&str> = body["branches"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, what)| *what == "committed")
+        .map(|(participant, _)| participant.as_str())
+        .collect();
+    committed.sort();
+    let mut prepared = expired_on.clone();
+    prepared.sort();
+    assert_eq!(committed, prepared, "{body}");
+    assert!(
+        prepared_branches("clo-1").is_empty(),
+        "nothing of clo-1 is left prepared"
+    );
+    assert_eq!(pair_balance(&bank, "expired"), applied(&expired_on, 80));
+    assert_resolution_recorded(url, &expired, "heuristic-commit", "commit", started);
+}
+
 /// A component's bytes as the server at `url` serves them for download.
 fn download(url: &str, name: &str, version: &str) -> Vec<u8> {
     runtime().block_on(async {
@@ -480,7 +569,7 @@ fn the_shared_store_keeps_the_rules_of_a_decision_log() {
     let config = store_config(&dir, "cls-1", &log);
     let node = NodeId::new("cls-1").unwrap();
     runtime().block_on(async {
-        let cluster = Cluster::open(&config).await.unwrap().expect("a URL is configured");
+        let cluster = Cluster::open(&config.node, &config.decision_log, &config.cluster).await.unwrap().expect("a URL is configured");
         let store = cluster.store().clone();
         let soon = || SystemTime::now() + Duration::from_secs(30);
 
@@ -519,7 +608,7 @@ fn the_shared_store_keeps_the_rules_of_a_decision_log() {
         assert!(after.batches_written - before.batches_written < 200, "{before:?} → {after:?}");
 
         // A second holder of the id is refused while the lease is live.
-        let again = Cluster::open(&config).await;
+        let again = Cluster::open(&config.node, &config.decision_log, &config.cluster).await;
         let err = again.err().expect("the id is held").to_string();
         assert!(err.contains("is held by"), "{err}");
 

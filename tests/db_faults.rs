@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::serve::{
-    ServerProcess, bank_total, cluster_bank, cluster_config, runtime, transfer_stream_over,
+    ServerProcess, bank_total, cluster_bank, cluster_config, runtime, transfer_answers_over,
     wait_no_prepared,
 };
 use common::{
@@ -33,13 +33,28 @@ const TIMEOUT_SECS: u64 = 5;
 /// Phase 2's retry window (the coordinator's default).
 const PHASE2_RETRY_SECS: u64 = 15;
 
+/// `command`, run with no file descriptor open but 0, 1 and 2: a server it starts under the
+/// tests' database lock (`flock`) would otherwise inherit the lock's descriptor and hold the
+/// lock for as long as it runs.
+fn detached(mut command: Command) -> Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: close_range is async-signal-safe and touches nothing of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+    command
+}
+
 fn pg_cluster(action: &str, extra: &[&str]) {
     let version = std::fs::read_dir("/etc/postgresql")
         .expect("PostgreSQL's configuration in /etc/postgresql")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .max_by_key(|v| v.parse::<u32>().unwrap_or(0))
         .expect("a PostgreSQL cluster");
-    let status = Command::new("pg_ctlcluster")
+    let status = detached(Command::new("pg_ctlcluster"))
         .args(["--skip-systemctl-redirect", &version, "main", action])
         .args(extra)
         .stdout(Stdio::null())
@@ -86,7 +101,7 @@ fn start_mariadb() {
         let _ = Command::new("chown")
             .args(["mysql:mysql", "/run/mysqld"])
             .status();
-        let status = Command::new("start-stop-daemon")
+        let status = detached(Command::new("start-stop-daemon"))
             .args([
                 "--start",
                 "--oknodo",
@@ -348,10 +363,12 @@ fn a_participant_down_past_the_phase_two_window_is_finished_by_recovery() {
 }
 
 /// Two `wasmtx serve` nodes share their decision log in PostgreSQL, which crashes and comes
-/// back mid-stream (with the PostgreSQL participant, the same server). COMMIT INSERTs
-/// whose answer was lost leave their branches prepared, never rolled back; the leases
-/// lapse and are claimed again; after recovery nothing is prepared, the total is what it
-/// was, and every transfer answered 200 is there.
+/// back mid-stream (with the PostgreSQL participant, the same server). The crash comes while
+/// COMMIT INSERTs wait on a lock the test holds on the decision table, so their answers are
+/// lost: those transactions are answered in doubt and their branches stay prepared, never
+/// rolled back by their host, until recovery writes ABORT (no COMMIT row exists) and rolls
+/// them back. The leases lapse and are claimed again; after recovery nothing is prepared,
+/// the total is what it was, and what committed is exactly what the COMMIT rows say.
 #[test]
 fn the_shared_decision_database_crashed_mid_stream_then_restarted() {
     let _turn = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
@@ -376,13 +393,56 @@ fn the_shared_decision_database_crashed_mid_stream_then_restarted() {
     assert_eq!(status, 201);
     let urls: Vec<String> = nodes.iter().map(|(_, s)| s.url.clone()).collect();
     let stream =
-        std::thread::spawn(move || runtime().block_on(transfer_stream_over(urls, 1500, 8)));
+        std::thread::spawn(move || runtime().block_on(transfer_answers_over(urls, 1500, 8)));
     std::thread::sleep(Duration::from_secs(2));
+    // COMMIT INSERTs queue behind this lock; the crash comes while they wait.
+    let mut holder = Command::new("psql")
+        .arg(&log)
+        .args([
+            "-c",
+            "BEGIN; LOCK TABLE wasmtx.decision IN EXCLUSIVE MODE; SELECT pg_sleep(60)",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("psql");
+    let waiting = Instant::now();
+    while server_sql(
+        "postgres://postgres@127.0.0.1:5432/postgres",
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+           AND query LIKE '%INSERT INTO wasmtx.decision%'",
+    )[0][0]
+        == "0"
+    {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(15),
+            "no COMMIT INSERT waited on the decision table"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     pg_cluster("stop", &["-m", "immediate"]);
+    holder.wait().ok();
     std::thread::sleep(Duration::from_secs(2));
     start_postgres();
-    let statuses = stream.join().unwrap();
+    let answers = stream.join().unwrap();
+    let statuses: Vec<Result<u16, String>> = answers
+        .iter()
+        .map(|a| a.as_ref().map(|(status, _)| *status).map_err(Clone::clone))
+        .collect();
     let committed = statuses.iter().filter(|s| **s == Ok(200)).count();
+    let in_doubt: Vec<String> = answers
+        .iter()
+        .filter_map(|a| match a {
+            Ok((202, body)) if body["status"] == "in-doubt" => {
+                body["gid"].as_str().map(str::to_owned)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !in_doubt.is_empty(),
+        "the COMMITs whose answers were lost are answered in doubt: {statuses:?}"
+    );
     assert!(committed > 0, "{statuses:?}");
     println!(
         "{committed} of {} transfers committed through the crash",
@@ -400,6 +460,27 @@ fn the_shared_decision_database_crashed_mid_stream_then_restarted() {
         server_balance(&bank.1, "bob") >= 1000 + committed as i64,
         "every transfer answered 200 is there ({committed})"
     );
+    // Recovery found each in-doubt transaction's branches still prepared: it recorded ABORT
+    // for it (source 1: recovery) before rolling them back, or found its COMMIT.
+    for gid in &in_doubt {
+        let rows = server_sql(
+            &log,
+            &format!("SELECT outcome::text, source::text FROM wasmtx.decision WHERE gid = '{gid}'"),
+        );
+        assert!(
+            rows == [["1", "0"]] || rows == [["2", "1"]],
+            "{gid}: decided {rows:?}"
+        );
+    }
+    // What committed is exactly what the COMMIT rows say.
+    let commit_rows: i64 = server_sql(
+        &log,
+        "SELECT count(*) FROM wasmtx.decision WHERE node_id LIKE 'fcl-%' AND outcome = 1",
+    )[0][0]
+        .parse()
+        .unwrap();
+    assert_eq!(server_balance(&bank.1, "bob"), 1000 + commit_rows);
+    println!("{} transactions in doubt through the crash", in_doubt.len());
     // Back from bob, who holds at least his 1000: the stream may have emptied alice.
     for (_, server) in &nodes {
         let (status, body) = server.invoke(

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use wasmtx::coordinator::CoordinatorSettings;
-use wasmtx::decision_store::{DecisionCause, DecisionStats, Snapshot};
+use wasmtx::decision_store::{
+    DecisionCause, DecisionStats, DecisionTable, Snapshot, TableDecision,
+};
 use wasmtx::dialect::Dialect;
 use wasmtx::gid::{BranchId, Gid, NodeId};
 use wasmtx::limits::Limits;
@@ -16,7 +18,9 @@ use wasmtx::participant::{
     ErrorClass, ParticipantError, Resolution, ServerBranch, ServerParticipant, StatementError,
     StatementTimeouts,
 };
-use wasmtx::recovery::{Action, Decision};
+use wasmtx::recovery::{
+    Action, Decision, InDoubtFilter, OperatorError, Requested, TxState, in_doubt,
+};
 use wasmtx::report::{BranchOutcome, Phase};
 use wasmtx::value::{ResultLimits, RowSet, Value};
 use wasmtx::{
@@ -48,6 +52,8 @@ struct Faults {
     hang_at: Option<Step>,
     /// Rollbacks of a prepared branch on its own connection fail (the connection broke).
     own_rollback_fails: bool,
+    /// Listing the prepared branches fails (recovery cannot scan this participant).
+    list: bool,
 }
 
 /// A protocol step of a fake branch.
@@ -246,6 +252,9 @@ impl ServerParticipant for FakeDb {
     }
 
     async fn prepared_branches(&self, gid_prefix: &str) -> Result<Vec<BranchId>, ParticipantError> {
+        if self.faults.lock().unwrap().list {
+            return Err(self.error("list prepared branches"));
+        }
         Ok(self
             .branches
             .lock()
@@ -283,6 +292,8 @@ struct FakeStore {
     answer: StoreAnswer,
     commits: Mutex<BTreeSet<Gid>>,
     done: Mutex<BTreeSet<Gid>>,
+    /// Reads fail: the store cannot say whether a COMMIT is recorded.
+    unreadable: Mutex<bool>,
 }
 
 impl FakeStore {
@@ -291,6 +302,7 @@ impl FakeStore {
             answer,
             commits: Mutex::new(BTreeSet::new()),
             done: Mutex::new(BTreeSet::new()),
+            unreadable: Mutex::new(false),
         })
     }
 
@@ -320,6 +332,9 @@ impl DecisionSource for FakeStore {
     }
 
     async fn is_committed(&self, gid: &Gid) -> Result<bool, DecisionError> {
+        if *self.unreadable.lock().unwrap() {
+            return Err(DecisionError::Unavailable(cause("the disk is gone")));
+        }
         Ok(self.commits.lock().unwrap().contains(gid) && !self.done.lock().unwrap().contains(gid))
     }
 }
@@ -798,15 +813,20 @@ fn a_one_phase_commit_that_never_answers_is_in_doubt_not_aborted() {
 /// A branch of `db` prepared by a transaction whose deadline is `deadline_from_now` away
 /// (negative: passed).
 fn prepared_branch(db: &FakeDb, deadline_from_now: i64) -> BranchId {
-    let now = SystemTime::now();
-    let deadline = if deadline_from_now >= 0 {
-        now + Duration::from_secs(deadline_from_now as u64)
-    } else {
-        now - Duration::from_secs(deadline_from_now.unsigned_abs())
-    };
-    let id = Gid::new(&node(), deadline).branch(0);
+    let id = Gid::new(&node(), deadline_in(deadline_from_now)).branch(0);
     db.set(&id, BranchState::Prepared);
     id
+}
+
+/// `secs` seconds from now (negative: ago).
+fn deadline_in(secs: i64) -> SystemTime {
+    let now = SystemTime::now();
+    let offset = Duration::from_secs(secs.unsigned_abs());
+    if secs >= 0 {
+        now + offset
+    } else {
+        now - offset
+    }
 }
 
 fn block_on<F: std::future::Future>(future: F) -> F::Output {
@@ -875,4 +895,453 @@ fn recovery_leaves_an_undecided_branch_whose_deadline_has_not_passed() {
     assert_eq!(report.branches[0].action, Action::LeftInDoubt);
     assert!(!report.all_resolved());
     assert_eq!(a.state_of(&branch), Some(BranchState::Prepared));
+}
+
+// ── recovery's decision sources that cannot answer ─────────────────────────────────────
+
+/// A last agent's decision table (or a cluster's store, as recovery sees it) whose reads or
+/// arbitration fail, or that holds a row.
+struct FakeTable {
+    read_fails: bool,
+    arbitration_fails: bool,
+    rows: Mutex<BTreeMap<Gid, TableDecision>>,
+}
+
+impl FakeTable {
+    fn new(read_fails: bool, arbitration_fails: bool) -> Arc<Self> {
+        Arc::new(FakeTable {
+            read_fails,
+            arbitration_fails,
+            rows: Mutex::new(BTreeMap::new()),
+        })
+    }
+}
+
+#[async_trait]
+impl DecisionSource for FakeTable {
+    fn describe(&self) -> String {
+        "fake decision table".into()
+    }
+
+    async fn is_committed(&self, gid: &Gid) -> Result<bool, DecisionError> {
+        Ok(self.decision(gid).await? == Some(TableDecision::Commit))
+    }
+}
+
+#[async_trait]
+impl DecisionTable for FakeTable {
+    fn participant(&self) -> &str {
+        "a"
+    }
+
+    async fn decision(&self, gid: &Gid) -> Result<Option<TableDecision>, DecisionError> {
+        if self.read_fails {
+            return Err(DecisionError::Unavailable(cause("connection refused")));
+        }
+        Ok(self.rows.lock().unwrap().get(gid).copied())
+    }
+
+    async fn abort_unless_committed(&self, gid: &Gid) -> Result<TableDecision, DecisionError> {
+        if self.arbitration_fails {
+            return Err(DecisionError::Unavailable(cause("connection refused")));
+        }
+        let mut rows = self.rows.lock().unwrap();
+        Ok(*rows.entry(gid.clone()).or_insert(TableDecision::Abort))
+    }
+
+    fn forget(&self, _gid: &Gid) {}
+
+    async fn prune(
+        &self,
+        _gid_prefix: &str,
+        _expired_before: SystemTime,
+        _margin: Duration,
+        _keep: &BTreeSet<Gid>,
+    ) -> Result<u64, DecisionError> {
+        Ok(0)
+    }
+}
+
+/// Recovery of `dbs` whose only decision source is `table`.
+fn recovery_with_table(dbs: &[&FakeDb], table: &Arc<FakeTable>) -> Recovery {
+    Recovery::new(
+        &node(),
+        dbs.iter().map(|db| db.participant()).collect(),
+        None,
+        Vec::new(),
+    )
+    .with_decision_tables(vec![table.clone() as Arc<dyn DecisionTable>])
+}
+
+/// Recovery run over an expired branch whose decision cannot be read: the branch stays
+/// prepared and the line says why.
+fn assert_left_prepared(report: &RecoveryReport, db: &FakeDb, branch: &BranchId, why: &str) {
+    assert_eq!(report.branches.len(), 1, "{report:?}");
+    match &report.branches[0].action {
+        Action::Failed(message) => assert!(message.contains(why), "{message}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert!(!report.all_resolved());
+    assert_eq!(
+        db.state_of(branch),
+        Some(BranchState::Prepared),
+        "never rolled back"
+    );
+}
+
+#[test]
+fn recovery_leaves_a_branch_prepared_when_the_decision_store_cannot_be_read() {
+    let a = FakeDb::new("a");
+    let branch = prepared_branch(&a, -60);
+    let store = FakeStore::with_commit(&branch.gid);
+    *store.unreadable.lock().unwrap() = true;
+    let report = recover(&[&a], Some(&store), Vec::new(), false);
+    assert_left_prepared(&report, &a, &branch, "the disk is gone");
+    assert_eq!(store.dones(), 0);
+}
+
+#[test]
+fn recovery_leaves_a_branch_prepared_when_another_decision_source_cannot_be_read() {
+    // The SQLite coordinator file's place: a source besides the store.
+    let a = FakeDb::new("a");
+    let branch = prepared_branch(&a, -60);
+    let store = FakeStore::new(StoreAnswer::Durable);
+    let other = FakeStore::with_commit(&branch.gid);
+    *other.unreadable.lock().unwrap() = true;
+    let report = recover(
+        &[&a],
+        Some(&store),
+        vec![other as Arc<dyn DecisionSource>],
+        false,
+    );
+    assert_left_prepared(&report, &a, &branch, "the disk is gone");
+}
+
+#[test]
+fn recovery_leaves_a_branch_prepared_when_a_decision_table_cannot_be_read() {
+    let a = FakeDb::new("a");
+    let branch = prepared_branch(&a, -60);
+    let table = FakeTable::new(true, false);
+    let report = block_on(recovery_with_table(&[&a], &table).run(false));
+    assert_left_prepared(&report, &a, &branch, "connection refused");
+}
+
+#[test]
+fn recovery_leaves_a_branch_prepared_when_it_cannot_record_abort_first() {
+    let a = FakeDb::new("a");
+    let branch = prepared_branch(&a, -60);
+    let table = FakeTable::new(false, true);
+    let report = block_on(recovery_with_table(&[&a], &table).run(false));
+    assert_left_prepared(&report, &a, &branch, "cannot record ABORT");
+    // Once the table answers, the ABORT goes in first, then the rollback.
+    let table = FakeTable::new(false, false);
+    let report = block_on(recovery_with_table(&[&a], &table).run(false));
+    assert_eq!(report.branches[0].action, Action::RolledBack, "{report:?}");
+    assert_eq!(
+        table.rows.lock().unwrap().get(&branch.gid),
+        Some(&TableDecision::Abort)
+    );
+}
+
+#[test]
+fn a_commit_row_in_a_decision_table_wins_over_an_expired_deadline() {
+    let a = FakeDb::new("a");
+    let branch = prepared_branch(&a, -60);
+    let table = FakeTable::new(false, false);
+    table
+        .rows
+        .lock()
+        .unwrap()
+        .insert(branch.gid.clone(), TableDecision::Commit);
+    let report = block_on(recovery_with_table(&[&a], &table).run(false));
+    assert_eq!(report.branches[0].action, Action::Committed, "{report:?}");
+    assert_eq!(a.state_of(&branch), Some(BranchState::Committed));
+}
+
+// ── an operator's questions and actions ────────────────────────────────────────────────
+
+/// Recovery of `node`'s branches on `dbs`, with `store`.
+fn recovery_of(node: &NodeId, dbs: &[&FakeDb], store: &Arc<FakeStore>) -> Recovery {
+    Recovery::new(
+        node,
+        dbs.iter().map(|db| db.participant()).collect(),
+        Some(store.clone() as Arc<dyn DecisionStore>),
+        Vec::new(),
+    )
+}
+
+/// A transaction of `node` prepared on `a` (branch 0) and `b` (branch 1), its deadline
+/// `deadline_from_now` seconds away (negative: passed), COMMIT recorded if `committed`.
+fn prepared_on_both(
+    node: &NodeId,
+    a: &FakeDb,
+    b: &FakeDb,
+    deadline_from_now: i64,
+    committed: bool,
+) -> (Gid, Arc<FakeStore>) {
+    let gid = Gid::new(node, deadline_in(deadline_from_now));
+    a.set(&gid.branch(0), BranchState::Prepared);
+    b.set(&gid.branch(1), BranchState::Prepared);
+    let store = if committed {
+        FakeStore::with_commit(&gid)
+    } else {
+        FakeStore::new(StoreAnswer::Durable)
+    };
+    (gid, store)
+}
+
+/// Each cell of the force-resolve matrix: (COMMIT recorded, deadline passed, asked,
+/// allow_heuristic) → the state it ends in, or the refusal, and what the branches become.
+#[test]
+fn force_resolve_keeps_recoverys_rules_unless_told_the_decision_is_heuristic() {
+    use BranchState::{Committed as Com, Prepared as Prep, RolledBack as Rb};
+    use Requested::{Commit, Rollback};
+    type Cell = (
+        bool,
+        bool,
+        Requested,
+        bool,
+        Result<TxState, &'static str>,
+        BranchState,
+    );
+    let cells: [Cell; 12] = [
+        (true, false, Commit, false, Ok(TxState::Committed), Com),
+        (true, true, Commit, false, Ok(TxState::Committed), Com),
+        (true, true, Commit, true, Ok(TxState::Committed), Com),
+        (true, true, Rollback, false, Err("decision-exists"), Prep),
+        (
+            true,
+            false,
+            Rollback,
+            true,
+            Ok(TxState::HeuristicRollback),
+            Rb,
+        ),
+        (false, true, Rollback, false, Ok(TxState::Aborted), Rb),
+        (false, true, Rollback, true, Ok(TxState::Aborted), Rb),
+        (
+            false,
+            true,
+            Commit,
+            false,
+            Err("would-commit-an-abort"),
+            Prep,
+        ),
+        (false, true, Commit, true, Ok(TxState::HeuristicCommit), Com),
+        (false, false, Commit, false, Err("undecided"), Prep),
+        (false, false, Commit, true, Err("undecided"), Prep),
+        (false, false, Rollback, true, Err("undecided"), Prep),
+    ];
+    for (committed, expired, asked, heuristic, expected, branches_end) in cells {
+        let cell =
+            format!("COMMIT {committed}, expired {expired}, {asked:?}, heuristic {heuristic}");
+        let (a, b) = (FakeDb::new("a"), FakeDb::new("b"));
+        let (gid, store) =
+            prepared_on_both(&node(), &a, &b, if expired { -60 } else { 60 }, committed);
+        let recovery = recovery_of(&node(), &[&a, &b], &store);
+        let result = block_on(recovery.force_resolve(&gid, asked, heuristic));
+        match (&result, expected) {
+            (Ok(resolved), Ok(state)) => {
+                assert_eq!(resolved.state, state, "{cell}");
+                assert_eq!(
+                    resolved.heuristic,
+                    matches!(state, TxState::HeuristicCommit | TxState::HeuristicRollback),
+                    "{cell}"
+                );
+                assert_eq!(resolved.branches.len(), 2, "{cell}: {resolved:?}");
+            }
+            (Err(err), Err(code)) => {
+                let refused = match err {
+                    OperatorError::DecisionExists => "decision-exists",
+                    OperatorError::WouldCommitAnAbort => "would-commit-an-abort",
+                    OperatorError::Undecided { .. } => "undecided",
+                    other => panic!("{cell}: {other}"),
+                };
+                assert_eq!(refused, code, "{cell}");
+            }
+            (got, _) => panic!("{cell}: expected {expected:?}, got {got:?}"),
+        }
+        assert_eq!(a.state_of(&gid.branch(0)), Some(branches_end), "{cell}");
+        assert_eq!(b.state_of(&gid.branch(1)), Some(branches_end), "{cell}");
+        // A COMMIT whose branches are all finished is DONE, whichever way they went.
+        let finished = branches_end != Prep;
+        assert_eq!(store.dones(), usize::from(committed && finished), "{cell}");
+    }
+}
+
+#[test]
+fn force_resolve_refuses_a_gid_with_nothing_prepared_and_a_participant_it_cannot_list() {
+    let (a, b) = (FakeDb::new("a"), FakeDb::new("b"));
+    let store = FakeStore::new(StoreAnswer::Durable);
+    let gid = Gid::new(&node(), SystemTime::now() - Duration::from_secs(60));
+    let recovery = recovery_of(&node(), &[&a, &b], &store);
+    let err = block_on(recovery.force_resolve(&gid, Requested::Rollback, true)).unwrap_err();
+    assert!(matches!(err, OperatorError::NothingPrepared(_)), "{err}");
+
+    let (gid, store) = prepared_on_both(&node(), &a, &b, -60, false);
+    b.faults.lock().unwrap().list = true;
+    let recovery = recovery_of(&node(), &[&a, &b], &store);
+    let err = block_on(recovery.force_resolve(&gid, Requested::Commit, true)).unwrap_err();
+    assert!(matches!(err, OperatorError::Scan { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("cannot list b's prepared branches"),
+        "{err}"
+    );
+    assert_eq!(
+        a.state_of(&gid.branch(0)),
+        Some(BranchState::Prepared),
+        "nothing done"
+    );
+}
+
+#[test]
+fn a_heuristic_resolve_of_another_nodes_gid_acts_on_that_nodes_branches() {
+    // A survivor resolves a dead node's transaction: recovery for that node, as its adopter.
+    let (a, b) = (FakeDb::new("a"), FakeDb::new("b"));
+    let dead = NodeId::new("dead").unwrap();
+    let (theirs, store) = prepared_on_both(&dead, &a, &b, -60, false);
+    let (own, _) = prepared_on_both(&node(), &a, &b, -60, false);
+    let adopter = recovery_of(&dead, &[&a, &b], &store);
+    let resolved =
+        block_on(adopter.force_resolve(&theirs, Requested::Commit, true)).expect("resolved");
+    assert_eq!(resolved.state, TxState::HeuristicCommit);
+    assert_eq!(
+        resolved.branches,
+        BTreeMap::from([
+            ("a".to_owned(), "committed".to_owned()),
+            ("b".to_owned(), "committed".to_owned())
+        ])
+    );
+    assert_eq!(a.state_of(&theirs.branch(0)), Some(BranchState::Committed));
+    assert_eq!(b.state_of(&theirs.branch(1)), Some(BranchState::Committed));
+    // This node's own transaction is not touched.
+    assert_eq!(a.state_of(&own.branch(0)), Some(BranchState::Prepared));
+    assert_eq!(b.state_of(&own.branch(1)), Some(BranchState::Prepared));
+}
+
+#[test]
+fn a_resolve_that_cannot_read_the_decision_leaves_the_branches_prepared() {
+    let (a, b) = (FakeDb::new("a"), FakeDb::new("b"));
+    let (gid, store) = prepared_on_both(&node(), &a, &b, -60, true);
+    *store.unreadable.lock().unwrap() = true;
+    let recovery = recovery_of(&node(), &[&a, &b], &store);
+    let err = block_on(recovery.force_resolve(&gid, Requested::Rollback, false)).unwrap_err();
+    let OperatorError::BranchesFailed { branches, .. } = &err else {
+        panic!("{err}");
+    };
+    assert!(branches.values().all(|v| v == "failed"), "{branches:?}");
+    assert_eq!(a.state_of(&gid.branch(0)), Some(BranchState::Prepared));
+    assert_eq!(b.state_of(&gid.branch(1)), Some(BranchState::Prepared));
+}
+
+#[test]
+fn the_state_of_a_gid_is_read_from_its_branches_and_the_store() {
+    let (a, b) = (FakeDb::new("a"), FakeDb::new("b"));
+    let examine = |gid: &Gid, store: &Arc<FakeStore>, recorded: bool| {
+        let recovery = recovery_of(&node(), &[&a, &b], store);
+        let examined = block_on(recovery.examine(gid)).expect("examined");
+        examined.state(SystemTime::now(), recorded)
+    };
+    let (gid, store) = prepared_on_both(&node(), &a, &b, 60, true);
+    assert_eq!(examine(&gid, &store, false), TxState::Committing);
+    let (gid, store) = prepared_on_both(&node(), &a, &b, 60, false);
+    assert_eq!(examine(&gid, &store, false), TxState::InDoubt);
+    let (gid, store) = prepared_on_both(&node(), &a, &b, -60, false);
+    assert_eq!(examine(&gid, &store, false), TxState::Aborting);
+    // Nothing prepared: the store decides, and without a record nothing is known.
+    let later = Gid::new(&node(), SystemTime::now() + Duration::from_secs(60));
+    let decided = FakeStore::with_commit(&later);
+    assert_eq!(examine(&later, &decided, false), TxState::Committed);
+    let empty = FakeStore::new(StoreAnswer::Durable);
+    assert_eq!(examine(&later, &empty, false), TxState::Unknown);
+    assert_eq!(examine(&later, &empty, true), TxState::InDoubt);
+    let past = Gid::new(&node(), SystemTime::now() - Duration::from_secs(60));
+    assert_eq!(examine(&past, &empty, false), TxState::Aborted);
+    // A store that cannot be read is no answer, not an abort.
+    *empty.unreadable.lock().unwrap() = true;
+    let recovery = recovery_of(&node(), &[&a, &b], &empty);
+    let err = block_on(recovery.examine(&past)).unwrap_err();
+    assert!(matches!(err, OperatorError::Store(_)), "{err}");
+}
+
+#[test]
+fn retry_resolves_one_gid_and_only_that_one() {
+    let (a, b) = (FakeDb::new("a"), FakeDb::new("b"));
+    let (gid, store) = prepared_on_both(&node(), &a, &b, 60, true);
+    let (other, _) = prepared_on_both(&node(), &a, &b, -60, false);
+    let recovery = recovery_of(&node(), &[&a, &b], &store);
+    let report = block_on(recovery.retry(&gid)).expect("retried");
+    assert!(report.all_resolved(), "{report:?}");
+    assert_eq!(report.branches.len(), 2);
+    assert_eq!(a.state_of(&gid.branch(0)), Some(BranchState::Committed));
+    assert_eq!(b.state_of(&gid.branch(1)), Some(BranchState::Committed));
+    assert_eq!(store.dones(), 1);
+    assert_eq!(a.state_of(&other.branch(0)), Some(BranchState::Prepared));
+}
+
+#[test]
+fn the_in_doubt_list_filters_by_participant_age_and_what_runs_and_names_pending_commits() {
+    let (a, b) = (FakeDb::new("a"), FakeDb::new("b"));
+    let (old, _) = prepared_on_both(&node(), &a, &b, -120, false);
+    let (young, store) = prepared_on_both(&node(), &a, &b, 60, true);
+    let dry = block_on(recovery_of(&node(), &[&a, &b], &store).run(true));
+    let list = |filter: InDoubtFilter, dry: &RecoveryReport| {
+        let store = store.clone() as Arc<dyn DecisionStore>;
+        block_on(in_doubt(
+            dry.clone(),
+            Some(&store),
+            &filter,
+            SystemTime::now(),
+        ))
+    };
+    let all = list(InDoubtFilter::default(), &dry);
+    assert_eq!(all.entries.len(), 4, "{all:?}");
+    let on_b = list(
+        InDoubtFilter {
+            participant: Some("B".into()),
+            ..InDoubtFilter::default()
+        },
+        &dry,
+    );
+    assert!(
+        on_b.entries
+            .iter()
+            .all(|e| e.participant.as_deref() == Some("b"))
+    );
+    assert_eq!(on_b.entries.len(), 2);
+    let overdue = list(
+        InDoubtFilter {
+            older_than: Some(Duration::from_secs(60)),
+            ..InDoubtFilter::default()
+        },
+        &dry,
+    );
+    assert!(
+        overdue.entries.iter().all(|e| e.gid == old.as_str()),
+        "{overdue:?}"
+    );
+    assert_eq!(overdue.entries[0].action, "would-roll-back");
+    let running = list(
+        InDoubtFilter {
+            running: BTreeSet::from([young.to_string()]),
+            ..InDoubtFilter::default()
+        },
+        &dry,
+    );
+    assert_eq!(running.entries.len(), 2, "what runs is not in doubt");
+
+    // A participant that cannot be listed: the COMMIT it may still hold a branch of is pending.
+    b.faults.lock().unwrap().list = true;
+    let (a_only, store_of) = (FakeDb::new("a2"), store.clone());
+    let dry = block_on(recovery_of(&node(), &[&a_only, &b], &store_of).run(true));
+    let listed = list(InDoubtFilter::default(), &dry);
+    assert_eq!(listed.failures.len(), 1, "{listed:?}");
+    let pending: Vec<_> = listed
+        .entries
+        .iter()
+        .filter(|e| e.kind == "commit-pending")
+        .collect();
+    assert_eq!(pending.len(), 1, "{listed:?}");
+    assert_eq!(pending[0].gid, young.as_str());
 }

@@ -488,12 +488,23 @@ fn sigkill_during_a_stream_then_a_restart_recovers_everything_before_ready() {
         &[("pg", pg.clone()), ("my", my.clone())],
         "node = \"srv-kill\"\n[limits]\ntimeout_secs = 2\n",
     );
-    let server = ServerProcess::start(&dir, &config, &[]);
+    // Each transaction holds a while after its COMMIT is recorded (with the fault-injection
+    // build), so the kill surely finds decided branches prepared.
+    let server = ServerProcess::start(
+        &dir,
+        &config,
+        &[("WASMTX_FAULT_PAUSE", "after-decision:300")],
+    );
     assert_eq!(server.publish("transfer", "1.0.0", &guest(TRANSFER)).0, 201);
     let url = server.url.clone();
     let stream = std::thread::spawn(move || runtime().block_on(transfer_stream(url, 400, 16)));
     std::thread::sleep(Duration::from_millis(1500));
+    let waiting = Instant::now();
+    while prepared_branches("srv-kill").is_empty() && waiting.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     server.signal(libc::SIGKILL);
+    let prepared_at_kill = prepared_branches("srv-kill").len();
     let statuses = stream.join().unwrap();
     drop(server);
     let answered = statuses.iter().filter(|s| **s == Ok(200)).count();
@@ -501,6 +512,12 @@ fn sigkill_during_a_stream_then_a_restart_recovers_everything_before_ready() {
         answered > 0,
         "some transfers committed before the kill: {statuses:?}"
     );
+    if cfg!(feature = "fault-injection") {
+        assert!(
+            prepared_at_kill > 0,
+            "the kill left branches prepared for the restart to recover"
+        );
+    }
 
     let restarted = ServerProcess::start(&dir, &config, &[]);
     assert!(
@@ -608,6 +625,194 @@ fn sigterm_during_load_finishes_in_flight_requests_and_exits_zero() {
         server_balance(&my, "bob"),
         1000 + committed as i64,
         "every 200 committed, nothing else did: {statuses:?}"
+    );
+}
+
+// ── an operator's actions ───────────────────────────────────────────────────────────────
+
+/// The transfer's deadline in these tests, and how long after it recovery presumes abort.
+const OPS_TIMEOUT: Duration = Duration::from_secs(2);
+const PRESUMED_ABORT_MARGIN: Duration = Duration::from_secs(5);
+
+/// The node a gid names.
+fn gid_node(gid: &str) -> &str {
+    gid.split('.').nth(1).unwrap_or_default()
+}
+
+/// The prepared branches of `gid` now.
+fn branches_of(node: &str, gid: &str) -> usize {
+    prepared_branches(node)
+        .iter()
+        .filter(|b| gid_of_branch(b) == gid)
+        .count()
+}
+
+#[test]
+fn an_operator_retries_resolves_and_recovers_what_crashed_hosts_left_prepared() {
+    if !fault_injection_built() {
+        return;
+    }
+    let node = "srv-ops";
+    let Some(bank) = cluster_bank("srv_ops", &[node]) else {
+        return;
+    };
+    // One pair of accounts per transaction left in doubt: its branches hold their locks.
+    let accounts = ["undecided", "expired", "decided", "overridden", "recovered"];
+    open_accounts(&bank, &accounts);
+    let dir = TestDir::new();
+    // No periodic recovery while the test runs: the operator acts, not the server.
+    let config = write_config(
+        &dir,
+        &[("pg", bank.0.clone()), ("my", bank.1.clone())],
+        &format!(
+            "node = \"{node}\"\n[limits]\ntimeout_secs = {}\n[server]\nrecovery_interval_ms = 3600000\n",
+            OPS_TIMEOUT.as_secs()
+        ),
+    );
+    let server = ServerProcess::start(&dir, &config, &[]);
+    let url = &server.url;
+    let started = now_ms();
+    let crash = |point: &str, account: &str, amount: i64| {
+        let (gid, on) = crash_transfer(&dir, &config, node, point, account, amount);
+        assert_eq!(gid_node(&gid), node);
+        (gid, on)
+    };
+
+    // Two undecided transactions (the host stopped after PREPARE): refused while their
+    // coordinator could still decide them.
+    let (undecided, _) = crash("after-prepare-1", "undecided", 40);
+    let (expired, expired_on) = crash("after-prepare-1", "expired", 80);
+    let made_at = Instant::now();
+    for (gid, outcome) in [(&undecided, "rollback"), (&expired, "commit")] {
+        assert_resolve_refused(url, gid, outcome, true, "undecided");
+    }
+    let (status, tx) = tx_status(url, &undecided);
+    assert_eq!(
+        (status, tx["status"].as_str()),
+        (200, Some("in-doubt")),
+        "{tx}"
+    );
+
+    // A COMMIT recorded, the host gone before phase 2: committing; retry commits it.
+    let (decided, decided_on) = crash("after-decision", "decided", 10);
+    assert_eq!(
+        decided_on,
+        ["pg", "my"],
+        "both prepared before the decision"
+    );
+    let (status, tx) = tx_status(url, &decided);
+    assert_eq!(
+        (status, tx["status"].as_str(), tx["decision"].as_str()),
+        (200, Some("committing"), Some("commit")),
+        "{tx}"
+    );
+    let (status, in_doubt) = http(url, "GET", "/v1/in-doubt", Some(READER), None);
+    let listed = in_doubt["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["gid"] == decided.as_str() && e["action"] == "would-commit")
+        .count();
+    assert_eq!((status, listed), (200, 2), "{in_doubt}");
+    assert_retry_commits(url, &decided, 2);
+    assert_eq!(branches_of(node, &decided), 0);
+    assert_eq!(
+        pair_balance(&bank, "decided"),
+        (990, 1010),
+        "retry committed it"
+    );
+
+    // Another decided one: rolling it back is refused, then done as a heuristic decision.
+    let (overridden, _) = crash("after-decision", "overridden", 20);
+    assert_resolve_refused(url, &overridden, "rollback", false, "decision-exists");
+    assert_eq!(
+        branches_of(node, &overridden),
+        2,
+        "a refusal touches nothing"
+    );
+    let body = assert_resolved(url, &overridden, "rollback", true, "heuristic-rollback");
+    assert_eq!(
+        body["branches"],
+        json!({"pg": "rolled-back", "my": "rolled-back"})
+    );
+    assert_eq!(branches_of(node, &overridden), 0);
+    assert_eq!(
+        pair_balance(&bank, "overridden"),
+        (1000, 1000),
+        "nothing of it committed"
+    );
+    assert_resolution_recorded(url, &overridden, "heuristic-rollback", "rollback", started);
+
+    // Past the deadline (plus recovery's margin): the undecided one is rolled back as
+    // recovery would; committing the other is refused (presumed abort), then done
+    // heuristically on what was prepared of it.
+    std::thread::sleep(
+        (OPS_TIMEOUT + PRESUMED_ABORT_MARGIN + Duration::from_millis(500))
+            .saturating_sub(made_at.elapsed()),
+    );
+    assert_resolved(url, &undecided, "rollback", false, "aborted");
+    assert_eq!(branches_of(node, &undecided), 0);
+    assert_eq!(pair_balance(&bank, "undecided"), (1000, 1000));
+    assert_resolution_recorded(url, &undecided, "aborted", "rollback", started);
+
+    assert_resolve_refused(url, &expired, "commit", false, "would-commit-an-abort");
+    assert_resolved(url, &expired, "commit", true, "heuristic-commit");
+    assert_eq!(branches_of(node, &expired), 0);
+    assert_eq!(
+        pair_balance(&bank, "expired"),
+        applied(&expired_on, 80),
+        "what was prepared of it committed ({expired_on:?})"
+    );
+    assert_resolution_recorded(url, &expired, "heuristic-commit", "commit", started);
+    let (status, page) = http(
+        url,
+        "GET",
+        "/v1/transactions?status=heuristic-commit",
+        Some(READER),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(page["transactions"][0]["gid"], expired.as_str(), "{page}");
+
+    // Recovery now: a dry run lists and touches nothing; the real run commits.
+    let (recovered, _) = crash("after-decision", "recovered", 160);
+    let run = |dry_run: bool| {
+        http(
+            url,
+            "POST",
+            "/v1/recovery/run",
+            Some(ADMIN),
+            Some(json!({"dry_run": dry_run})),
+        )
+    };
+    let actions_on = |report: &Value| -> Vec<String> {
+        report["branches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["gid"] == recovered.as_str())
+            .filter_map(|b| b["action"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (status, dry) = run(true);
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(actions_on(&dry), ["would-commit", "would-commit"], "{dry}");
+    assert_eq!(
+        branches_of(node, &recovered),
+        2,
+        "a dry run touches nothing"
+    );
+    assert_eq!(pair_balance(&bank, "recovered"), (1000, 1000));
+    let (status, real) = run(false);
+    assert_eq!(status, 200, "{real}");
+    assert_eq!(actions_on(&real), ["committed", "committed"], "{real}");
+    assert_eq!(pair_balance(&bank, "recovered"), (840, 1160));
+    assert!(prepared_branches(node).is_empty());
+    let (status, in_doubt) = http(url, "GET", "/v1/in-doubt", Some(READER), None);
+    assert_eq!(
+        (status, in_doubt["entries"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{in_doubt}"
     );
 }
 

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{
-    TestDir, create_sqlite, guest, mysql_db, node_of, postgres_db, prepared_branches,
-    server_accounts, server_balance, server_sql, sqlite, transfer_input,
+    TestDir, create_sqlite, fault_injection_built, guest, mysql_db, node_of, postgres_db,
+    prepared_branches, server_accounts, server_balance, server_sql, sqlite, transfer_input,
 };
 
 /// The `user` table of the original scenario, per server.
@@ -273,18 +273,6 @@ fn an_unreachable_participant_at_begin_prepares_nothing_and_is_named() {
     assert!(prepared_branches("unreachable").is_empty());
 }
 
-fn fault_injection_built() -> bool {
-    if cfg!(feature = "fault-injection") {
-        return true;
-    }
-    assert!(
-        !std::env::var("CI").is_ok_and(|v| v == "true"),
-        "crash tests need the fault-injection feature under CI (scripts/test.sh enables it)"
-    );
-    eprintln!("skipping: built without the fault-injection feature (scripts/test.sh enables it)");
-    false
-}
-
 #[test]
 fn a_connection_killed_between_prepare_and_commit_still_commits() {
     if !fault_injection_built() {
@@ -311,7 +299,14 @@ fn a_connection_killed_between_prepare_and_commit_still_commits() {
     let child = command.stdout(Stdio::piped()).spawn().unwrap();
 
     // While the host pauses after its decision, kill both branches' server sessions.
-    std::thread::sleep(Duration::from_millis(1500));
+    let waiting = std::time::Instant::now();
+    while prepared_branches("killconn").len() < 2 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(20),
+            "the host never held both branches prepared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     server_sql(
         "postgres://postgres@127.0.0.1:5432/postgres",
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'wtx_killconn'",
@@ -720,10 +715,21 @@ fn sigkill_during_a_stream_of_transfers_then_recover_conserves_the_total() {
         for p in participants {
             command.args(["-p", p]);
         }
+        // Each transaction holds a while after its branches are prepared (with the
+        // fault-injection build), so a kill surely leaves some in doubt.
+        if cfg!(feature = "fault-injection") {
+            command.env("WASMTX_FAULT_PAUSE", "after-prepare-1:200");
+        }
         let mut child = command.spawn().unwrap();
         std::thread::sleep(Duration::from_millis(800 + seed % 1500));
         child.kill().unwrap();
         child.wait().unwrap();
+        if cfg!(feature = "fault-injection") {
+            assert!(
+                !prepared_branches("stream").is_empty(),
+                "the kill left a branch prepared"
+            );
+        }
     }
     let in_doubt = prepared_branches("stream").len();
     std::thread::sleep(PAST_DEADLINE);

@@ -4,8 +4,12 @@
 //!   gid? The decision log is one; the SQLite coordinator file (where an SQLite group that
 //!   commits last writes its decision row inside its own commit) is another.
 //! - A [`DecisionStore`] is a source the coordinator also writes to: it records a COMMIT
-//!   durably and only before the transaction's deadline, and a DONE once phase 2 finished.
-//!   The file log ([`crate::decision_log::DecisionLog`]) is the implementation today.
+//!   durably and only before the transaction's deadline, and a DONE once phase 2 finished:
+//!   the file log (`decision_log/`) and a cluster's PostgreSQL store (`cluster/store.rs`).
+//! - A [`DecisionTable`] is a source that also arbitrates: before anyone gives up on an
+//!   undecided transaction it records ABORT unless a COMMIT is there, and the first row for
+//!   a gid wins. A last agent's table (`participant/decision_table.rs`) and the cluster's
+//!   store are arbiters.
 //!
 //! The rule every store keeps: a COMMIT is durable before `record_commit` returns `Ok`, and
 //! it is never recorded once the deadline has passed — so recovery may presume abort for an
@@ -15,7 +19,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use thiserror::Error;
@@ -97,4 +101,49 @@ pub trait DecisionStore: DecisionSource {
 
     /// Counters since open.
     fn stats(&self) -> DecisionStats;
+}
+
+/// What a decision table holds for a gid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableDecision {
+    Commit,
+    Abort,
+}
+
+/// A decision source that arbitrates: recovery's source for the transactions it decided, and
+/// the arbiter for those whose outcome is unknown. Errors: [`DecisionError::Unavailable`]
+/// when the database did not answer (worth asking again), [`DecisionError::NotRecorded`]
+/// when it refused (a privilege, a statement).
+#[async_trait]
+pub trait DecisionTable: DecisionSource {
+    /// Where the table lives (a participant's name, or the shared decision log), for messages.
+    fn participant(&self) -> &str;
+
+    /// The row for `gid`, if any.
+    async fn decision(&self, gid: &Gid) -> Result<Option<TableDecision>, DecisionError>;
+
+    /// Records ABORT for `gid` unless a row is there (waiting for a COMMIT still in flight),
+    /// and returns what the row says then. Only call it for a transaction that may no
+    /// longer commit: its COMMIT was sent and its answer lost, or its deadline has passed.
+    async fn abort_unless_committed(&self, gid: &Gid) -> Result<TableDecision, DecisionError>;
+
+    /// Notes that every branch of `gid` is done, so its row can go (in batches).
+    fn forget(&self, gid: &Gid);
+
+    /// Deletes the rows of gids starting with `gid_prefix` whose deadline was before
+    /// `expired_before` (and, by the database's clock, before now minus `margin`), except
+    /// those in `keep`. Returns how many went.
+    async fn prune(
+        &self,
+        gid_prefix: &str,
+        expired_before: SystemTime,
+        margin: Duration,
+        keep: &BTreeSet<Gid>,
+    ) -> Result<u64, DecisionError>;
+}
+
+/// Milliseconds since the Unix epoch, as decision rows keep deadlines.
+pub fn unix_millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

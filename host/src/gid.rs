@@ -112,6 +112,12 @@ impl Gid {
         self.ulid.datetime()
     }
 
+    /// The deadline in RFC 3339, to the millisecond (UTC), as answers show it.
+    pub fn deadline_rfc3339(&self) -> String {
+        chrono::DateTime::<chrono::Utc>::from(self.deadline())
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    }
+
     /// Whether the deadline plus `margin` has passed at `now`.
     pub fn expired(&self, margin: Duration, now: SystemTime) -> bool {
         self.deadline() + margin <= now

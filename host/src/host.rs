@@ -5,19 +5,21 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
-use crate::coordinator::Coordinator;
-use crate::decision_log::{DecisionLog, DecisionLogOptions};
-use crate::decision_store::{DecisionSource, DecisionStore};
-use crate::gid::NodeId;
-use crate::participant::decision_table::DecisionTable;
-use crate::participant::sqlite_decisions::SqliteDecisionTable;
-use crate::participant::{ParticipantError, SpecError};
-use crate::recovery::{Recovery, RecoveryReport, ScanFailure};
+use crate::coordinator::{Coordinator, CoordinatorSettings, PrepareLogic};
+use crate::decision_store::DecisionStats;
+use crate::decisions::Decisions;
+use crate::gid::{Gid, NodeId};
+use crate::participant::{ParticipantError, ParticipantSlot, ServerParticipant, SpecError};
+use crate::recovery::{
+    Examined, ForceResolved, InDoubtFilter, InDoubtList, OperatorError, Recovery, RecoveryReport,
+    Requested, ScanFailure,
+};
 use crate::report::{ErrorKind, TxError, TxReport};
 use crate::script::{Inspection, LoadError, Sandbox, ScriptLogic};
 
@@ -73,12 +75,57 @@ impl From<HostError> for TxError {
     }
 }
 
+/// What one transaction may choose for itself; what it leaves out is the host's.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Some of the configured participants, by name (case-insensitive), run in the
+    /// configuration's order; all when `None`.
+    pub participants: Option<Vec<String>>,
+    /// The transaction's deadline from now; `limits.timeout_secs` when `None`.
+    pub timeout: Option<Duration>,
+    /// The gid to run under (its deadline is the transaction's, `timeout` is then unused);
+    /// a new gid of this node when `None`.
+    pub gid: Option<Gid>,
+}
+
+/// Why a [`RunOptions`] cannot be used. Nothing was touched.
+#[derive(Debug, Error)]
+pub enum RunOptionsError {
+    #[error("`{unknown}` is not a participant of this host; it has: {}", .known.join(", "))]
+    UnknownParticipant { unknown: String, known: Vec<String> },
+}
+
+/// One transaction, its participants and gid chosen, ready to run. The gid is known before
+/// it runs, so it can be recorded first.
+pub struct PlannedRun {
+    coordinator: Coordinator,
+    gid: Gid,
+}
+
+impl PlannedRun {
+    pub fn gid(&self) -> &Gid {
+        &self.gid
+    }
+
+    /// The participants it runs on, in transaction order.
+    pub fn participant_names(&self) -> Vec<String> {
+        self.coordinator.participant_names()
+    }
+
+    /// Runs it with `logic` as its prepare logic.
+    pub async fn run(self, logic: &dyn PrepareLogic, input: &str) -> TxReport {
+        self.coordinator.run_as(self.gid, logic, input).await
+    }
+}
+
 /// A configured host: load scripts, run transactions, recover. Cheap to share behind an
 /// `Arc`; every method takes `&self`.
 pub struct Host {
     config: Config,
     sandbox: Arc<Sandbox>,
     coordinator: Coordinator,
+    /// The decision store and the sources recovery reads.
+    decisions: Decisions,
     /// With `[decision_log] url`: the shared decision log and this node's lease.
     cluster: Option<Arc<Cluster>>,
 }
@@ -101,16 +148,23 @@ impl HostBuilder {
     /// connects the participants (and, without a cluster, when two or more are servers,
     /// opens the decision log).
     pub async fn connect(self) -> Result<Host, HostError> {
-        let cluster = Cluster::open(&self.config).await?;
-        let shared = cluster
-            .as_ref()
-            .map(|c| c.store().clone() as Arc<dyn DecisionStore>);
-        let coordinator =
-            Coordinator::connect(&self.config, self.options.max_connections, shared).await?;
+        let config = &self.config;
+        let cluster = Cluster::open(&config.node, &config.decision_log, &config.cluster).await?;
+        let participants =
+            ParticipantSlot::connect_all(&config.participants, self.options.max_connections)
+                .await?;
+        let shared = cluster.as_ref().map(|c| c.store().clone());
+        let decisions = Decisions::open(config, &participants, shared).await?;
+        let coordinator = Coordinator::new(
+            CoordinatorSettings::from_config(config),
+            participants,
+            decisions.store().cloned(),
+        );
         Ok(Host {
             config: self.config,
             sandbox: self.sandbox,
             coordinator,
+            decisions,
             cluster,
         })
     }
@@ -149,10 +203,6 @@ impl Host {
         &self.sandbox
     }
 
-    pub fn coordinator(&self) -> &Coordinator {
-        &self.coordinator
-    }
-
     /// The cluster this host belongs to, if `[decision_log] url` is set.
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         self.cluster.as_ref()
@@ -177,15 +227,72 @@ impl Host {
         })
     }
 
-    /// Runs one global transaction with `script` as its prepare logic.
-    pub async fn run(&self, script: &ScriptLogic, input: &str) -> TxReport {
-        self.coordinator.run(script, input).await
+    /// The coordinator itself, for tools that drive it directly (the benchmark runner).
+    /// Commands and the server run transactions through [`Host::run`] and [`Host::plan`].
+    pub fn coordinator(&self) -> &Coordinator {
+        &self.coordinator
+    }
+
+    /// The configured participants, in transaction order.
+    pub fn participants(&self) -> &[ParticipantSlot] {
+        self.coordinator.participants()
+    }
+
+    /// The participants' names, in transaction order.
+    pub fn participant_names(&self) -> Vec<String> {
+        self.coordinator.participant_names()
+    }
+
+    /// Runs one global transaction over every participant with `logic` (a loaded script, or
+    /// native [`PrepareLogic`]) as its prepare logic.
+    pub async fn run(&self, logic: &dyn PrepareLogic, input: &str) -> TxReport {
+        self.coordinator.run(logic, input).await
+    }
+
+    /// A transaction with the choices of `options`, ready to run.
+    pub fn plan(&self, options: RunOptions) -> Result<PlannedRun, RunOptionsError> {
+        let coordinator = match &options.participants {
+            None => self.coordinator.clone(),
+            Some(names) => {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                self.coordinator.subset(&names).map_err(|unknown| {
+                    RunOptionsError::UnknownParticipant {
+                        unknown: unknown.to_owned(),
+                        known: self.participant_names(),
+                    }
+                })?
+            }
+        };
+        let coordinator = match options.timeout {
+            Some(timeout) => coordinator.with_timeout(timeout),
+            None => coordinator,
+        };
+        let gid = options.gid.unwrap_or_else(|| coordinator.new_gid());
+        Ok(PlannedRun { coordinator, gid })
+    }
+
+    /// The decision store's counters since open, if there is a store.
+    pub fn decision_stats(&self) -> Option<DecisionStats> {
+        self.decisions.store().map(|store| store.stats())
+    }
+
+    /// COMMITs recorded and not yet DONE: this node's and (in a cluster) other nodes'.
+    /// `None` without a store, or when it cannot be read.
+    pub async fn pending_commits(&self) -> Option<(usize, usize)> {
+        let snapshot = self.decisions.store()?.snapshot().await.ok()?;
+        let prefix = self.config.node.gid_prefix();
+        let own = snapshot
+            .pending
+            .iter()
+            .filter(|gid| gid.as_str().starts_with(&prefix))
+            .count();
+        Some((own, snapshot.pending.len() - own))
     }
 
     /// Ends the host's work cleanly: makes queued DONE marks durable and, in a cluster,
     /// gives the node's lease up so that the next process for this node starts at once.
     pub async fn close(&self) {
-        if let Some(store) = self.coordinator.decision_store()
+        if let Some(store) = self.decisions.store()
             && let Err(err) = store.flush().await
         {
             tracing::warn!("cannot flush the decision log: {err}");
@@ -213,84 +320,88 @@ impl Host {
     }
 
     /// Recovery of this node's branches on the server participants, consulting every
-    /// decision source of this host: the decision store (or the state directory's log, if
-    /// one exists), the SQLite coordinator file and the last agent's decision table.
+    /// decision source of this host (see `decisions.rs`).
     pub async fn recovery(&self) -> Result<Recovery, ScanFailure> {
-        let store = match self.coordinator.decision_store() {
-            Some(store) => Some(store.clone()),
-            None => self.existing_decision_log().await?,
-        };
-        let sqlite_decisions: Arc<dyn DecisionSource> = Arc::new(SqliteDecisionTable::new(
-            self.config.sqlite_coordinator_path(),
-        ));
-        Ok(Recovery::new(
-            &self.config.node,
-            self.coordinator.server_participants().cloned().collect(),
-            store,
-            vec![sqlite_decisions],
-        )
-        .with_decision_tables(self.decision_tables()))
+        self.decisions.recovery(self.server_participants()).await
     }
 
     /// Recovery of another node's branches on this host's server participants, as its
     /// adopter: the shared decision log decides (the dead host's local files cannot be
     /// reached, and its SQLite participants are not touched). `None` without a cluster.
     pub fn recovery_of(&self, node: &NodeId) -> Option<Recovery> {
-        let cluster = self.cluster.as_ref()?;
-        Some(
-            Recovery::new(
-                node,
-                self.coordinator.server_participants().cloned().collect(),
-                Some(cluster.store().clone() as Arc<dyn DecisionStore>),
-                Vec::new(),
-            )
-            .with_decision_tables(self.decision_tables()),
-        )
+        self.decisions.recovery_of(node, self.server_participants())
     }
 
-    /// Recovery of `node`'s branches: this host's own [`Host::recovery`], or in a cluster
-    /// another node's ([`Host::recovery_of`]).
-    pub async fn recovery_for(&self, node: &NodeId) -> Result<Recovery, ScanFailure> {
-        if *node == self.config.node {
-            return self.recovery().await;
+    /// What the databases and decision sources say of `gid`, of any node whose decisions
+    /// this host can read. Nothing is changed.
+    pub async fn examine(&self, gid: &Gid) -> Result<Examined, OperatorError> {
+        self.recovery_for(&gid.node()).await?.examine(gid).await
+    }
+
+    /// Recovery of `gid`'s branches now.
+    pub async fn retry(&self, gid: &Gid) -> Result<RecoveryReport, OperatorError> {
+        self.recovery_for(&gid.node()).await?.retry(gid).await
+    }
+
+    /// Force-resolves `gid` as `asked`, heuristically only if `allow_heuristic` (the rules
+    /// are in `recovery/operator.rs`).
+    pub async fn force_resolve(
+        &self,
+        gid: &Gid,
+        asked: Requested,
+        allow_heuristic: bool,
+    ) -> Result<ForceResolved, OperatorError> {
+        self.recovery_for(&gid.node())
+            .await?
+            .force_resolve(gid, asked, allow_heuristic)
+            .await
+    }
+
+    /// What is in doubt: this node's prepared branches and, in a cluster, every other
+    /// node's on the shared participants (a dead node's local files are out of reach).
+    pub async fn in_doubt(&self, filter: &InDoubtFilter) -> InDoubtList {
+        let mut report = self.recover(true).await;
+        if let Some(cluster) = &self.cluster {
+            match cluster.nodes().await {
+                Ok(nodes) => {
+                    for row in nodes.iter().filter(|n| n.node != cluster.node().as_str()) {
+                        let Ok(node) = NodeId::new(&row.node) else {
+                            continue;
+                        };
+                        if let Some(recovery) = self.recovery_of(&node) {
+                            let theirs = recovery.run(true).await;
+                            report.branches.extend(theirs.branches);
+                            report.failures.extend(theirs.failures);
+                        }
+                    }
+                }
+                Err(err) => report.failures.push(ScanFailure {
+                    participant: "decision log".into(),
+                    message: format!("cannot list the cluster's nodes: {err}"),
+                }),
+            }
         }
-        self.recovery_of(node).ok_or_else(|| ScanFailure {
-            participant: "decision log".into(),
-            message: format!(
-                "node `{node}`'s decisions are in its own decision log: this host is node `{}` and shares no decision log ([decision_log] url), so it cannot resolve that node's branches",
-                self.config.node
-            ),
+        crate::recovery::in_doubt(report, self.decisions.store(), filter, SystemTime::now()).await
+    }
+
+    /// Recovery of `node`'s branches: this host's own, or in a cluster another node's.
+    async fn recovery_for(&self, node: &NodeId) -> Result<Recovery, OperatorError> {
+        if *node == self.config.node {
+            return self.recovery().await.map_err(OperatorError::NoDecisions);
+        }
+        self.recovery_of(node).ok_or_else(|| {
+            OperatorError::NoDecisions(ScanFailure {
+                participant: "decision log".into(),
+                message: format!(
+                    "node `{node}`'s decisions are in its own decision log: this host is node `{}` and shares no decision log ([decision_log] url), so it cannot resolve that node's branches",
+                    self.config.node
+                ),
+            })
         })
     }
 
-    /// Where recovery records ABORT before a rollback: every last agent's table, and the
-    /// shared decision log.
-    fn decision_tables(&self) -> Vec<Arc<dyn DecisionTable>> {
-        let mut tables: Vec<Arc<dyn DecisionTable>> = self
-            .coordinator
-            .server_participants()
-            .filter_map(|p| p.decision_table())
-            .collect();
-        if let Some(cluster) = &self.cluster {
-            tables.push(cluster.store().clone());
-        }
-        tables
-    }
-
-    /// The state directory's decision log if the file exists (a host whose participants
-    /// need no log still recovers what an earlier configuration decided).
-    async fn existing_decision_log(&self) -> Result<Option<Arc<dyn DecisionStore>>, ScanFailure> {
-        let path = self.config.decision_log_path();
-        if !path.exists() {
-            return Ok(None);
-        }
-        match DecisionLog::open_async(&path, DecisionLogOptions::default()).await {
-            Ok(log) => Ok(Some(Arc::new(log))),
-            Err(err) => Err(ScanFailure {
-                participant: "decision log".into(),
-                message: err.to_string(),
-            }),
-        }
+    fn server_participants(&self) -> Vec<Arc<dyn ServerParticipant>> {
+        self.coordinator.server_participants().cloned().collect()
     }
 }
 

@@ -5,25 +5,31 @@
 //! participants → decision store.
 //!
 //! - [`host`]: the front door — a [`Host`] built from a [`Config`] owns the sandbox, the
-//!   participants, the coordinator and the decision store;
-//! - [`config`]: node id, directories, participants and [`limits`], from TOML and flags;
+//!   participants, the coordinator and the decision store; it runs transactions (with
+//!   per-run [`RunOptions`]) and answers recovery's questions and actions;
+//! - [`config`]: node id, directories, participants and [`limits`], from TOML and flags, and
+//!   the sections of the server and the cluster (below the modules that use them);
 //! - [`script`]: the sandbox — the wasmtime engine and its instance pool
 //!   ([`script::engine`]), loads components (through the on-disk cache of compiled
 //!   components), runs one fresh instance per transaction (or, opted in, a warm one),
 //!   implements the WIT imports, converts values, enforces the statement policy;
 //! - [`participant`]: the databases — one factory ([`ParticipantSlot`]) from a spec to a
 //!   PostgreSQL or MySQL/MariaDB server participant or an SQLite file, one state machine
-//!   for server branches, SQLite files attached to one connection;
+//!   for server branches, SQLite files attached to one connection, a last agent's table;
 //! - [`transaction`]: one open global transaction, as prepare logic and the coordinator
 //!   share it;
 //! - [`coordinator`]: the two-phase commit state machine over injected participants and
 //!   an injected decision store;
-//! - [`decision_store`]: the interfaces of decision stores and sources; [`decision_log`]:
-//!   the file log, durable COMMIT decisions with group commit;
+//! - [`decision_store`]: the interfaces of decision stores, sources and arbiters;
+//!   [`decision_log`]: the file log, durable COMMIT decisions with group commit;
+//!   [`decisions`]: the one choice of a host's store and sources;
+//! - [`cluster`]: a cluster's shared decision log in PostgreSQL, node leases, takeover;
 //! - [`recovery`]: resolves branches left prepared by a crash, consulting every decision
-//!   source;
+//!   source; an operator's questions and actions on one gid (state, retry, force-resolve)
+//!   and what is in doubt across nodes;
 //! - [`registry`]: published plugins — components stored by digest as immutable
 //!   `name@version`, with aliases, in the state directory;
+//! - [`server`]: `wasmtx serve`, the HTTP front over [`Host`];
 //! - [`report`]: what a transaction ended as, for humans and `--json`;
 //! - [`gid`]: global transaction ids; [`value`]: SQL values; [`dialect`]: SQL dialects;
 //! - [`guest_build`]: builds a guest crate directory into a component;
@@ -67,9 +73,9 @@
 //! config.add_participant(ParticipantSpec::new("b", &format!("sqlite://{}", b.display()))?, false)?;
 //! let host = Host::open(config, HostOptions::default()).await?;
 //!
-//! let report = host.coordinator().run(&InsertUser, "ada").await;
+//! let report = host.run(&InsertUser, "ada").await;
 //! assert_eq!(report.outcome, wasmtx::Outcome::Committed);
-//! let again = host.coordinator().run(&InsertUser, "ada").await; // a unique clash: neither file changes
+//! let again = host.run(&InsertUser, "ada").await; // a unique clash: neither file changes
 //! assert_eq!(again.outcome, wasmtx::Outcome::Aborted);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
@@ -80,6 +86,7 @@ pub mod config;
 pub mod coordinator;
 pub mod decision_log;
 pub mod decision_store;
+pub mod decisions;
 pub mod dialect;
 mod fault;
 #[cfg(test)]
@@ -104,9 +111,11 @@ pub use config::Config;
 pub use coordinator::{Coordinator, CoordinatorSettings, PrepareLogic};
 pub use decision_log::DecisionLog;
 pub use decision_store::{DecisionError, DecisionSource, DecisionStore};
-pub use host::{Host, HostBuilder, HostError, HostOptions};
+pub use host::{
+    Host, HostBuilder, HostError, HostOptions, PlannedRun, RunOptions, RunOptionsError,
+};
 pub use participant::{ParticipantSlot, ParticipantSpec};
-pub use recovery::{Recovery, RecoveryReport};
+pub use recovery::{Recovery, RecoveryReport, TxState};
 pub use report::{ErrorKind, Outcome, TxError, TxReport};
 pub use script::{Sandbox, ScriptLogic};
 pub use transaction::{MemberId, OpenTransaction};

@@ -5,12 +5,14 @@
 //!   client certificates it accepts (a client may still connect without one, and then
 //!   authenticates with a bearer token);
 //! - [`client_config`]: the roots a client trusts — a CA file, or the system's — and
-//!   optionally its own certificate.
+//!   optionally its own certificate;
+//! - [`TlsFiles`]: a server's files, loaded, and watched for a change.
 //!
 //! Every error names the file and says what was wrong with it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -162,5 +164,33 @@ pub fn client_config(
                 ))
             }),
         None => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// The files of `[server] tls_cert`, `tls_key` and `tls_client_ca`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// The server configuration the files make now.
+    pub fn load(&self) -> Result<ServerConfig, TlsError> {
+        server_config(&self.cert, &self.key, self.client_ca.as_deref())
+    }
+
+    /// Size and modification time of every file, to notice a change.
+    pub fn stamp(&self) -> Vec<Option<(u64, SystemTime)>> {
+        let stamp = |path: &Path| {
+            let meta = std::fs::metadata(path).ok()?;
+            Some((meta.len(), meta.modified().ok()?))
+        };
+        [Some(&self.cert), Some(&self.key), self.client_ca.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|path| stamp(path))
+            .collect()
     }
 }

@@ -14,6 +14,20 @@ pub mod serve;
 /// instead of hanging it.
 pub const RUN_LIMIT: Duration = Duration::from_secs(120);
 
+/// Whether the host was built with the `fault-injection` feature the crash tests need; under
+/// `CI=true` its absence fails the test instead of skipping it.
+pub fn fault_injection_built() -> bool {
+    if cfg!(feature = "fault-injection") {
+        return true;
+    }
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "crash tests need the fault-injection feature under CI (scripts/test.sh enables it)"
+    );
+    eprintln!("skipping: built without the fault-injection feature (scripts/test.sh enables it)");
+    false
+}
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
@@ -323,6 +323,19 @@ pub async fn transfer_stream_over(
     count: usize,
     parallel: usize,
 ) -> Vec<Result<u16, String>> {
+    transfer_answers_over(urls, count, parallel)
+        .await
+        .into_iter()
+        .map(|answer| answer.map(|(status, _)| status))
+        .collect()
+}
+
+/// [`transfer_stream_over`], with each answer's body.
+pub async fn transfer_answers_over(
+    urls: Vec<String>,
+    count: usize,
+    parallel: usize,
+) -> Vec<Result<(u16, Value), String>> {
     use futures::StreamExt;
     let body = transfer_body(("pg", "alice"), ("my", "bob"), 1).to_string();
     wasmtx::tls::install_default_provider();
@@ -342,8 +355,8 @@ pub async fn transfer_stream_over(
                     .await
                     .map_err(|e| e.to_string())?;
                 let status = response.status().as_u16();
-                response.text().await.map_err(|e| e.to_string())?;
-                Ok(status)
+                let text = response.text().await.map_err(|e| e.to_string())?;
+                Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
             }
         })
         .buffer_unordered(parallel)
@@ -384,4 +397,221 @@ pub fn wait_no_prepared(node: &str, limit: Duration) -> Duration {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The gid of a prepared branch as [`prepared_branches`] lists it (`<gid>.<k>` from
+/// PostgreSQL, `<gid><k>` from MariaDB's `XA RECOVER`).
+pub fn gid_of_branch(branch: &str) -> String {
+    let mut parts = branch.splitn(3, '.');
+    let (wtx, node, rest) = (parts.next(), parts.next(), parts.next());
+    let (Some(wtx), Some(node), Some(rest)) = (wtx, node, rest) else {
+        panic!("{branch} is not a branch of a wasmtx transaction")
+    };
+    format!("{wtx}.{node}.{}", &rest[..26.min(rest.len())])
+}
+
+/// Runs one transfer of `amount` from `account` on pg to `account` on my with `wasmtx run`
+/// and `config` (node `node`), the host made to exit at protocol step `point`. Returns the
+/// transaction's gid and the participants (`pg`, `my`) where a branch of it is prepared; at
+/// least one is. (A prepared branch holds its rows' locks: give each transaction left in
+/// doubt accounts of its own.)
+pub fn crash_transfer(
+    dir: &TestDir,
+    config: &Path,
+    node: &str,
+    point: &str,
+    account: &str,
+    amount: i64,
+) -> (String, Vec<&'static str>) {
+    let before = prepared_branches(node);
+    let mut command = dir.wasmtx();
+    command
+        .arg("run")
+        .arg(guest("examples/transfer"))
+        .arg("--config")
+        .arg(config)
+        .args(["--json", "--input"])
+        .arg(transfer_input(("pg", account), ("my", account), amount))
+        .env("WASMTX_FAULT", point)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let out = output_within(command, RUN_LIMIT);
+    assert_eq!(
+        out.status.code(),
+        Some(86),
+        "the host should have stopped at {point}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A PREPARE sent before the host stopped may still be finishing on its server.
+    let started = Instant::now();
+    let mut new: Vec<String> = Vec::new();
+    loop {
+        let now: Vec<String> = prepared_branches(node)
+            .into_iter()
+            .filter(|b| !before.contains(b))
+            .collect();
+        if !now.is_empty() && now == new && started.elapsed() > Duration::from_millis(500) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no branch was prepared when the host stopped at {point}"
+        );
+        new = now;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let gid = gid_of_branch(&new[0]);
+    assert!(
+        new.iter().all(|b| gid_of_branch(b) == gid),
+        "one transaction: {new:?}"
+    );
+    let on: Vec<&'static str> = new
+        .iter()
+        .map(|b| {
+            if b.starts_with(&format!("{gid}.")) {
+                "pg"
+            } else {
+                "my"
+            }
+        })
+        .collect();
+    (gid, on)
+}
+
+/// `POST /v1/transactions/{gid}/resolve` as the admin token `ops`, asking for `outcome`
+/// (`commit` or `rollback`), the reason naming it.
+pub fn force_resolve(url: &str, gid: &str, outcome: &str, allow_heuristic: bool) -> (u16, Value) {
+    http(
+        url,
+        "POST",
+        &format!("/v1/transactions/{gid}/resolve"),
+        Some(ADMIN),
+        Some(json!({
+            "outcome": outcome,
+            "reason": format!("ticket OPS-1: {outcome} {gid}"),
+            "allow_heuristic": allow_heuristic,
+        })),
+    )
+}
+
+/// `GET /v1/transactions/{gid}`.
+pub fn tx_status(url: &str, gid: &str) -> (u16, Value) {
+    http(
+        url,
+        "GET",
+        &format!("/v1/transactions/{gid}"),
+        Some(READER),
+        None,
+    )
+}
+
+/// Asserts that the server at `url` answers `state` for `gid`, with the force-resolve that
+/// put it there recorded: by `ops`, asking `outcome`, its reason, at a time after `since_ms`.
+pub fn assert_resolution_recorded(url: &str, gid: &str, state: &str, outcome: &str, since_ms: i64) {
+    let (status, tx) = tx_status(url, gid);
+    assert_eq!((status, tx["status"].as_str()), (200, Some(state)), "{tx}");
+    let resolution = &tx["resolution"];
+    assert_eq!(resolution["by"], "ops", "{tx}");
+    assert_eq!(resolution["asked"], outcome, "{tx}");
+    assert_eq!(
+        resolution["reason"],
+        format!("ticket OPS-1: {outcome} {gid}"),
+        "{tx}"
+    );
+    let at = resolution["at"].as_i64().unwrap_or_default();
+    let now = now_ms();
+    assert!(
+        since_ms <= at && at <= now,
+        "recorded at {at}, not in [{since_ms}, {now}]: {tx}"
+    );
+    assert_eq!(
+        resolution["heuristic"],
+        state.starts_with("heuristic"),
+        "{tx}"
+    );
+}
+
+/// Milliseconds since the Unix epoch now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Asserts that force-resolving `gid` as `outcome` is refused with 409 `code`.
+pub fn assert_resolve_refused(
+    url: &str,
+    gid: &str,
+    outcome: &str,
+    allow_heuristic: bool,
+    code: &str,
+) {
+    let (status, body) = force_resolve(url, gid, outcome, allow_heuristic);
+    assert_eq!((status, body["code"].as_str()), (409, Some(code)), "{body}");
+}
+
+/// Force-resolves `gid` as `outcome` and asserts it ends as `state` (heuristic when the
+/// state says so); the answer.
+pub fn assert_resolved(
+    url: &str,
+    gid: &str,
+    outcome: &str,
+    allow_heuristic: bool,
+    state: &str,
+) -> Value {
+    let (status, body) = force_resolve(url, gid, outcome, allow_heuristic);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["status"].as_str(), body["heuristic"].as_bool()),
+        (Some(state), Some(state.starts_with("heuristic"))),
+        "{body}"
+    );
+    body
+}
+
+/// `POST /v1/transactions/{gid}/retry`, asserting that it committed `branches` branches.
+pub fn assert_retry_commits(url: &str, gid: &str, branches: usize) {
+    let (status, report) = http(
+        url,
+        "POST",
+        &format!("/v1/transactions/{gid}/retry"),
+        Some(ADMIN),
+        None,
+    );
+    assert_eq!(status, 200, "{report}");
+    let actions: Vec<&str> = report["branches"]
+        .as_array()
+        .map(|b| b.iter().filter_map(|b| b["action"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(actions, vec!["committed"; branches], "{report}");
+}
+
+/// Adds `accounts`, each with 1000, on both databases of a bank.
+pub fn open_accounts(bank: &(String, String), accounts: &[&str]) {
+    for url in [&bank.0, &bank.1] {
+        for account in accounts {
+            server_sql(
+                url,
+                &format!("INSERT INTO accounts (id, balance) VALUES ('{account}', 1000)"),
+            );
+        }
+    }
+}
+
+/// `account`'s balance on pg and on my.
+pub fn pair_balance(bank: &(String, String), account: &str) -> (i64, i64) {
+    (
+        server_balance(&bank.0, account),
+        server_balance(&bank.1, account),
+    )
+}
+
+/// What committing only the prepared branches in `on` of a transfer of `amount` leaves of
+/// two balances of 1000.
+pub fn applied(on: &[&str], amount: i64) -> (i64, i64) {
+    (
+        1000 - if on.contains(&"pg") { amount } else { 0 },
+        1000 + if on.contains(&"my") { amount } else { 0 },
+    )
 }

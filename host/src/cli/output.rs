@@ -9,7 +9,7 @@ use wasmtx::report::{BranchOutcome, ErrorKind, Outcome, TxError, TxReport};
 
 /// Warns on stderr, once per participant, about participants connected as a superuser.
 pub async fn warn_superusers(host: &Host) {
-    let participants = host.coordinator().participants();
+    let participants = host.participants();
     for warning in wasmtx::participant::superuser_warnings(participants).await {
         eprintln!("warning: {warning}");
     }

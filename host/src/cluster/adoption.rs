@@ -10,7 +10,7 @@ use sqlx::{PgPool, Row};
 use utoipa::ToSchema;
 
 use super::lease::millis;
-use super::settings::ClusterSettings;
+use crate::config::ClusterSettings;
 use crate::gid::NodeId;
 
 /// A node this one adopted now.

@@ -1,8 +1,8 @@
 //! A shared decision log in PostgreSQL, so that several hosts form one cluster: their
 //! decisions live in one database (`store.rs`), each holds its node id with a lease
 //! (`lease.rs`), and a survivor adopts a node whose lease has lapsed past a grace period and
-//! runs its recovery (`adoption.rs`). The tables are in `schema.rs`, the settings in
-//! `settings.rs`.
+//! runs its recovery (`adoption.rs`). The tables are in `schema.rs`; the settings
+//! (`[decision_log]`, `[cluster]`) in `config/cluster.rs`.
 //!
 //! Safety does not rest on clocks: a COMMIT row is written only before the gid's deadline
 //! and only under a live lease, both judged by PostgreSQL's clock inside the INSERT, and the
@@ -12,7 +12,6 @@
 mod adoption;
 mod lease;
 mod schema;
-mod settings;
 mod store;
 
 use std::str::FromStr;
@@ -23,13 +22,12 @@ use sqlx::{ConnectOptions, PgPool};
 use thiserror::Error;
 use tokio::task::JoinHandle;
 
+use crate::config::{ClusterSettings, DecisionLogSettings};
 pub use adoption::{Adopted, NodeRow};
 pub use lease::{ClaimError, Lease, LeaseStatus};
 pub use schema::SCHEMA;
-pub use settings::{ClusterSettings, DecisionLogSettings};
 pub use store::PgDecisionStore;
 
-use crate::config::Config;
 use crate::gid::NodeId;
 
 #[derive(Debug, Error)]
@@ -71,10 +69,14 @@ impl Drop for Cluster {
 }
 
 impl Cluster {
-    /// Connects to `[decision_log] url`, creates the tables if missing, claims this node's
+    /// Connects to `[decision_log] url`, creates the tables if missing, claims `node`'s
     /// lease and starts renewing it. `None` when no URL is configured.
-    pub async fn open(config: &Config) -> Result<Option<Arc<Cluster>>, ClusterError> {
-        let Some(url) = config.decision_log.url.clone() else {
+    pub async fn open(
+        node: &NodeId,
+        decision_log: &DecisionLogSettings,
+        settings: &ClusterSettings,
+    ) -> Result<Option<Arc<Cluster>>, ClusterError> {
+        let Some(url) = decision_log.url.clone() else {
             return Ok(None);
         };
         let url_error = |message: String| ClusterError::Url {
@@ -107,11 +109,11 @@ impl Cluster {
                 url: redact(&url),
                 source,
             })?;
-        let settings = config.cluster.clone();
+        let settings = settings.clone();
         let lease = Arc::new(
             Lease::claim(
                 pool.clone(),
-                config.node.clone(),
+                node.clone(),
                 settings.lease_ttl(),
                 settings.api_addr.clone(),
             )
@@ -123,8 +125,8 @@ impl Cluster {
                 description.clone(),
                 pool.clone(),
                 lease.clone(),
-                config.decision_log.batch_max,
-                config.decision_log.retention(),
+                decision_log.batch_max,
+                decision_log.retention(),
             )
             .map_err(|e| url_error(e.to_string()))?,
         );

@@ -34,11 +34,10 @@ use tokio::task::JoinHandle;
 
 use super::lease::{Lease, millis};
 use crate::decision_store::{
-    DecisionCause, DecisionError, DecisionSource, DecisionStats, DecisionStore, Snapshot,
+    DecisionCause, DecisionError, DecisionSource, DecisionStats, DecisionStore, DecisionTable,
+    Snapshot, TableDecision, unix_millis,
 };
 use crate::gid::Gid;
-use crate::participant::ParticipantError;
-use crate::participant::decision_table::{DecisionTable, TableDecision, unix_millis};
 
 /// How long one batch INSERT may take before its outcome counts as unknown.
 const INSERT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -151,14 +150,6 @@ impl PgDecisionStore {
         DecisionError::Unavailable(cause(format!("{}: {err}", self.description)))
     }
 
-    fn participant_error(&self, action: &'static str, err: sqlx::Error) -> ParticipantError {
-        ParticipantError::new(
-            "decision log",
-            action,
-            format!("{}: {err}", self.description),
-        )
-    }
-
     async fn outcome(&self, gid: &Gid) -> Result<Option<i16>, sqlx::Error> {
         sqlx::query_scalar("SELECT outcome FROM wasmtx.decision WHERE gid = $1")
             .bind(gid.as_str())
@@ -263,11 +254,8 @@ impl DecisionTable for PgDecisionStore {
         "decision log"
     }
 
-    async fn decision(&self, gid: &Gid) -> Result<Option<TableDecision>, ParticipantError> {
-        let outcome = self
-            .outcome(gid)
-            .await
-            .map_err(|e| self.participant_error("read", e))?;
+    async fn decision(&self, gid: &Gid) -> Result<Option<TableDecision>, DecisionError> {
+        let outcome = self.outcome(gid).await.map_err(|e| self.unavailable(e))?;
         Ok(outcome.map(|o| {
             if o == 1 {
                 TableDecision::Commit
@@ -277,7 +265,7 @@ impl DecisionTable for PgDecisionStore {
         }))
     }
 
-    async fn abort_unless_committed(&self, gid: &Gid) -> Result<TableDecision, ParticipantError> {
+    async fn abort_unless_committed(&self, gid: &Gid) -> Result<TableDecision, DecisionError> {
         let node = gid.as_str().split('.').nth(1).unwrap_or_default();
         sqlx::query(
             "INSERT INTO wasmtx.decision (gid, node_id, decider, decider_inc, outcome, source, deadline) \
@@ -290,17 +278,13 @@ impl DecisionTable for PgDecisionStore {
         .bind(unix_millis(gid.deadline()))
         .execute(&self.pool)
         .await
-        .map_err(|e| self.participant_error("record ABORT", e))?;
+        .map_err(|e| self.unavailable(e))?;
         match self.decision(gid).await? {
             Some(decision) => Ok(decision),
-            None => Err(ParticipantError::new(
-                "decision log",
-                "record ABORT",
-                format!(
-                    "{}: the row for {gid} is missing right after its INSERT",
-                    self.description
-                ),
-            )),
+            None => Err(DecisionError::Unavailable(cause(format!(
+                "{}: the row for {gid} is missing right after its INSERT",
+                self.description
+            )))),
         }
     }
 
@@ -312,7 +296,7 @@ impl DecisionTable for PgDecisionStore {
         expired_before: SystemTime,
         margin: Duration,
         keep: &BTreeSet<Gid>,
-    ) -> Result<u64, ParticipantError> {
+    ) -> Result<u64, DecisionError> {
         let keep: Vec<&str> = keep.iter().map(Gid::as_str).collect();
         let pruned = sqlx::query(
             "DELETE FROM wasmtx.decision \
@@ -329,7 +313,7 @@ impl DecisionTable for PgDecisionStore {
         .bind(&keep)
         .execute(&self.pool)
         .await
-        .map_err(|e| self.participant_error("prune", e))?;
+        .map_err(|e| self.unavailable(e))?;
         Ok(pruned.rows_affected())
     }
 }

@@ -12,22 +12,11 @@ use futures::future::join_all;
 
 use super::last_agent::LastAgent;
 use super::report_builder::ReportBuilder;
-use super::{Coordinator, Finish, bounded};
-use crate::decision_store::DecisionError;
+use super::{Coordinator, Decided, Finish, bounded};
+use crate::decision_store::{DecisionError, DecisionTable};
 use crate::participant::ParticipantError;
-use crate::participant::decision_table::DecisionTable;
 use crate::report::{BranchOutcome, ErrorKind, Outcome, Phase, TxError, TxReport};
 use crate::transaction::{OpenBranch, OpenTransaction};
-
-/// What the decision step ended with.
-pub(super) enum Decided {
-    /// COMMIT is durable: go on to phase 2.
-    Commit,
-    /// Nothing was decided: roll everything back.
-    Abort(TxError),
-    /// COMMIT may or may not be durable: every branch stays prepared for recovery.
-    InDoubt(TxError),
-}
 
 impl Coordinator {
     /// Commits a transaction whose prepare logic voted commit with `output`.

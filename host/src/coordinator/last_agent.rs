@@ -17,11 +17,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::commit::Decided;
 use super::report_builder::ReportBuilder;
-use super::{Coordinator, bounded};
+use super::{Coordinator, Decided, bounded};
+use crate::decision_store::{DecisionError, DecisionTable, TableDecision};
 use crate::gid::Gid;
-use crate::participant::decision_table::{DecisionTable, TableDecision};
 use crate::participant::{ErrorClass, ParticipantError};
 use crate::report::{BranchOutcome, ErrorKind, TxError};
 use crate::transaction::{OpenBranch, OpenTransaction};
@@ -130,26 +129,29 @@ impl Coordinator {
 
     /// Asks `table` for the outcome of `gid`'s lost COMMIT (recording ABORT unless it
     /// committed), retried with backoff for the phase-2 window while the database does not
-    /// answer.
+    /// answer; each try ends after the step timeout.
     async fn arbitrate(
         &self,
         table: &dyn DecisionTable,
         gid: &Gid,
-    ) -> Result<TableDecision, ParticipantError> {
+    ) -> Result<TableDecision, DecisionError> {
         let give_up = Instant::now() + self.settings.phase2_retry_for;
+        let step = self.settings.step_timeout;
         let mut delay = Duration::from_millis(50);
         loop {
-            let ask = table.abort_unless_committed(gid);
-            match bounded(
-                self.settings.step_timeout,
-                table.participant(),
-                "record abort",
-                ask,
-            )
-            .await
-            {
+            let ask = tokio::time::timeout(step, table.abort_unless_committed(gid));
+            let answer = ask.await.unwrap_or_else(|_| {
+                Err(DecisionError::Unavailable(Arc::new(std::io::Error::other(
+                    format!(
+                        "decision table of `{}`: no answer within {:.1} s",
+                        table.participant(),
+                        step.as_secs_f64()
+                    ),
+                ))))
+            });
+            match answer {
                 Ok(decision) => return Ok(decision),
-                Err(err) if err.is_retryable() && Instant::now() + delay < give_up => {
+                Err(err @ DecisionError::Unavailable(_)) if Instant::now() + delay < give_up => {
                     tracing::debug!(%gid, "decision table not answering yet: {err}");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));

@@ -33,7 +33,6 @@ use async_trait::async_trait;
 use futures::future::join_all;
 
 use crate::config::Config;
-use crate::decision_log::{DecisionLog, DecisionLogOptions};
 use crate::decision_store::DecisionStore;
 use crate::gid::{BranchId, Gid, NodeId};
 use crate::limits::Limits;
@@ -115,6 +114,16 @@ impl CoordinatorSettings {
     }
 }
 
+/// What the decision step ended with.
+enum Decided {
+    /// COMMIT is durable: go on to phase 2.
+    Commit,
+    /// Nothing was decided: roll everything back.
+    Abort(TxError),
+    /// COMMIT may or may not be durable: every branch stays prepared for recovery.
+    InDoubt(TxError),
+}
+
 /// Which way a branch is finished from a connection other than its own.
 #[derive(Debug, Clone, Copy)]
 enum Finish {
@@ -170,38 +179,6 @@ impl Coordinator {
             participants: participants.into(),
             decisions,
         }
-    }
-
-    /// Connects the configured participants (pools of up to `max_connections` each). The
-    /// decisions go to `shared` (a cluster's store) if given, else, when two or more
-    /// participants are servers, to the decision log of the state directory.
-    pub async fn connect(
-        config: &Config,
-        max_connections: u32,
-        shared: Option<Arc<dyn DecisionStore>>,
-    ) -> Result<Self, ParticipantError> {
-        let participants =
-            ParticipantSlot::connect_all(&config.participants, max_connections).await?;
-        let servers = participants
-            .iter()
-            .filter_map(ParticipantSlot::server)
-            .count();
-        let decisions = if shared.is_some() {
-            shared
-        } else if servers >= 2 {
-            let log =
-                DecisionLog::open_async(&config.decision_log_path(), DecisionLogOptions::default())
-                    .await
-                    .map_err(|e| ParticipantError::new("decision log", "open", e))?;
-            Some(Arc::new(log) as Arc<dyn DecisionStore>)
-        } else {
-            None
-        };
-        Ok(Self::new(
-            CoordinatorSettings::from_config(config),
-            participants,
-            decisions,
-        ))
     }
 
     pub fn settings(&self) -> &CoordinatorSettings {

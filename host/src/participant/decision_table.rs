@@ -49,7 +49,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use sqlx::ConnectOptions;
@@ -57,14 +57,13 @@ use sqlx::ConnectOptions;
 use super::server_branch::{Server, ServerProtocol, Shared};
 use super::sql_common::{DriverCause, TextSql, describe};
 use super::{ErrorClass, ParticipantError};
-use crate::decision_store::{DecisionError, DecisionSource};
+use crate::decision_store::{
+    DecisionError, DecisionSource, DecisionTable, TableDecision, unix_millis,
+};
 use crate::gid::Gid;
 
 /// The table's name: the statement policy refuses any script statement that names it.
 pub const DECISION_TABLE: &str = "wasmtx_decisions";
-
-/// The constraint that refuses a COMMIT decided at or after the deadline.
-pub const IN_TIME_CONSTRAINT: &str = "wasmtx_decisions_commit_in_time";
 
 /// How many finished gids the host collects before it deletes their COMMIT rows.
 pub const PRUNE_BATCH: usize = 64;
@@ -73,63 +72,6 @@ pub const PRUNE_BATCH: usize = 64;
 const PRIVILEGE_PROBE: &str = "SELECT gid FROM wasmtx_decisions WHERE 1 = 0; \
      DELETE FROM wasmtx_decisions WHERE 1 = 0; \
      INSERT INTO wasmtx_decisions SELECT * FROM wasmtx_decisions WHERE 1 = 0";
-
-/// What a decision table holds for a gid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TableDecision {
-    Commit,
-    Abort,
-}
-
-/// A last agent's decision table: recovery's decision source for the transactions that
-/// participant committed last, and the arbiter for those whose outcome is unknown.
-#[async_trait]
-pub trait DecisionTable: DecisionSource {
-    /// The participant whose database holds the table.
-    fn participant(&self) -> &str;
-
-    /// The row for `gid`, if any.
-    async fn decision(&self, gid: &Gid) -> Result<Option<TableDecision>, ParticipantError>;
-
-    /// Records ABORT for `gid` unless a row is there (waiting for a COMMIT still in flight),
-    /// and returns what the row says then. Only call it for a transaction that may no
-    /// longer commit: its COMMIT was sent and its answer lost, or its deadline has passed.
-    async fn abort_unless_committed(&self, gid: &Gid) -> Result<TableDecision, ParticipantError>;
-
-    /// Notes that every branch of `gid` is done, so its row can go (in batches).
-    fn forget(&self, gid: &Gid);
-
-    /// Deletes the rows of gids starting with `gid_prefix` whose deadline was before
-    /// `expired_before` (and, by the database's clock, before now minus `margin`), except
-    /// those in `keep`. Returns how many went.
-    async fn prune(
-        &self,
-        gid_prefix: &str,
-        expired_before: SystemTime,
-        margin: Duration,
-        keep: &BTreeSet<Gid>,
-    ) -> Result<u64, ParticipantError>;
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn unix_millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// A failed last-agent commit, said plainly when the deadline check refused the row.
-pub(super) fn decision_refused(error: ParticipantError, deadline_ms: i64) -> ParticipantError {
-    if !error.message.contains(IN_TIME_CONSTRAINT) {
-        return error;
-    }
-    let mut refused = error;
-    refused.message = format!(
-        "the COMMIT decision was refused: by the database's clock the transaction's deadline \
-         ({deadline_ms} ms since the epoch) had passed; nothing was committed ({})",
-        refused.message
-    );
-    refused
-}
 
 /// `'a', 'b'`: gids are made of validated characters only.
 fn quoted_list<'a>(gids: impl Iterator<Item = &'a str>) -> String {
@@ -272,37 +214,28 @@ impl<P: ServerProtocol> ServerDecisionTable<P> {
     }
 }
 
+/// The table's answers as the arbiter trait gives them: the participant's error, classed
+/// (a connection that failed is worth asking again, anything else is a refusal).
+fn arbiter_error(err: ParticipantError) -> DecisionError {
+    if err.is_retryable() {
+        DecisionError::Unavailable(Arc::new(err))
+    } else {
+        DecisionError::NotRecorded(Arc::new(err))
+    }
+}
+
 #[async_trait]
 impl<P: ServerProtocol> DecisionTable for ServerDecisionTable<P> {
     fn participant(&self) -> &str {
         &self.shared.server.name
     }
 
-    async fn decision(&self, gid: &Gid) -> Result<Option<TableDecision>, ParticipantError> {
-        let mut conn = self.own_connection("read decision").await?;
-        let found = self.read(&mut conn, gid, "read decision").await;
-        let _ = sqlx::Connection::close(conn).await;
-        found
+    async fn decision(&self, gid: &Gid) -> Result<Option<TableDecision>, DecisionError> {
+        self.read_decision(gid).await.map_err(arbiter_error)
     }
 
-    async fn abort_unless_committed(&self, gid: &Gid) -> Result<TableDecision, ParticipantError> {
-        let action = "record abort";
-        let mut conn = self.own_connection(action).await?;
-        let sql = P::record_abort_sql(gid, unix_millis(gid.deadline()));
-        let outcome = match P::Database::run(&mut conn, sql).await {
-            Ok(()) => self.read(&mut conn, gid, action).await,
-            Err(e) => Err(self.error(action, e)),
-        };
-        let _ = sqlx::Connection::close(conn).await;
-        match outcome? {
-            Some(decision) => Ok(decision),
-            None => Err(self.shared.server.error(
-                action,
-                format!(
-                    "decision table {DECISION_TABLE} holds no row for {gid} after recording ABORT"
-                ),
-            )),
-        }
+    async fn abort_unless_committed(&self, gid: &Gid) -> Result<TableDecision, DecisionError> {
+        self.record_abort(gid).await.map_err(arbiter_error)
     }
 
     fn forget(&self, gid: &Gid) {
@@ -327,6 +260,47 @@ impl<P: ServerProtocol> DecisionTable for ServerDecisionTable<P> {
     }
 
     async fn prune(
+        &self,
+        gid_prefix: &str,
+        expired_before: SystemTime,
+        margin: Duration,
+        keep: &BTreeSet<Gid>,
+    ) -> Result<u64, DecisionError> {
+        self.prune_rows(gid_prefix, expired_before, margin, keep)
+            .await
+            .map_err(arbiter_error)
+    }
+}
+
+impl<P: ServerProtocol> ServerDecisionTable<P> {
+    async fn read_decision(&self, gid: &Gid) -> Result<Option<TableDecision>, ParticipantError> {
+        let mut conn = self.own_connection("read decision").await?;
+        let found = self.read(&mut conn, gid, "read decision").await;
+        let _ = sqlx::Connection::close(conn).await;
+        found
+    }
+
+    async fn record_abort(&self, gid: &Gid) -> Result<TableDecision, ParticipantError> {
+        let action = "record abort";
+        let mut conn = self.own_connection(action).await?;
+        let sql = P::record_abort_sql(gid, unix_millis(gid.deadline()));
+        let outcome = match P::Database::run(&mut conn, sql).await {
+            Ok(()) => self.read(&mut conn, gid, action).await,
+            Err(e) => Err(self.error(action, e)),
+        };
+        let _ = sqlx::Connection::close(conn).await;
+        match outcome? {
+            Some(decision) => Ok(decision),
+            None => Err(self.shared.server.error(
+                action,
+                format!(
+                    "decision table {DECISION_TABLE} holds no row for {gid} after recording ABORT"
+                ),
+            )),
+        }
+    }
+
+    async fn prune_rows(
         &self,
         gid_prefix: &str,
         expired_before: SystemTime,
@@ -373,7 +347,7 @@ impl<P: ServerProtocol> DecisionSource for ServerDecisionTable<P> {
     }
 
     async fn is_committed(&self, gid: &Gid) -> Result<bool, DecisionError> {
-        match self.decision(gid).await {
+        match self.read_decision(gid).await {
             Ok(decision) => Ok(decision == Some(TableDecision::Commit)),
             Err(err) => Err(DecisionError::Unavailable(Arc::new(err))),
         }
@@ -383,23 +357,6 @@ impl<P: ServerProtocol> DecisionSource for ServerDecisionTable<P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_refused_decision_says_the_deadline_passed() {
-        let refused = ParticipantError::new(
-            "a",
-            "commit",
-            "[23514] new row violates check constraint \"wasmtx_decisions_commit_in_time\"",
-        );
-        let message = decision_refused(refused, 5).to_string();
-        assert!(message.contains("deadline"), "{message}");
-        assert!(message.contains("nothing was committed"), "{message}");
-        let other = ParticipantError::new("a", "commit", "[42501] permission denied");
-        assert_eq!(
-            decision_refused(other.clone(), 5).to_string(),
-            other.to_string()
-        );
-    }
 
     #[test]
     fn gids_are_quoted_one_by_one() {

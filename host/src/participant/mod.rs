@@ -36,6 +36,7 @@ use thiserror::Error;
 pub use self::privilege::{PrivilegeReport, superuser_warnings};
 pub use self::slot::ParticipantSlot;
 pub use self::spec::{Location, ParticipantSpec, SpecError};
+use crate::decision_store::DecisionTable;
 use crate::dialect::Dialect;
 use crate::gid::BranchId;
 use crate::value::{ResultLimits, RowSet, Value};
@@ -244,7 +245,7 @@ pub trait ServerParticipant: Send + Sync {
     }
 
     /// The decision table, when this participant is the last agent.
-    fn decision_table(&self) -> Option<Arc<dyn decision_table::DecisionTable>> {
+    fn decision_table(&self) -> Option<Arc<dyn DecisionTable>> {
         None
     }
 }

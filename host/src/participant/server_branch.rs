@@ -36,7 +36,6 @@ use async_trait::async_trait;
 use sqlx::pool::{Pool, PoolConnection};
 
 use super::connections::Connections;
-use super::decision_table::{DecisionTable, decision_refused, unix_millis};
 use super::sql_common::{
     DriverCause, StatementFailure, TextSql, describe, is_connection_error, statement_error,
 };
@@ -44,6 +43,7 @@ use super::{
     DbError, ErrorClass, ParticipantError, PrivilegeReport, Resolution, ServerBranch,
     ServerParticipant, StatementError, StatementTimeouts,
 };
+use crate::decision_store::{DecisionTable, unix_millis};
 use crate::dialect::Dialect;
 use crate::gid::{BranchId, Gid};
 use crate::value::{ResultLimits, RowSet, Value};
@@ -74,6 +74,23 @@ impl Finish {
             Finish::Rollback => "rollback prepared",
         }
     }
+}
+
+/// The constraint that refuses a COMMIT decided at or after the deadline.
+pub const IN_TIME_CONSTRAINT: &str = "wasmtx_decisions_commit_in_time";
+
+/// A failed last-agent commit, said plainly when the deadline check refused the row.
+fn decision_refused(error: ParticipantError, deadline_ms: i64) -> ParticipantError {
+    if !error.message.contains(IN_TIME_CONSTRAINT) {
+        return error;
+    }
+    let mut refused = error;
+    refused.message = format!(
+        "the COMMIT decision was refused: by the database's clock the transaction's deadline \
+         ({deadline_ms} ms since the epoch) had passed; nothing was committed ({})",
+        refused.message
+    );
+    refused
 }
 
 /// Runs phase 2 of `branch` on `conn`; an error that [proves the branch
@@ -595,5 +612,27 @@ impl<P: ServerProtocol> ServerBranch for Branch<P> {
             }
             State::Ended => Ok(Resolution::AlreadyResolved),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_decision_says_the_deadline_passed() {
+        let refused = ParticipantError::new(
+            "a",
+            "commit",
+            "[23514] new row violates check constraint \"wasmtx_decisions_commit_in_time\"",
+        );
+        let message = decision_refused(refused, 5).to_string();
+        assert!(message.contains("deadline"), "{message}");
+        assert!(message.contains("nothing was committed"), "{message}");
+        let other = ParticipantError::new("a", "commit", "[42501] permission denied");
+        assert_eq!(
+            decision_refused(other.clone(), 5).to_string(),
+            other.to_string()
+        );
     }
 }

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::problem::Problem;
-use super::settings::{Scope, TokenSetting};
+use crate::config::{Scope, TokenSetting};
 
 /// Who made a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

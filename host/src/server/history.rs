@@ -22,6 +22,8 @@ use sqlx::sqlite::{
 use tokio::sync::{mpsc, oneshot};
 use utoipa::ToSchema;
 
+use crate::recovery::TxState;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS transactions (
     gid            TEXT PRIMARY KEY,
@@ -53,7 +55,8 @@ pub struct TxRecord {
     pub participants: Vec<String>,
     /// `running` (recorded before it ran, not yet finished), `committed`, `aborted`,
     /// `in-doubt`, or after a heuristic decision `heuristic-commit` / `heuristic-rollback`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: TxState,
     #[serde(skip)]
     pub http_status: Option<u16>,
     /// The response body that was sent.
@@ -151,7 +154,7 @@ impl History {
         .bind(&record.version)
         .bind(&record.digest)
         .bind(serde_json::to_string(&record.participants).unwrap_or_default())
-        .bind(&record.status)
+        .bind(record.status.as_str())
         .bind(record.http_status.map(i64::from))
         .bind(record.response.as_ref().map(|r| r.to_string()))
         .bind(&record.idem_key)
@@ -163,19 +166,30 @@ impl History {
         Ok(())
     }
 
-    /// Records an operator's action on a transaction and its new status.
+    /// Records an operator's action on a transaction and its new status. A transaction
+    /// this server did not run (another node's, or one run outside the server) gets a row of
+    /// its own, with no plugin, on `participants`.
     pub async fn resolve(
         &self,
         gid: &str,
-        status: &str,
+        status: TxState,
+        participants: &[String],
         resolution: &serde_json::Value,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE transactions SET status = ?, resolution = ? WHERE gid = ?")
-            .bind(status)
-            .bind(resolution.to_string())
-            .bind(gid)
-            .execute(&self.synced)
-            .await?;
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO transactions (gid, plugin, version, digest, participants, status, started_at, finished_at, resolution)
+             VALUES (?, '', '', '', ?, ?, ?, ?, ?)
+             ON CONFLICT (gid) DO UPDATE SET status = excluded.status, resolution = excluded.resolution",
+        )
+        .bind(gid)
+        .bind(serde_json::to_string(participants).unwrap_or_default())
+        .bind(status.as_str())
+        .bind(now)
+        .bind(now)
+        .bind(resolution.to_string())
+        .execute(&self.synced)
+        .await?;
         Ok(())
     }
 
@@ -328,7 +342,7 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> TxRecord {
             .get::<Option<String>, _>("participants")
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_default(),
-        status: row.get("status"),
+        status: TxState::from_word(row.get("status")),
         http_status: row.get::<Option<i64>, _>("http_status").map(|s| s as u16),
         response: json("response"),
         idem_key: row.get("idem_key"),

@@ -22,9 +22,11 @@ use utoipa::ToSchema;
 use super::history::{TxRecord, now_ms};
 use super::plugins::registry_problem;
 use super::problem::{Problem, body_rejection, parse_json};
-use super::settings::Scope;
 use super::state::{AppState, Running};
+use crate::config::Scope;
 use crate::coordinator::PrepareLogic;
+use crate::host::{RunOptions, RunOptionsError};
+use crate::recovery::TxState;
 use crate::registry::Resolved;
 use crate::report::{ErrorKind, Outcome, TxError, TxReport};
 use crate::script::ScriptLogic;
@@ -65,7 +67,8 @@ pub struct PluginRef {
 pub struct InvokeResponse {
     pub gid: String,
     /// `committed`, `committing` or `in-doubt`.
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: TxState,
     pub plugin: PluginRef,
     /// The script's output, as JSON when it is JSON.
     #[schema(value_type = Object)]
@@ -106,28 +109,14 @@ pub async fn invoke(
         .resolve(&name, request.version.as_deref())
         .await
         .map_err(registry_problem)?;
-    let chosen: Vec<String> = match &request.participants {
-        Some(names) if names.is_empty() => {
-            return Err(Problem::bad_request(
-                "no-participants",
-                "`participants` is empty; name some, or leave it out for all",
-            ));
-        }
-        Some(names) => names.clone(),
-        None => state.host.coordinator().participant_names(),
-    };
-    let names: Vec<&str> = chosen.iter().map(String::as_str).collect();
-    let coordinator = state.host.coordinator().subset(&names).map_err(|unknown| {
-        Problem::bad_request(
-            "unknown-participant",
-            format!(
-                "`{unknown}` is not a participant of this server; it has: {}",
-                state.host.coordinator().participant_names().join(", ")
-            ),
-        )
-    })?;
-    let coordinator = match request.timeout_ms {
-        None => coordinator,
+    if request.participants.as_ref().is_some_and(Vec::is_empty) {
+        return Err(Problem::bad_request(
+            "no-participants",
+            "`participants` is empty; name some, or leave it out for all",
+        ));
+    }
+    let timeout = match request.timeout_ms {
+        None => None,
         Some(0) => {
             return Err(Problem::bad_request(
                 "invalid-timeout",
@@ -143,8 +132,22 @@ pub async fn invoke(
                 ),
             ));
         }
-        Some(ms) => coordinator.with_timeout(Duration::from_millis(ms)),
+        Some(ms) => Some(Duration::from_millis(ms)),
     };
+    let options = RunOptions {
+        participants: request.participants.clone(),
+        timeout,
+        gid: None,
+    };
+    let planned = state.host.plan(options).map_err(|err| match err {
+        RunOptionsError::UnknownParticipant { unknown, known } => Problem::bad_request(
+            "unknown-participant",
+            format!(
+                "`{unknown}` is not a participant of this server; it has: {}",
+                known.join(", ")
+            ),
+        ),
+    })?;
     let key = idempotency_key(&headers)?;
     let input = match &request.input {
         Some(value) => value.to_string(),
@@ -159,14 +162,13 @@ pub async fn invoke(
         None => None,
     };
     let request_sha256 = hex::encode(Sha256::digest(&body));
-    let gid = coordinator.new_gid();
     let mut record = TxRecord {
-        gid: gid.to_string(),
+        gid: planned.gid().to_string(),
         plugin: resolved.name.clone(),
         version: resolved.version.clone(),
         digest: resolved.digest.clone(),
-        participants: coordinator.participant_names(),
-        status: "running".into(),
+        participants: planned.participant_names(),
+        status: TxState::Running,
         http_status: None,
         response: None,
         idem_key: key.clone(),
@@ -208,7 +210,7 @@ pub async fn invoke(
         version: resolved.version.clone(),
         digest: resolved.digest.clone(),
     };
-    let span = tracing::info_span!("transaction", gid = %gid, plugin = %resolved.name);
+    let span = tracing::info_span!("transaction", gid = %planned.gid(), plugin = %resolved.name);
     let task = state.tasks.spawn(tracing::Instrument::instrument(
         async move {
             let state = task_state;
@@ -218,9 +220,9 @@ pub async fn invoke(
                         script: &script,
                         reservation: reservation.clone(),
                     };
-                    coordinator.run_as(gid, &keyed, &input).await
+                    planned.run(&keyed, &input).await
                 }
-                None => coordinator.run_as(gid, &script, &input).await,
+                None => planned.run(&script, &input).await,
             };
             drop(permit);
             // Whatever the outcome, the key is on disk before anyone hears of it; if it could
@@ -232,7 +234,7 @@ pub async fn invoke(
             }
             state.metrics.transaction(&plugin.name, &report);
             let (status, body) = answer(&plugin, &report);
-            record.status = tx_status(&report).to_owned();
+            record.status = TxState::of_report(&report);
             record.http_status = Some(status.as_u16());
             record.response = Some(body.clone());
             record.finished_at = Some(now_ms());
@@ -312,9 +314,9 @@ async fn replay(
     // Recorded before it ran, never finished here: the server stopped meanwhile. Its
     // decision says what became of it.
     let status = super::transactions::status_of(state, &earlier.gid).await?;
-    let code = match status.status.as_str() {
-        "committed" => StatusCode::OK,
-        "aborted" => StatusCode::CONFLICT,
+    let code = match status.status {
+        TxState::Committed => StatusCode::OK,
+        TxState::Aborted => StatusCode::CONFLICT,
         _ => StatusCode::ACCEPTED,
     };
     let body = serde_json::to_value(&status).map_err(Problem::internal)?;
@@ -345,18 +347,6 @@ fn json_response(status: StatusCode, body: &serde_json::Value, replayed: bool) -
     response
 }
 
-/// The status word of a finished transaction.
-pub fn tx_status(report: &TxReport) -> &'static str {
-    match report.outcome {
-        Outcome::Committed => "committed",
-        // The output is kept only once the COMMIT is durable (phase 2 under way); without
-        // it the decision itself is unknown (its write got no answer).
-        Outcome::InDoubt if report.output.is_some() => "committing",
-        Outcome::InDoubt => "in-doubt",
-        Outcome::Aborted => "aborted",
-    }
-}
-
 /// The status code and body for a transaction's report.
 pub fn answer(plugin: &PluginRef, report: &TxReport) -> (StatusCode, serde_json::Value) {
     let output = report.output.as_ref().map(|text| {
@@ -371,7 +361,7 @@ pub fn answer(plugin: &PluginRef, report: &TxReport) -> (StatusCode, serde_json:
             };
             let body = InvokeResponse {
                 gid: report.gid.clone(),
-                status: tx_status(report).into(),
+                status: TxState::of_report(report),
                 plugin: plugin.clone(),
                 output,
                 transaction: report.clone(),
@@ -457,7 +447,10 @@ mod tests {
 
     #[test]
     fn an_unknown_decision_is_in_doubt_and_a_recorded_one_is_committing() {
-        assert_eq!(tx_status(&in_doubt(Some("{}"))), "committing");
-        assert_eq!(tx_status(&in_doubt(None)), "in-doubt");
+        assert_eq!(
+            TxState::of_report(&in_doubt(Some("{}"))).as_str(),
+            "committing"
+        );
+        assert_eq!(TxState::of_report(&in_doubt(None)).as_str(), "in-doubt");
     }
 }

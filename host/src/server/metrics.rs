@@ -34,10 +34,10 @@ use axum::response::Response;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use super::state::AppState;
 use crate::cluster::LeaseStatus;
 use crate::gid::Gid;
-use crate::recovery::{Action, RecoveryReport};
+use crate::host::Host;
+use crate::recovery::{Action, RecoveryReport, TxState};
 use crate::report::TxReport;
 use crate::script::CacheState;
 
@@ -84,7 +84,7 @@ impl Metrics {
     }
 
     pub fn transaction(&self, plugin: &str, report: &TxReport) {
-        let outcome = super::invoke::tx_status(report);
+        let outcome = TxState::of_report(report).as_str();
         let error = report.error.as_ref().map_or("none", |e| e.kind.as_str());
         counter!("wasmtx_transactions_total", "plugin" => plugin.to_owned(), "outcome" => outcome, "error" => error)
             .increment(1);
@@ -121,14 +121,10 @@ impl Metrics {
             .increment(1);
         let mut left: Vec<&str> = Vec::new();
         for branch in &report.branches {
-            let action = match &branch.action {
-                Action::Committed => "committed",
-                Action::RolledBack => "rolled-back",
-                Action::AlreadyResolved => "already-resolved",
-                Action::LeftInDoubt => "left-in-doubt",
-                Action::WouldCommit | Action::WouldRollBack => continue,
-                Action::Failed(_) => "failed",
-            };
+            if matches!(branch.action, Action::WouldCommit | Action::WouldRollBack) {
+                continue;
+            }
+            let action = branch.action.name();
             counter!("wasmtx_recovery_actions_total", "action" => action).increment(1);
             if matches!(branch.action, Action::LeftInDoubt | Action::Failed(_)) {
                 left.push(&branch.gid);
@@ -145,23 +141,24 @@ impl Metrics {
         gauge!("wasmtx_oldest_in_doubt_age_seconds").set(oldest);
     }
 
-    /// Gauges read at scrape time.
-    pub fn sample(&self, state: &AppState) {
-        gauge!("wasmtx_sandbox_instances_in_use").set(state.slots_in_use() as f64);
-        gauge!("wasmtx_warm_instances_parked").set(state.host.sandbox().parked_instances() as f64);
-        for (plugin, fresh, reused) in state.warm_counts() {
+    /// Gauges read at scrape time: `slots_in_use` sandbox instances, the warm instances
+    /// (`warm`: per plugin run warm, transactions on a fresh and on a reused instance), and
+    /// `host`'s decision store and lease.
+    pub fn sample(&self, slots_in_use: usize, warm: &[(String, u64, u64)], host: &Host) {
+        gauge!("wasmtx_sandbox_instances_in_use").set(slots_in_use as f64);
+        gauge!("wasmtx_warm_instances_parked").set(host.sandbox().parked_instances() as f64);
+        for (plugin, fresh, reused) in warm {
             counter!("wasmtx_warm_transactions_total", "plugin" => plugin.clone(), "instance" => "fresh")
-                .absolute(fresh);
-            counter!("wasmtx_warm_transactions_total", "plugin" => plugin, "instance" => "reused")
-                .absolute(reused);
+                .absolute(*fresh);
+            counter!("wasmtx_warm_transactions_total", "plugin" => plugin.clone(), "instance" => "reused")
+                .absolute(*reused);
         }
-        if let Some(store) = state.host.coordinator().decision_store() {
-            let stats = store.stats();
+        if let Some(stats) = host.decision_stats() {
             counter!("wasmtx_decision_log_commits_total").absolute(stats.commits_written);
             counter!("wasmtx_decision_log_batches_total").absolute(stats.batches_written);
             counter!("wasmtx_decision_log_syncs_total").absolute(stats.syncs);
         }
-        if let Some(cluster) = state.host.cluster() {
+        if let Some(cluster) = host.cluster() {
             let lease = cluster.lease();
             let remaining = match lease.status() {
                 LeaseStatus::Held(left) => left.as_secs_f64(),

@@ -20,7 +20,7 @@
 //! - SIGTERM or Ctrl-C: stop accepting, let in-flight transactions finish, flush the
 //!   decision log, exit.
 //!
-//! Files: `settings.rs` (the `[server]` section), `state.rs` (what every handler shares),
+//! Files: `state.rs` (what every handler shares),
 //! `invoke.rs`, `plugins.rs`, `transactions.rs` (status, history, in-doubt, retry,
 //! resolve, recovery), `ops.rs` (health, readiness, metrics, nodes), `recovery_loop.rs`,
 //! `cluster_loop.rs`, `tls.rs` (HTTPS and certificate reloading),
@@ -36,7 +36,6 @@ mod ops;
 mod plugins;
 mod problem;
 mod recovery_loop;
-mod settings;
 mod state;
 mod tls;
 mod transactions;
@@ -57,7 +56,6 @@ use tower_http::trace::TraceLayer;
 use crate::config::Config;
 use crate::host::{Host, HostError, HostOptions};
 pub use problem::{PROBLEM_JSON, Problem};
-pub use settings::{Scope, ServerSettings, TokenSetting};
 use state::AppState;
 
 /// Why the server could not start. Nothing was touched.
@@ -221,7 +219,7 @@ impl Server {
 /// participant connecting as one is refused unless `[server] allow_superuser` names it. A
 /// participant whose privileges cannot be checked is refused too.
 async fn refuse_superusers(host: &Host, allowed: &[String]) -> Result<(), ServeError> {
-    for slot in host.coordinator().participants() {
+    for slot in host.participants() {
         let name = slot.name();
         if allowed.iter().any(|a| a.eq_ignore_ascii_case(name)) {
             continue;

@@ -10,9 +10,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::problem::Problem;
-use super::settings::Scope;
 use super::state::AppState;
 use crate::cluster::NodeRow;
+use crate::config::Scope;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -55,7 +55,9 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    state.metrics.sample(&state);
+    state
+        .metrics
+        .sample(state.slots_in_use(), &state.warm_counts(), &state.host);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
@@ -79,7 +81,7 @@ pub async fn version(State(state): State<Arc<AppState>>) -> Json<VersionInfo> {
         version: env!("CARGO_PKG_VERSION").into(),
         node: state.host.config().node.to_string(),
         incarnation: state.host.cluster().map(|c| c.lease().incarnation()),
-        participants: state.host.coordinator().participant_names(),
+        participants: state.host.participant_names(),
     })
 }
 

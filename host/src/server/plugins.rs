@@ -12,8 +12,8 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::problem::{Problem, body_rejection, parse_json};
-use super::settings::Scope;
 use super::state::AppState;
+use crate::config::Scope;
 use crate::registry::{PluginDetail, PluginSummary, RegistryError, VersionInfo};
 
 /// A registry refusal as a problem with the registry's stable code.

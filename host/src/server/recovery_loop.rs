@@ -150,17 +150,7 @@ async fn pass(state: &AppState, backoff: &Arc<Mutex<HashMap<Gid, Backoff>>>) -> 
 }
 
 async fn pending_commits(state: &AppState) {
-    if let Some(store) = state.host.coordinator().decision_store()
-        && let Ok(snapshot) = store.snapshot().await
-    {
-        let prefix = state.host.config().node.gid_prefix();
-        let own = snapshot
-            .pending
-            .iter()
-            .filter(|gid| gid.as_str().starts_with(&prefix))
-            .count();
-        state
-            .metrics
-            .pending_commits(own, snapshot.pending.len() - own);
+    if let Some((own, others)) = state.host.pending_commits().await {
+        state.metrics.pending_commits(own, others);
     }
 }

@@ -7,9 +7,8 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
@@ -18,40 +17,12 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::tls::{TlsError, server_config};
+use crate::tls::TlsFiles;
 
 /// How long a client may take to complete its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the files are looked at.
 const RELOAD_POLL: Duration = Duration::from_secs(2);
-
-/// The files of `[server] tls_cert`, `tls_key` and `tls_client_ca`.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub client_ca: Option<PathBuf>,
-}
-
-impl TlsFiles {
-    /// The server configuration the files make now.
-    pub fn load(&self) -> Result<ServerConfig, TlsError> {
-        server_config(&self.cert, &self.key, self.client_ca.as_deref())
-    }
-
-    /// Size and modification time of every file, to notice a change.
-    fn stamp(&self) -> Vec<Option<(u64, SystemTime)>> {
-        let stamp = |path: &Path| {
-            let meta = std::fs::metadata(path).ok()?;
-            Some((meta.len(), meta.modified().ok()?))
-        };
-        [Some(&self.cert), Some(&self.key), self.client_ca.as_ref()]
-            .into_iter()
-            .flatten()
-            .map(|path| stamp(path))
-            .collect()
-    }
-}
 
 /// A bound TLS listener; its accept and reload tasks stop when it is dropped.
 pub struct TlsListener {

@@ -15,7 +15,21 @@
 //! This also finds orphans no log knows about (a host that crashed between PREPARE and its
 //! decision), which is why it scans the databases rather than the log. Once every
 //! participant was scanned, the last agents' rows of this node whose transactions are done
-//! and expired are pruned.
+//! and expired are pruned. A decision source that cannot answer leaves the branch prepared
+//! (reported `failed`): an unknown decision is never taken for an abort.
+//!
+//! An operator's questions and actions on one gid — what state it is in ([`TxState`]),
+//! retry it now, force-resolve it — and the list of what is in doubt across participants
+//! and nodes are in `operator.rs` and `in_doubt.rs`; they act on exactly the branches this
+//! module's scan finds, whichever node's gid it is.
+
+mod in_doubt;
+mod operator;
+mod state;
+
+pub use in_doubt::{InDoubtEntry, InDoubtFilter, InDoubtList, in_doubt};
+pub use operator::{Examined, ForceResolved, OperatorError, Requested};
+pub use state::TxState;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -23,9 +37,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::decision_store::{DecisionError, DecisionSource, DecisionStore};
+use crate::decision_store::{
+    DecisionError, DecisionSource, DecisionStore, DecisionTable, Snapshot, TableDecision,
+};
 use crate::gid::{BranchId, Gid, NodeId};
-use crate::participant::decision_table::{DecisionTable, TableDecision};
 use crate::participant::{ParticipantError, Resolution, ServerParticipant};
 
 /// Extra time past a transaction's deadline (carried in its gid) before recovery presumes
@@ -55,6 +70,21 @@ pub enum Action {
     WouldCommit,
     WouldRollBack,
     Failed(String),
+}
+
+impl Action {
+    /// The action's word (`committed`, `would-roll-back`, `failed`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Committed => "committed",
+            Action::RolledBack => "rolled-back",
+            Action::AlreadyResolved => "already-resolved",
+            Action::LeftInDoubt => "left-in-doubt",
+            Action::WouldCommit => "would-commit",
+            Action::WouldRollBack => "would-roll-back",
+            Action::Failed(_) => "failed",
+        }
+    }
 }
 
 /// One line of recovery's report.
@@ -89,6 +119,19 @@ impl RecoveryReport {
                 .iter()
                 .all(|b| !matches!(b.action, Action::Failed(_) | Action::LeftInDoubt))
     }
+}
+
+/// A prepared branch a scan found, and the participant that holds it.
+#[derive(Clone)]
+struct Found {
+    participant: Arc<dyn ServerParticipant>,
+    branch: BranchId,
+}
+
+/// Read before a scan (see [`Recovery::before_scan`]).
+struct BeforeScan {
+    at: SystemTime,
+    pending: Option<Snapshot>,
 }
 
 /// What recovery scans, what it consults, and where it records what it finished.
@@ -154,92 +197,132 @@ impl Recovery {
     /// Scans every participant and resolves (or with `dry_run`, only reports) this node's
     /// prepared branches.
     pub async fn run(&self, dry_run: bool) -> RecoveryReport {
-        let mut report = RecoveryReport::default();
-        let mut committed_gids = BTreeSet::new();
-        // What the arbitration in the last agents' tables found, per gid.
-        let mut arbitrated: BTreeMap<Gid, Result<bool, String>> = BTreeMap::new();
-        let scan_started = SystemTime::now();
-        // COMMITs without DONE, read before the scan (see `finished_commits` below).
-        let pending_before = match (&self.store, dry_run, &self.keep) {
+        let before = self.before_scan(dry_run).await;
+        let (found, failures) = self.scan().await;
+        self.resolve(found, failures, dry_run, before).await
+    }
+
+    /// What is read before a scan: the clock, and the COMMITs without DONE (see
+    /// `finished_commits` in [`Recovery::resolve`]).
+    async fn before_scan(&self, dry_run: bool) -> BeforeScan {
+        let at = SystemTime::now();
+        let pending = match (&self.store, dry_run, &self.keep) {
             (Some(store), false, None) => store.snapshot().await.ok(),
             _ => None,
         };
+        BeforeScan { at, pending }
+    }
+
+    /// The prepared branches of the gids this recovery looks at, on every participant, and
+    /// the participants that could not be listed.
+    async fn scan(&self) -> (Vec<Found>, Vec<ScanFailure>) {
+        let mut found = Vec::new();
+        let mut failures = Vec::new();
         for participant in &self.participants {
-            let branches = match participant.prepared_branches(&self.gid_prefix).await {
-                Ok(branches) => branches,
+            match participant.prepared_branches(&self.gid_prefix).await {
+                Ok(branches) => found.extend(
+                    branches
+                        .into_iter()
+                        .filter(|branch| self.keep.as_ref().is_none_or(|keep| keep(&branch.gid)))
+                        .map(|branch| Found {
+                            participant: participant.clone(),
+                            branch,
+                        }),
+                ),
+                Err(err) => failures.push(ScanFailure {
+                    participant: participant.name().into(),
+                    message: err.to_string(),
+                }),
+            }
+        }
+        (found, failures)
+    }
+
+    /// Resolves (or with `dry_run`, only reports) the branches a scan `found`; `failures`
+    /// are the participants it could not list.
+    async fn resolve(
+        &self,
+        found: Vec<Found>,
+        failures: Vec<ScanFailure>,
+        dry_run: bool,
+        before: BeforeScan,
+    ) -> RecoveryReport {
+        let mut report = RecoveryReport {
+            branches: Vec::new(),
+            failures,
+        };
+        let mut committed_gids = BTreeSet::new();
+        // What the arbitration in the last agents' tables found, per gid.
+        let mut arbitrated: BTreeMap<Gid, Result<bool, String>> = BTreeMap::new();
+        let BeforeScan {
+            at: scan_started,
+            pending: pending_before,
+        } = before;
+        for Found {
+            participant,
+            branch,
+        } in found
+        {
+            // The clock is read before the decision: a COMMIT is only recorded before the
+            // deadline, so if it is absent now and the deadline had passed already, it can
+            // never appear.
+            let now = SystemTime::now();
+            let expired = branch.gid.expired(PRESUMED_ABORT_MARGIN, now);
+            let decision = match self.decided_commit(&branch.gid).await {
+                Ok(true) => Decision::Commit,
+                Ok(false) if expired && !dry_run && !self.tables.is_empty() => {
+                    let verdict = match arbitrated.get(&branch.gid) {
+                        Some(verdict) => verdict.clone(),
+                        None => {
+                            let verdict = self.arbitrate(&branch.gid).await;
+                            arbitrated.insert(branch.gid.clone(), verdict.clone());
+                            verdict
+                        }
+                    };
+                    match verdict {
+                        Ok(true) => Decision::Commit,
+                        Ok(false) => Decision::None,
+                        Err(message) => {
+                            report.branches.push(line(
+                                &branch,
+                                participant.name(),
+                                Decision::None,
+                                Action::Failed(message),
+                            ));
+                            continue;
+                        }
+                    }
+                }
+                Ok(false) => Decision::None,
                 Err(err) => {
-                    report.failures.push(ScanFailure {
-                        participant: participant.name().into(),
-                        message: err.to_string(),
-                    });
+                    report.branches.push(line(
+                        &branch,
+                        participant.name(),
+                        Decision::None,
+                        Action::Failed(err.to_string()),
+                    ));
                     continue;
                 }
             };
-            let chosen = branches
-                .into_iter()
-                .filter(|branch| self.keep.as_ref().is_none_or(|keep| keep(&branch.gid)));
-            for branch in chosen {
-                // The clock is read before the decision: a COMMIT is only recorded before the
-                // deadline, so if it is absent now and the deadline had passed already, it
-                // can never appear.
-                let now = SystemTime::now();
-                let expired = branch.gid.expired(PRESUMED_ABORT_MARGIN, now);
-                let decision = match self.decided_commit(&branch.gid).await {
-                    Ok(true) => Decision::Commit,
-                    Ok(false) if expired && !dry_run && !self.tables.is_empty() => {
-                        let verdict = match arbitrated.get(&branch.gid) {
-                            Some(verdict) => verdict.clone(),
-                            None => {
-                                let verdict = self.arbitrate(&branch.gid).await;
-                                arbitrated.insert(branch.gid.clone(), verdict.clone());
-                                verdict
-                            }
-                        };
-                        match verdict {
-                            Ok(true) => Decision::Commit,
-                            Ok(false) => Decision::None,
-                            Err(message) => {
-                                report.branches.push(line(
-                                    &branch,
-                                    participant.name(),
-                                    Decision::None,
-                                    Action::Failed(message),
-                                ));
-                                continue;
-                            }
-                        }
-                    }
-                    Ok(false) => Decision::None,
-                    Err(err) => {
-                        report.branches.push(line(
-                            &branch,
-                            participant.name(),
-                            Decision::None,
-                            Action::Failed(err.to_string()),
-                        ));
-                        continue;
-                    }
-                };
-                let action = match (decision, expired, dry_run) {
-                    (Decision::Commit, _, true) => Action::WouldCommit,
-                    (Decision::None, true, true) => Action::WouldRollBack,
-                    (Decision::None, false, _) => Action::LeftInDoubt,
-                    (Decision::Commit, _, false) => {
-                        committed_gids.insert(branch.gid.clone());
-                        resolved(
-                            participant.commit_prepared(&branch).await,
-                            Action::Committed,
-                        )
-                    }
-                    (Decision::None, true, false) => resolved(
-                        participant.rollback_prepared(&branch).await,
-                        Action::RolledBack,
-                    ),
-                };
-                report
-                    .branches
-                    .push(line(&branch, participant.name(), decision, action));
-            }
+            let action = match (decision, expired, dry_run) {
+                (Decision::Commit, _, true) => Action::WouldCommit,
+                (Decision::None, true, true) => Action::WouldRollBack,
+                (Decision::None, false, _) => Action::LeftInDoubt,
+                (Decision::Commit, _, false) => {
+                    committed_gids.insert(branch.gid.clone());
+                    resolved(
+                        participant.commit_prepared(&branch).await,
+                        Action::Committed,
+                    )
+                }
+                (Decision::None, true, false) => resolved(
+                    participant.rollback_prepared(&branch).await,
+                    Action::RolledBack,
+                ),
+            };
+            report
+                .branches
+                .push(line(&branch, participant.name(), decision, action));
         }
         // DONE only once every participant was scanned: a branch on a participant that could
         // not be scanned may still be prepared, and without its COMMIT record it would later

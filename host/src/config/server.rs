@@ -182,8 +182,8 @@ impl ServerSettings {
     }
 
     /// The TLS files, when TLS is configured.
-    pub fn tls_files(&self) -> Option<super::tls::TlsFiles> {
-        Some(super::tls::TlsFiles {
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
             cert: self.tls_cert.clone()?,
             key: self.tls_key.clone()?,
             client_ca: self.tls_client_ca.clone(),

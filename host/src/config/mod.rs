@@ -15,10 +15,10 @@
 //! [limits]
 //! timeout_secs = 30
 //!
-//! [server]                        # `wasmtx serve` (see server/settings.rs)
+//! [server]                        # `wasmtx serve` (see config/server.rs)
 //! listen = "127.0.0.1:8080"
 //!
-//! [decision_log]                  # a cluster's shared decisions (see cluster/settings.rs)
+//! [decision_log]                  # a cluster's shared decisions (see config/cluster.rs)
 //! url = "postgres://wasmtx@db.internal/wasmtx"
 //! [cluster]
 //! lease_ttl_ms = 15000
@@ -29,11 +29,14 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::cluster::{ClusterSettings, DecisionLogSettings};
+mod cluster;
+mod server;
+
 use crate::gid::NodeId;
 use crate::limits::Limits;
 use crate::participant::{ParticipantSpec, SpecError};
-use crate::server::ServerSettings;
+pub use cluster::{ClusterSettings, DecisionLogSettings};
+pub use server::{Scope, ServerSettings, TokenSetting};
 
 /// Node id used when none is configured.
 pub const DEFAULT_NODE: &str = "local";
