@@ -76,15 +76,7 @@ source scripts/prepared.sh
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*"; }
 
 # --- set-up ---------------------------------------------------------------------------
-rustup target add wasm32-wasip2 >/dev/null 2>&1
-bash scripts/setup-databases.sh >/dev/null
-target=${CARGO_TARGET_DIR:-$repo/target}
-if [ -n "${WASMTX:-}" ]; then
-  wasmtx=$WASMTX
-else
-  cargo build --release --quiet
-  wasmtx=$target/release/wasmtx
-fi
+prepare_run # $target, $wasmtx
 for crate in examples/transfer tests/guests/split-transfer; do
   cargo build --release --quiet --target wasm32-wasip2 --manifest-path "$crate/Cargo.toml" \
     --target-dir "$target/guests"

@@ -1,5 +1,5 @@
-# Sourced by chaos.sh and soak.sh: the test servers' clients, and the prepared branches of
-# node $node on both. A server that cannot be asked is a failure (said on stderr), never
+# Sourced by chaos.sh, server-chaos.sh and soak.sh: what every run sets up, the test
+# servers' clients, and the prepared branches of node $node on both. A server that cannot be asked is a failure (said on stderr), never
 # "no branches".
 pg() { psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -qtAX "$@"; }
 my() { mariadb -h 127.0.0.1 -u root -N -B "$@"; }
@@ -19,4 +19,19 @@ count_branches() {
   local list
   list=$(branches) || return 1
   grep -c . <<<"$list" || true
+}
+
+# Set-up of a run: the guest target, the database servers' settings, and the binary —
+# $WASMTX if given, else a release build. Sets $target (the cargo target directory) and
+# $wasmtx.
+prepare_run() {
+  rustup target add wasm32-wasip2 >/dev/null 2>&1
+  bash scripts/setup-databases.sh >/dev/null
+  target=${CARGO_TARGET_DIR:-$PWD/target}
+  if [ -n "${WASMTX:-}" ]; then
+    wasmtx=$WASMTX
+  else
+    cargo build --release --quiet
+    wasmtx=$target/release/wasmtx
+  fi
 }

@@ -8,8 +8,9 @@
 #     the test-only fault-injection feature for the crash tests (tests/isolation.rs turns on
 #     a swap file while it runs, which needs root),
 #   - the guest SDK's own tests (native, its own target directory),
-#   - a short chaos run (scripts/chaos.sh, 20 SIGKILLs during transfer streams; the full
-#     1,000-kill run is in RELIABILITY.md),
+#   - short chaos runs: scripts/chaos.sh (20 SIGKILLs during transfer streams) and
+#     scripts/server-chaos.sh (10 SIGKILLs of `wasmtx serve` under HTTP load, one server and
+#     a three-node cluster); the full runs are in RELIABILITY.md,
 # and ends with one line totalling every test binary's results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,16 +40,27 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --release --workspace --features wasmtx/fault-injection "$@" 2>&1 | tee "$log"
 (cd guest-sdk && CARGO_TARGET_DIR=../target/guest-sdk cargo test --release) 2>&1 | tee -a "$log"
-# The chaos run uses the binary the tests just built (fault injection stays off unless asked).
+# The short chaos runs use the binary the tests just built (fault injection stays off unless
+# asked); each counts as one test.
 chaos_failed=0
-if [ $# -eq 0 ]; then
-  if KILLS=20 CHECK_EVERY=0 WASMTX=${CARGO_TARGET_DIR:-target}/release/wasmtx WORK=$(mktemp -d) \
-    bash scripts/chaos.sh 2>&1 | tee -a "$log"; then
-    echo "test result: ok. 1 passed; 0 failed; 0 ignored (scripts/chaos.sh, 20 kills)" | tee -a "$log"
+short_run() { # name, then the command
+  local name=$1
+  shift
+  if "$@" 2>&1 | tee -a "$log"; then
+    echo "test result: ok. 1 passed; 0 failed; 0 ignored ($name)" | tee -a "$log"
   else
-    echo "test result: FAILED. 0 passed; 1 failed; 0 ignored (scripts/chaos.sh, 20 kills)" | tee -a "$log"
+    echo "test result: FAILED. 0 passed; 1 failed; 0 ignored ($name)" | tee -a "$log"
     chaos_failed=1
   fi
+}
+if [ $# -eq 0 ]; then
+  wasmtx=${CARGO_TARGET_DIR:-target}/release/wasmtx
+  short_run "scripts/chaos.sh, 20 kills" \
+    env KILLS=20 CHECK_EVERY=0 WASMTX="$wasmtx" WORK="$(mktemp -d)" bash scripts/chaos.sh
+  short_run "scripts/server-chaos.sh, 10 kills of one server" \
+    env MODE=single KILLS=10 WASMTX="$wasmtx" bash scripts/server-chaos.sh
+  short_run "scripts/server-chaos.sh, 10 kills in a three-node cluster" \
+    env MODE=cluster KILLS=10 WASMTX="$wasmtx" bash scripts/server-chaos.sh
 fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"

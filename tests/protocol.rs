@@ -438,6 +438,7 @@ fn coordinator(dbs: &[&FakeDb], store: Option<&Arc<FakeStore>>, timeout_secs: f6
         sqlite_coordinator: std::env::temp_dir().join("wasmtx-protocol-never-used.db"),
         phase2_retry_for: Duration::from_millis(300),
         step_timeout: STEP_TIMEOUT,
+        keep_decisions: false,
     };
     let slots = dbs
         .iter()
@@ -493,6 +494,22 @@ fn outcomes(report: &TxReport) -> Vec<BranchOutcome> {
 use BranchOutcome::{Committed as C, NotStarted, Pending, RolledBack as R};
 
 // ── the coordinator ─────────────────────────────────────────────────────────────────────
+
+#[test]
+fn a_kept_decision_stays_until_released() {
+    let (a, b) = (FakeDb::new("a"), FakeDb::new("b"));
+    let store = FakeStore::new(StoreAnswer::Durable);
+    let coordinator = coordinator(&[&a, &b], Some(&store), 30.0).keeping_decisions();
+    let report = run(&coordinator, &Logic::commit());
+    assert_eq!(report.outcome, Outcome::Committed, "{report:?}");
+    assert_eq!(outcomes(&report), [C, C]);
+    // Committed everywhere, and the COMMIT still recorded without DONE: the caller has not
+    // recorded the outcome of its own yet.
+    assert_eq!((store.commits(), store.dones()), (1, 0));
+    let gid = Gid::parse(&report.gid).unwrap();
+    block_on(coordinator.release_decision(&gid));
+    assert_eq!((store.commits(), store.dones()), (1, 1));
+}
 
 #[test]
 fn two_participants_commit_with_a_durable_decision_then_done() {

@@ -86,6 +86,10 @@ pub struct RunOptions {
     /// The gid to run under (its deadline is the transaction's, `timeout` is then unused);
     /// a new gid of this node when `None`.
     pub gid: Option<Gid>,
+    /// Keep the decision of a committed transaction until [`Host::release_decision`]: the
+    /// caller records the outcome somewhere of its own first (the server's history, for a
+    /// request with an idempotency key), and until then the decision says what happened.
+    pub keep_decision: bool,
 }
 
 /// Why a [`RunOptions`] cannot be used. Nothing was touched.
@@ -267,8 +271,18 @@ impl Host {
             Some(timeout) => coordinator.with_timeout(timeout),
             None => coordinator,
         };
+        let coordinator = if options.keep_decision {
+            coordinator.keeping_decisions()
+        } else {
+            coordinator
+        };
         let gid = options.gid.unwrap_or_else(|| coordinator.new_gid());
         Ok(PlannedRun { coordinator, gid })
+    }
+
+    /// Lets go of the decision a run with [`RunOptions::keep_decision`] kept.
+    pub async fn release_decision(&self, gid: &Gid) {
+        self.coordinator.release_decision(gid).await
     }
 
     /// The decision store's counters since open, if there is a store.

@@ -13,7 +13,8 @@
 //! max_upload_bytes = 33554432   # plugin uploads (32 MiB)
 //! max_input_bytes = 1048576     # invoke bodies (1 MiB)
 //! recovery_interval_ms = 10000  # periodic recovery; failing gids back off up to 60 s
-//! history_retention_hours = 168 # finished transactions kept for status and history
+//! history_retention_hours = 168 # finished transactions kept for status and history (a
+//!                               #   fraction is allowed: 0.25 is 15 minutes)
 //! allow_superuser = []          # participants allowed to connect as a superuser role
 //!
 //! [server.warm.transfer]        # opt-in: plugin `transfer` reuses instances (any version,
@@ -85,7 +86,7 @@ pub struct ServerSettings {
     pub max_upload_bytes: usize,
     pub max_input_bytes: usize,
     pub recovery_interval_ms: u64,
-    pub history_retention_hours: u64,
+    pub history_retention_hours: f64,
     pub allow_superuser: Vec<String>,
     pub tokens: Vec<TokenSetting>,
     /// Plugins (by name) whose instances serve several transactions: trusted plugins only
@@ -107,7 +108,7 @@ impl Default for ServerSettings {
             max_upload_bytes: 32 << 20,
             max_input_bytes: 1 << 20,
             recovery_interval_ms: 10_000,
-            history_retention_hours: 168,
+            history_retention_hours: 168.0,
             allow_superuser: Vec::new(),
             tokens: Vec::new(),
             warm: BTreeMap::new(),
@@ -128,6 +129,12 @@ impl ServerSettings {
         ];
         if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(format!("{key} must be at least 1"));
+        }
+        let hours = self.history_retention_hours;
+        if !(hours.is_finite() && hours * 3600.0 >= 1.0 && hours <= 1e6) {
+            return Err(format!(
+                "history_retention_hours must be from 1 second (0.0003) to 1000000 hours, not {hours}"
+            ));
         }
         if self.concurrency > 1024 {
             return Err("concurrency must be at most 1024".into());
@@ -199,6 +206,6 @@ impl ServerSettings {
     }
 
     pub fn history_retention(&self) -> Duration {
-        Duration::from_secs(self.history_retention_hours * 3600)
+        Duration::from_secs_f64(self.history_retention_hours * 3600.0)
     }
 }

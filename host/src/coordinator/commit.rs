@@ -236,7 +236,9 @@ impl Coordinator {
             );
             return report.finish(Outcome::InDoubt, Some(output), Some(error));
         }
-        if let Some(table) = table {
+        if self.settings.keep_decisions {
+            // The caller releases it once it has recorded the outcome.
+        } else if let Some(table) = table {
             table.forget(&tx.gid);
         } else if let Some(store) = &self.decisions
             && let Err(err) = store.record_done(&tx.gid).await

@@ -100,6 +100,11 @@ pub struct CoordinatorSettings {
     pub phase2_retry_for: Duration,
     /// The longest one step on a branch may take where the deadline does not bound it.
     pub step_timeout: Duration,
+    /// Leave a committed transaction's COMMIT in the decision store (no DONE) or the last
+    /// agent's row in its table, for the caller to release ([`Coordinator::release_decision`])
+    /// once it has recorded the outcome itself: until then the decision still says what
+    /// became of the transaction, whatever crashes.
+    pub keep_decisions: bool,
 }
 
 impl CoordinatorSettings {
@@ -110,6 +115,7 @@ impl CoordinatorSettings {
             sqlite_coordinator: config.sqlite_coordinator_path(),
             phase2_retry_for: PHASE2_RETRY_FOR,
             step_timeout: STEP_TIMEOUT,
+            keep_decisions: false,
         }
     }
 }
@@ -241,6 +247,34 @@ impl Coordinator {
             settings: Arc::new(settings),
             participants: self.participants.clone(),
             decisions: self.decisions.clone(),
+        }
+    }
+
+    /// The same coordinator keeping the decisions of the transactions it commits (see
+    /// [`CoordinatorSettings::keep_decisions`]).
+    pub fn keeping_decisions(&self) -> Coordinator {
+        let mut settings = (*self.settings).clone();
+        settings.keep_decisions = true;
+        Coordinator {
+            settings: Arc::new(settings),
+            participants: self.participants.clone(),
+            decisions: self.decisions.clone(),
+        }
+    }
+
+    /// Lets go of a committed transaction's kept decision: DONE in the decision store, the
+    /// row of a last agent's table marked for pruning. Harmless for a gid that has neither.
+    pub async fn release_decision(&self, gid: &Gid) {
+        for table in self
+            .server_participants()
+            .filter_map(|p| p.decision_table())
+        {
+            table.forget(gid);
+        }
+        if let Some(store) = &self.decisions
+            && let Err(err) = store.record_done(gid).await
+        {
+            tracing::warn!(%gid, "cannot record DONE (recovery will find nothing to do): {err}");
         }
     }
 

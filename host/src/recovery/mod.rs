@@ -413,7 +413,7 @@ impl Recovery {
     }
 
     /// Whether any source has COMMIT recorded for `gid`.
-    async fn decided_commit(&self, gid: &Gid) -> Result<bool, SourceFailed> {
+    pub(super) async fn decided_commit(&self, gid: &Gid) -> Result<bool, SourceFailed> {
         for source in &self.sources {
             let committed = source
                 .is_committed(gid)
@@ -433,10 +433,10 @@ impl Recovery {
 /// A decision source that could not answer; the branch is left alone.
 #[derive(Debug, thiserror::Error)]
 #[error("{source_name}: {error}")]
-struct SourceFailed {
+pub(super) struct SourceFailed {
     source_name: String,
     #[source]
-    error: DecisionError,
+    pub(super) error: DecisionError,
 }
 
 fn resolved(result: Result<Resolution, ParticipantError>, done: Action) -> Action {

@@ -135,15 +135,14 @@ impl Recovery {
     /// What `gid`'s branches and decision sources say now; nothing is changed.
     pub async fn examine(&self, gid: &Gid) -> Result<Examined, OperatorError> {
         let (_, dry) = self.only_gid(gid).scan_gid().await?;
+        // With no branch prepared, every source is asked: the decision may be in the SQLite
+        // coordinator file (a last resource) or a last agent's table as well as the store.
         let committed = match dry.branches.first() {
             Some(_) => dry.branches.iter().any(|b| b.decision == Decision::Commit),
-            None => match &self.store {
-                Some(store) => store
-                    .is_committed(gid)
-                    .await
-                    .map_err(OperatorError::Store)?,
-                None => false,
-            },
+            None => self
+                .decided_commit(gid)
+                .await
+                .map_err(|failed| OperatorError::Store(failed.error))?,
         };
         Ok(Examined {
             gid: gid.clone(),

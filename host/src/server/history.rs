@@ -193,6 +193,25 @@ impl History {
         Ok(())
     }
 
+    /// Rows of keyed requests that never finished here: the server stopped while they ran.
+    pub async fn unfinished(&self) -> Result<Vec<TxRecord>, sqlx::Error> {
+        let rows = sqlx::query("SELECT * FROM transactions WHERE status = 'running'")
+            .fetch_all(&self.synced)
+            .await?;
+        Ok(rows.iter().map(record).collect())
+    }
+
+    /// Records, synced, what became of a row that never finished: a COMMIT decision found
+    /// for it (`committed` or `committing`), before recovery may let go of that decision.
+    pub async fn settle(&self, gid: &str, status: TxState) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE transactions SET status = ? WHERE gid = ? AND status = 'running'")
+            .bind(status.as_str())
+            .bind(gid)
+            .execute(&self.synced)
+            .await?;
+        Ok(())
+    }
+
     pub async fn get(&self, gid: &str) -> Result<Option<TxRecord>, sqlx::Error> {
         let row = sqlx::query("SELECT * FROM transactions WHERE gid = ?")
             .bind(gid)

@@ -134,10 +134,14 @@ pub async fn invoke(
         }
         Some(ms) => Some(Duration::from_millis(ms)),
     };
+    let key = idempotency_key(&headers)?;
     let options = RunOptions {
         participants: request.participants.clone(),
         timeout,
         gid: None,
+        // A keyed transaction's decision stays until its history row says how it ended, so
+        // that a repeat after a crash can always tell (see `history.rs`).
+        keep_decision: key.is_some(),
     };
     let planned = state.host.plan(options).map_err(|err| match err {
         RunOptionsError::UnknownParticipant { unknown, known } => Problem::bad_request(
@@ -148,7 +152,6 @@ pub async fn invoke(
             ),
         ),
     })?;
-    let key = idempotency_key(&headers)?;
     let input = match &request.input {
         Some(value) => value.to_string(),
         None => "{}".to_owned(),
@@ -210,6 +213,7 @@ pub async fn invoke(
         version: resolved.version.clone(),
         digest: resolved.digest.clone(),
     };
+    let gid = planned.gid().clone();
     let span = tracing::info_span!("transaction", gid = %planned.gid(), plugin = %resolved.name);
     let task = state.tasks.spawn(tracing::Instrument::instrument(
         async move {
@@ -238,8 +242,16 @@ pub async fn invoke(
             record.http_status = Some(status.as_u16());
             record.response = Some(body.clone());
             record.finished_at = Some(now_ms());
-            if let Err(err) = state.history.finish(&record).await {
-                tracing::error!(gid = %record.gid, "cannot record the transaction's end: {err}");
+            match state.history.finish(&record).await {
+                // The row now says how it ended: the decision a keyed run kept can go (only
+                // once every branch is committed; a pending one is recovery's, with it).
+                Ok(()) if record.idem_key.is_some() && report.outcome == Outcome::Committed => {
+                    state.host.release_decision(&gid).await;
+                }
+                Ok(()) => {}
+                Err(err) => {
+                    tracing::error!(gid = %record.gid, "cannot record the transaction's end: {err}");
+                }
             }
             state.running.lock().unwrap().remove(&record.gid);
             (status, body)

@@ -29,6 +29,7 @@ struct Backoff {
 
 pub async fn run(state: Arc<AppState>) {
     let backoff: Arc<Mutex<HashMap<Gid, Backoff>>> = Arc::default();
+    settle_unfinished(&state).await;
     startup(&state).await;
     let mut tick = tokio::time::interval(state.settings.recovery_interval());
     tick.tick().await;
@@ -45,6 +46,41 @@ pub async fn run(state: Arc<AppState>) {
             Ok(0) => {}
             Ok(n) => tracing::info!("pruned {n} finished transactions past the retention"),
             Err(err) => tracing::warn!("cannot prune the history: {err}"),
+        }
+    }
+}
+
+/// Before the first recovery run: a keyed request whose row never finished (the server
+/// stopped while it ran) kept its COMMIT decision, if it had one (`keep_decision`), and
+/// recovery will let that decision go once its branches are done. So the row records it
+/// first; without a decision the row stays as it is, and its state follows from the
+/// databases as before. A row that cannot be examined now is left for `status_of`.
+async fn settle_unfinished(state: &AppState) {
+    let rows = match state.history.unfinished().await {
+        Ok(rows) => rows,
+        Err(err) => {
+            tracing::warn!("cannot read the history's unfinished rows: {err}");
+            return;
+        }
+    };
+    for row in rows {
+        let Ok(gid) = Gid::parse(&row.gid) else {
+            continue;
+        };
+        let examined = match state.host.examine(&gid).await {
+            Ok(examined) if examined.committed => examined,
+            Ok(_) => continue,
+            Err(err) => {
+                tracing::warn!(%gid, "cannot tell what became of an unfinished request: {err}");
+                continue;
+            }
+        };
+        let settled = examined.state(std::time::SystemTime::now(), true);
+        match state.history.settle(&row.gid, settled).await {
+            Ok(()) => {
+                tracing::info!(%gid, status = %settled, "an unfinished keyed request settled")
+            }
+            Err(err) => tracing::warn!(%gid, "cannot record what became of it: {err}"),
         }
     }
 }

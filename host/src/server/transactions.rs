@@ -132,7 +132,14 @@ pub async fn status_of(state: &AppState, text: &str) -> Result<TxStatus, Problem
         }
     }
     // Unfinished as far as the history knows: ask the databases and the decision sources.
-    let examined = state.host.examine(&gid).await.map_err(operator_problem)?;
+    let mut examined = state.host.examine(&gid).await.map_err(operator_problem)?;
+    // A row that says COMMIT was decided stays so after recovery let go of the decision.
+    if record
+        .as_ref()
+        .is_some_and(|r| r.status == TxState::Committing)
+    {
+        examined.committed = true;
+    }
     status.decision = Some(if examined.committed { "commit" } else { "none" }.into());
     if !examined.branches.is_empty() {
         status.participants = examined

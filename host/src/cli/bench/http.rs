@@ -1,7 +1,8 @@
 //! The `http` variant of `wasmtx bench`: the same transaction as an invoke of a plugin on a
 //! running `wasmtx serve`, over HTTP on the same machine — what the server's HTTP layer,
 //! JSON and task hand-off add to the in-process run. Given several servers (the nodes of a
-//! cluster), the invokes go to each in turn.
+//! cluster), the invokes go to each in turn. The `http-keyed` variant sends each invoke
+//! with an `Idempotency-Key` of its own.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -18,11 +19,13 @@ pub struct HttpInvokeUnit {
     next: AtomicUsize,
     version: Option<String>,
     token: Option<String>,
+    /// Keys unique to this run (`None`: unkeyed invokes): a prefix and a counter.
+    keys: Option<(String, AtomicUsize)>,
 }
 
 impl HttpInvokeUnit {
-    /// `plugin` is `NAME` or `NAME@VERSION`.
-    pub fn new(servers: &[String], plugin: &str, token: Option<String>) -> Self {
+    /// `plugin` is `NAME` or `NAME@VERSION`; `keyed` sends an `Idempotency-Key` with each.
+    pub fn new(servers: &[String], plugin: &str, token: Option<String>, keyed: bool) -> Self {
         let (name, version) = match plugin.split_once('@') {
             Some((name, version)) => (name, Some(version.to_owned())),
             None => (plugin, None),
@@ -36,6 +39,7 @@ impl HttpInvokeUnit {
             next: AtomicUsize::new(0),
             version,
             token,
+            keys: keyed.then(|| (run_key_prefix(), AtomicUsize::new(0))),
         }
     }
 }
@@ -53,6 +57,10 @@ impl BenchUnit for HttpInvokeUnit {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
+        if let Some((prefix, next)) = &self.keys {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            request = request.header("Idempotency-Key", format!("{prefix}-{n}"));
+        }
         let Ok(response) = request.send().await else {
             return UnitOutcome::Error;
         };
@@ -64,4 +72,12 @@ impl BenchUnit for HttpInvokeUnit {
             _ => UnitOutcome::Error,
         }
     }
+}
+
+/// A prefix no earlier run used: the process id and the start time in nanoseconds.
+fn run_key_prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("bench-{}-{nanos}", std::process::id())
 }

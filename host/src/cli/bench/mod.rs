@@ -41,6 +41,9 @@ enum Compare {
     /// The same script invoked over HTTP on a running `wasmtx serve` (give --server and
     /// --plugin; the server should have the same participants).
     Http,
+    /// As `http`, each invoke with an `Idempotency-Key` of its own: what a client calling
+    /// the way it should (safe to repeat) pays over an unkeyed invoke.
+    HttpKeyed,
     /// examples/transfer's statements on bare database connections, nothing of the host in
     /// between: `raw-2pc` (two-phase commit as configured: last agent or decision log) and
     /// `raw-plain` (single-phase commits). What the databases allow: the ceiling of
@@ -91,14 +94,14 @@ pub struct BenchArgs {
     /// Untimed transactions per variant before timing starts (warms pools and caches).
     #[arg(long, default_value_t = 50, value_name = "K")]
     warmup: u64,
-    /// For `--compare http`: the server's base URL. Repeat it (or separate with commas) to
+    /// For `--compare http` and `http-keyed`: the server's base URL. Repeat it (or separate with commas) to
     /// spread the invokes over the nodes of a cluster in turn.
     #[arg(long, value_name = "URL", env = "WASMTX_SERVER", value_delimiter = ',')]
     server: Vec<String>,
-    /// For `--compare http`: the published plugin to invoke, NAME or NAME@VERSION.
+    /// For `--compare http` and `http-keyed`: the published plugin to invoke, NAME or NAME@VERSION.
     #[arg(long, value_name = "NAME")]
     plugin: Option<String>,
-    /// For `--compare http`: a token with the `invoke` scope.
+    /// For `--compare http` and `http-keyed`: a token with the `invoke` scope.
     #[arg(
         long,
         value_name = "TOKEN",
@@ -205,18 +208,20 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
                     }
                 }),
             }],
-            Compare::Http => {
+            Compare::Http | Compare::HttpKeyed => {
                 let (false, Some(plugin)) = (args.server.is_empty(), &args.plugin) else {
                     return Err(input_error(
-                        "--compare http needs --server URL and --plugin NAME (published on that server)",
+                        "--compare http and http-keyed need --server URL and --plugin NAME (published on that server)",
                     ));
                 };
+                let keyed = *compare == Compare::HttpKeyed;
                 vec![Variant {
-                    name: "http".into(),
+                    name: if keyed { "http-keyed" } else { "http" }.into(),
                     unit: Arc::new(HttpInvokeUnit::new(
                         &args.server,
                         plugin,
                         args.token.clone(),
+                        keyed,
                     )),
                 }]
             }
@@ -305,6 +310,7 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
         two_phase_vs_plain: ratio("wasm", "plain"),
         two_phase_native_vs_plain: ratio("native", "plain"),
         http_vs_wasm: ratio("http", "wasm"),
+        http_keyed_vs_http: ratio("http-keyed", "http"),
         raw_two_phase_vs_plain: ratio("raw-2pc", "raw-plain"),
         native_vs_raw: ratio("native", "raw-2pc"),
         variants: results,
@@ -320,7 +326,16 @@ fn variant_name(path: &std::path::Path, variants: &[Variant]) -> String {
         .file_stem()
         .map_or_else(|| "script".to_owned(), |s| s.to_string_lossy().into_owned());
     let taken = |name: &str| {
-        ["wasm", "native", "plain", "http", "raw-2pc", "raw-plain"].contains(&name)
+        [
+            "wasm",
+            "native",
+            "plain",
+            "http",
+            "http-keyed",
+            "raw-2pc",
+            "raw-plain",
+        ]
+        .contains(&name)
             || variants.iter().any(|v| v.name == name)
     };
     let mut name = stem.clone();
@@ -373,6 +388,8 @@ struct BenchReport {
     two_phase_native_vs_plain: Option<f64>,
     /// The script invoked over HTTP on a server against the same script in process.
     http_vs_wasm: Option<f64>,
+    /// Invokes with an `Idempotency-Key` against the same invokes without.
+    http_keyed_vs_http: Option<f64>,
     /// Two-phase commit against plain commits on bare connections: the databases' own ratio.
     raw_two_phase_vs_plain: Option<f64>,
     /// The native closure through the host against the same two-phase commit on bare
@@ -466,6 +483,9 @@ fn print_text(result: &BenchReport) {
     }
     if let Some(r) = result.http_vs_wasm {
         println!("http (wasmtx serve) / in-process throughput: {r:.3}");
+    }
+    if let Some(r) = result.http_keyed_vs_http {
+        println!("http keyed / unkeyed throughput: {r:.3}");
     }
     for (name, r) in &result.others_vs_wasm {
         println!("{name} / wasm throughput: {r:.3}");
