@@ -9,7 +9,8 @@
 #   MariaDB's test1 and test2, the seed scenario). LAST_AGENT=a (or b) makes that participant
 #   the last agent. DURABLE=1 also counts durable writes per transaction. HTTP=1 also starts a
 #   `wasmtx serve` on loopback with the same participants, publishes the script to it and adds
-#   the `http` variant (the same transaction as an invoke over HTTP). RAW=1 (transfer only)
+#   the `http` variant (the same transaction as an invoke over HTTP); HTTP=keyed adds
+#   `http-keyed` as well (each invoke with an Idempotency-Key of its own). RAW=1 (transfer only)
 #   also runs the transfer on bare connections, `raw-2pc` and `raw-plain`: the databases' own
 #   ceiling, with nothing of the host in between. LANGUAGES=1 (transfer
 #   only) also runs the transfer written in Python and in JavaScript (examples/python-transfer,
@@ -101,7 +102,7 @@ stop_server() {
   for pid in "${server_pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
   for dir in "${server_dirs[@]}"; do rm -rf "$dir"; done
 }
-if [ "${HTTP:-0}" = 1 ]; then
+if [ "${HTTP:-0}" != 0 ]; then
   [ "$nodes" = 1 ] || [ "${STORE:-file}" = postgres ] || { echo "NODES=$nodes needs STORE=postgres (the nodes share their decisions)" >&2; exit 2; }
   [ "${PIN:-0}" = 1 ] || trap stop_server EXIT
   server_urls=()
@@ -135,6 +136,7 @@ TOML
     server_urls+=("$server_url")
   done
   http=(--compare http --server "$(IFS=,; echo "${server_urls[*]}")" --plugin "$scenario")
+  [ "$HTTP" = keyed ] && http+=(--compare http-keyed)
 fi
 raw=()
 if [ "${RAW:-0}" = 1 ]; then

@@ -112,7 +112,7 @@ TOML
   "$wasmtx" serve --config "$work/server.toml" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
   pid=$!
   for _ in $(seq 1 600); do
-    url=$(sed -n 's/^listening on //p' "$work/serve.out")
+    url=$(sed -n 's/^listening on //p' "$work/serve.out" 2>/dev/null || true)
     [ -n "$url" ] && [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/readyz")" = 200 ] && break
     kill -0 "$pid" 2>/dev/null || { echo "soak: wasmtx serve exited:" >&2; tail -5 "$work/serve.err" >&2; exit 1; }
     sleep 0.1
