@@ -169,14 +169,20 @@ fn input_error(message: impl std::fmt::Display) -> TxError {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     wasmtx::tls::install_default_provider();
-    // A benchmark's scripts log once per transaction: only warnings by default there.
-    init_tracing(if matches!(cli.command, Command::Bench(_)) {
-        "warn"
-    } else if matches!(cli.command, Command::Serve(_)) {
-        "info,wasmtx::script=warn,tower_http=warn,sqlx=warn"
-    } else {
-        "warn,wasmtx::script=info"
-    });
+    let demo = matches!(cli.command, Command::Demo(_));
+    init_tracing(
+        // A benchmark's scripts log once per transaction: only warnings by default there.
+        if matches!(cli.command, Command::Bench(_)) {
+            "warn"
+        } else if demo {
+            "warn,wasmtx::script=off"
+        } else if matches!(cli.command, Command::Serve(_)) {
+            "info,wasmtx::script=warn,tower_http=warn,sqlx=warn"
+        } else {
+            "warn,wasmtx::script=info"
+        },
+        demo,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -202,14 +208,21 @@ pub fn main() -> ExitCode {
     })
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the default filter.
-fn init_tracing(default_filter: &str) {
+/// Logs go to stderr; `RUST_LOG` overrides the default filter. The demo shows its scripts'
+/// output within its steps instead.
+pub fn init_tracing(default_filter: &str, demo: bool) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_filter(filter);
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(demo.then(demo::script_output_layer))
         .init();
 }
 
