@@ -43,7 +43,7 @@ use wasmtx::script::{ContentKey, Sandbox, Warm, WarmSettings};
 use wasmtx::transaction::OpenTransaction;
 use wasmtx::value::{Column, ResultLimits, RowSet, Value};
 
-#[path = "../src/cli/bench/native.rs"]
+#[path = "../../bench/src/native.rs"]
 #[allow(dead_code)]
 mod native;
 use native::NativeTransfer;

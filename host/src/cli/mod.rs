@@ -3,8 +3,11 @@
 //! Exit status: 0 committed (or success), 1 aborted, 2 usage/configuration/input error,
 //! 3 in doubt (decided COMMIT, some branch pending: run `wasmtx recover`), 4 (client
 //! commands) the server gave no outcome.
+//!
+//! It lives in the library so that the developer benchmark (`bench/`) can run `wasmtx
+//! bench` with variants of its own.
 
-mod bench;
+pub mod bench;
 mod client;
 mod demo;
 mod inspect;
@@ -39,8 +42,7 @@ enum Command {
     /// and its size and compiled-cache state.
     Inspect(inspect::InspectArgs),
     /// Measure throughput, latency and CPU per transaction of a script's transactions,
-    /// optionally against its native twin (--compare native), plain single-phase commits
-    /// (--compare plain), the same transfer on bare database connections (--compare raw) and
+    /// optionally against the same script invoked on a running server (--compare http) and
     /// other scripts, e.g. the same logic in another language (--also).
     ///
     /// Per variant: throughput, latency percentiles, and what each transaction cost:
