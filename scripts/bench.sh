@@ -2,7 +2,8 @@
 # Reproduces the two-phase-commit figures of BENCHMARKS.md: transfers between a PostgreSQL
 # and a MariaDB participant, every worker on its own pair of accounts (no lock contention
 # between workers), the WASM script against its native twin and plain single-phase commits,
-# interleaved in one run.
+# interleaved in one run, with the developer benchmark (`wasmtx-devbench`, crate bench/:
+# `wasmtx bench` plus those variants). WASMTX and WASMTX_DEVBENCH name prebuilt binaries.
 #   CONCURRENCY (16), TRANSACTIONS per variant (20000) and EXTRA (more `wasmtx bench`
 #   flags) can be set in the environment. SCENARIO=insert-user runs examples/insert-user
 #   instead (a user row on every participant; SERVERS=mariadb puts both participants on
@@ -66,7 +67,8 @@ esac
 durable=()
 [ "${DURABLE:-0}" = 1 ] && durable=(--durable-writes)
 
-[ -n "${WASMTX:-}" ] || cargo build --release --quiet
+# The developer benchmark (bench/) runs the variants; wasmtx serves them over HTTP.
+[ -n "${WASMTX:-}" ] && [ -n "${WASMTX_DEVBENCH:-}" ] || cargo build --release --quiet --workspace
 export WASMTX_STATE_DIR=${WASMTX_STATE_DIR:-$(mktemp -d)}
 pin=()
 stop_server() { :; }
@@ -84,6 +86,7 @@ if [ "${PIN:-0}" = 1 ]; then
   pin=(taskset -c "1-$last")
 fi
 wasmtx=${WASMTX:-./target/release/wasmtx}
+devbench=${WASMTX_DEVBENCH:-./target/release/wasmtx-devbench}
 http=()
 store=()
 decision_log_toml=""
@@ -151,7 +154,7 @@ if [ "${LANGUAGES:-0}" = 1 ]; then
   (cd examples/js-transfer && { [ -d node_modules ] || npm ci --no-audit --no-fund >/dev/null; } && npm run --silent build >/dev/null)
   languages=(--also examples/python-transfer --also examples/js-transfer/build/js-transfer.wasm)
 fi
-"${pin[@]}" "$wasmtx" bench "examples/$scenario" \
+"${pin[@]}" "$devbench" "examples/$scenario" \
   -p "a=$url_a" -p "b=$url_b" \
   --concurrency "$concurrency" --transactions "$transactions" \
   "${languages[@]}" --compare native --compare plain "${raw[@]}" "${http[@]}" "${durable[@]}" "${store[@]}" \

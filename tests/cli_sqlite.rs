@@ -381,6 +381,19 @@ fn the_demo_runs_on_a_fresh_directory_and_conserves_the_total() {
     assert_eq!(stdout.matches("conserved ✓").count(), 4, "{stdout}");
     assert!(stdout.contains("insufficient funds"), "{stdout}");
     assert!(stdout.contains("panicked"), "{stdout}");
+    // What the scripts printed and logged is shown in the step that ran them, not logged.
+    let steps: Vec<&str> = stdout.split("── step ").collect();
+    let step = |n: usize| steps[n];
+    assert!(
+        step(3).contains("script │ stderr: faulty script: deliberate panic"),
+        "{stdout}"
+    );
+    assert!(
+        step(4).contains("script │ log warn: faulty script: ignoring a failed credit"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("faulty script"), "{stderr}");
     assert_eq!(balance(&sb.path("demo/bank_a.db"), "alice"), 70);
     assert_eq!(balance(&sb.path("demo/bank_b.db"), "bob"), 130);
 }

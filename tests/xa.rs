@@ -12,55 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{
-    TestDir, create_sqlite, fault_injection_built, guest, mysql_db, node_of, postgres_db,
-    prepared_branches, server_accounts, server_balance, server_sql, sqlite, transfer_input,
+    TestDir, as_last_agent, create_sqlite, create_user_table, decision_rows, fault_injection_built,
+    guest, mysql_db, node_of, postgres_db, prepared_branches, run_json, server_accounts,
+    server_balance, server_sql, server_usernames, sqlite, transfer_input, wasmtx,
 };
-
-/// The `user` table of the original scenario, per server.
-fn create_user_table(url: &str) {
-    let ddl = if url.starts_with("postgres") {
-        "CREATE TABLE \"user\" (id BIGSERIAL PRIMARY KEY, username VARCHAR(255) NOT NULL, password VARCHAR(255) NOT NULL, \
-         created_at TIMESTAMP NULL, updated_at TIMESTAMP NULL)"
-    } else {
-        "CREATE TABLE `user` (id BIGINT AUTO_INCREMENT PRIMARY KEY, username VARCHAR(255) NOT NULL, password VARCHAR(255) NOT NULL, \
-         created_at TIMESTAMP NULL, updated_at TIMESTAMP NULL) ENGINE=InnoDB"
-    };
-    server_sql(url, ddl);
-}
-
-fn server_usernames(url: &str) -> Vec<String> {
-    let table = if url.starts_with("postgres") {
-        "\"user\""
-    } else {
-        "`user`"
-    };
-    server_sql(
-        url,
-        &format!("SELECT username FROM {table} ORDER BY username"),
-    )
-    .into_iter()
-    .map(|r| r[0].clone())
-    .collect()
-}
-
-/// `wasmtx` with a node id of its own, so parallel tests never see each other's branches.
-fn wasmtx(sb: &TestDir, node: &str) -> Command {
-    let mut command = sb.wasmtx();
-    command.env("WASMTX_NODE", node);
-    command
-}
-
-fn run_json(mut command: Command) -> (Output, serde_json::Value) {
-    let output = command.output().expect("running wasmtx");
-    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output, json)
-}
 
 fn run_command(
     sb: &TestDir,
@@ -553,126 +508,6 @@ fn crash_then_recover_with(
 }
 
 #[test]
-fn bench_runs_every_variant_to_the_count_and_conserves_the_total() {
-    let (Some(pg), Some(my)) = (postgres_db("wtx_benchcmd"), mysql_db("wtx_benchcmd")) else {
-        return;
-    };
-    server_accounts(&pg, &[("alice", 1_000_000)]);
-    server_accounts(&my, &[("bob", 1_000_000)]);
-    let sb = TestDir::new();
-    let mut command = wasmtx(&sb, "benchcmd");
-    command
-        .arg("bench")
-        .arg(guest("examples/transfer"))
-        .args(["--json", "--concurrency", "3", "--transactions", "40"])
-        .args(["--warmup", "2", "--compare", "native", "--compare", "plain"])
-        .args(["--compare", "raw"])
-        .args(["--input", &transfer_input(("a", "alice"), ("b", "bob"), 1)])
-        .args(["-p", &format!("a={pg}"), "-p", &format!("b={my}")]);
-    let (output, result) = run_json(command);
-    assert!(output.status.success(), "{result}");
-
-    let variants = result["variants"].as_array().unwrap();
-    let names: Vec<&str> = variants
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        names,
-        ["wasm", "native", "plain", "raw-2pc", "raw-plain"],
-        "{result}"
-    );
-    for v in variants {
-        assert_eq!(v["transactions"], 40, "{v}");
-        assert_eq!(v["commits"], 40, "{v}");
-        assert_eq!(v["errors"], 0, "{v}");
-        assert!(v["tx_per_sec"].as_f64().unwrap() > 0.0, "{v}");
-        assert!(
-            v["p50_ms"].as_f64().unwrap() <= v["p99_ms"].as_f64().unwrap(),
-            "{v}"
-        );
-        assert!(v["host_cpu_us_per_tx"].as_f64().unwrap() > 0.0, "{v}");
-        let busy = v["machine_busy_percent"].as_f64().unwrap();
-        assert!((0.0..=100.0).contains(&busy), "{v}");
-        // Every statement is a round trip to a database process on this machine.
-        assert!(v["machine_switches_per_tx"].as_f64().unwrap() > 0.0, "{v}");
-    }
-    for ratio in [
-        "wasm_vs_native",
-        "two_phase_vs_plain",
-        "two_phase_native_vs_plain",
-        "raw_two_phase_vs_plain",
-        "native_vs_raw",
-    ] {
-        assert!(result[ratio].as_f64().unwrap() > 0.0, "{ratio}: {result}");
-    }
-    // Every timed and warm-up transfer of every variant moved 1 and committed on both sides.
-    let moved = 5 * (40 + 2);
-    assert_eq!(server_balance(&pg, "alice"), 1_000_000 - moved);
-    assert_eq!(server_balance(&my, "bob"), 1_000_000 + moved);
-    assert!(prepared_branches("benchcmd").is_empty());
-}
-
-#[test]
-fn bench_raw_variants_commit_through_a_last_agent_and_leave_nothing_behind() {
-    let (Some(pg), Some(my)) = (postgres_db("wtx_benchraw"), mysql_db("wtx_benchraw")) else {
-        return;
-    };
-    server_accounts(&pg, &[("alice", 1_000_000)]);
-    server_accounts(&my, &[("bob", 1_000_000)]);
-    let sb = TestDir::new();
-    let mut command = wasmtx(&sb, "benchraw");
-    command
-        .arg("bench")
-        .arg(guest("examples/transfer"))
-        .args(["--json", "--concurrency", "2", "--transactions", "30"])
-        .args(["--warmup", "2", "--compare", "raw"])
-        .args(["--input", &transfer_input(("a", "alice"), ("b", "bob"), 2)])
-        .args([
-            "-p",
-            &format!("a={}", as_last_agent(&pg)),
-            "-p",
-            &format!("b={my}"),
-        ]);
-    let (output, result) = run_json(command);
-    assert!(output.status.success(), "{result}");
-    let variants = result["variants"].as_array().unwrap();
-    for v in variants {
-        assert_eq!(v["commits"], 30, "{v}");
-        assert_eq!(v["errors"], 0, "{v}");
-    }
-    assert!(result["raw_two_phase_vs_plain"].as_f64().unwrap() > 0.0);
-    let moved = 2 * 3 * (30 + 2);
-    assert_eq!(server_balance(&pg, "alice"), 1_000_000 - moved);
-    assert_eq!(server_balance(&my, "bob"), 1_000_000 + moved);
-    assert!(prepared_branches("benchraw").is_empty());
-    // The raw variant's decisions were the last agent's rows, under this node's gids: what
-    // is not yet pruned is COMMIT, and `wasmtx recover` prunes it once it has expired.
-    let rows = decision_rows(&pg, "benchraw");
-    assert!(rows.iter().all(|row| row[1] == "C"), "{rows:?}");
-}
-
-#[test]
-fn bench_raw_refuses_an_sqlite_side() {
-    let sb = TestDir::new();
-    let sqlite = |name: &str| format!("{name}=sqlite://{}?mode=rwc", sb.path(name).display());
-    let output = wasmtx(&sb, "benchrawsqlite")
-        .arg("bench")
-        .arg(guest("examples/transfer"))
-        .args(["--transactions", "1", "--compare", "raw"])
-        .args(["--input", &transfer_input(("a", "alice"), ("b", "bob"), 1)])
-        .args(["-p", &sqlite("a"), "-p", &sqlite("b")])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("--compare raw needs PostgreSQL or MySQL/MariaDB participants"),
-        "{stderr}"
-    );
-}
-
-#[test]
 fn sigkill_during_a_stream_of_transfers_then_recover_conserves_the_total() {
     let (Some(pg), Some(my)) = (postgres_db("wtx_stream"), mysql_db("wtx_stream")) else {
         return;
@@ -745,21 +580,6 @@ fn sigkill_during_a_stream_of_transfers_then_recover_conserves_the_total() {
 }
 
 // ---- the last agent ---------------------------------------------------------------------
-
-/// `url` marked as the last agent.
-fn as_last_agent(url: &str) -> String {
-    format!("{url}?last_agent=true")
-}
-
-/// The decision rows of `node` in the last agent's database at `url`, as `[gid, decision]`.
-fn decision_rows(url: &str, node: &str) -> Vec<Vec<String>> {
-    server_sql(
-        url,
-        &format!(
-            "SELECT gid, decision FROM wasmtx_decisions WHERE gid LIKE 'wtx.{node}.%' ORDER BY gid"
-        ),
-    )
-}
 
 /// The two ways round: PostgreSQL as the last agent, and MariaDB.
 const LAST_AGENTS: [&str; 2] = ["a", "b"];
@@ -1209,7 +1029,7 @@ fn busy_sessions(application: &str) -> Vec<Vec<String>> {
 #[test]
 fn every_path_of_a_postgres_branch_leaves_its_connection_clean_or_closed() {
     use wasmtx::gid::{Gid, NodeId};
-    use wasmtx::participant::postgres::PostgresParticipant;
+    use wasmtx::participant::PostgresParticipant;
     use wasmtx::participant::{ServerParticipant, StatementTimeouts};
 
     let Some(pg) = postgres_db("wtx_clean") else {
@@ -1393,9 +1213,9 @@ fn two_branches_commit(
 /// finds out at BEGIN and goes on with a fresh connection.
 fn handed_back_connections_are_reused_and_dead_ones_replaced(url: &str, node: &str) {
     use wasmtx::gid::NodeId;
+    use wasmtx::participant::MysqlParticipant;
+    use wasmtx::participant::PostgresParticipant;
     use wasmtx::participant::ServerParticipant;
-    use wasmtx::participant::mysql::MysqlParticipant;
-    use wasmtx::participant::postgres::PostgresParticipant;
 
     server_accounts(url, &[("bob", 0), ("carol", 0)]);
     let node = NodeId::new(node).unwrap();
@@ -1456,51 +1276,4 @@ fn handed_back_mariadb_connections_are_reused_and_dead_ones_replaced() {
         return;
     };
     handed_back_connections_are_reused_and_dead_ones_replaced(&my, "reusemy");
-}
-
-#[test]
-fn bench_of_insert_user_compares_plain_commits_and_counts_durable_writes() {
-    let (Some(a), Some(b)) = (mysql_db("wtx_benchuser_a"), mysql_db("wtx_benchuser_b")) else {
-        return;
-    };
-    create_user_table(&a);
-    create_user_table(&b);
-    let sb = TestDir::new();
-    let mut command = wasmtx(&sb, "benchuser");
-    command
-        .arg("bench")
-        .arg(guest("examples/insert-user"))
-        .args(["--json", "--concurrency", "2", "--transactions", "20"])
-        .args(["--warmup", "2", "--compare", "native", "--compare", "plain"])
-        .args(["--durable-writes", "--durable-sample", "10"])
-        .args([
-            "--input",
-            r#"{"username":"u-{worker}-{seq}","password":"pw"}"#,
-        ])
-        .args([
-            "-p",
-            &format!("a={}", as_last_agent(&a)),
-            "-p",
-            &format!("b={b}"),
-        ]);
-    let (output, result) = run_json(command);
-    assert!(output.status.success(), "{result}");
-    for v in result["variants"].as_array().unwrap() {
-        assert_eq!(v["commits"], 20, "{v}");
-        let durable = &v["durable_writes"];
-        assert_eq!(durable["transactions"], 10, "{v}");
-        // Both databases are on one server: at least one InnoDB log write per unit.
-        assert!(durable["innodb_log_writes"].as_f64().unwrap() >= 1.0, "{v}");
-        assert_eq!(durable["postgres_wal_flushes"], 0.0, "{v}");
-        assert_eq!(
-            durable["host_fsyncs"], 0.0,
-            "a last agent needs no decision log: {v}"
-        );
-    }
-    // Every unit of every variant (timed, warm-up, counted) put the user on both sides.
-    let rows = 3 * (20 + 2 + 10);
-    for url in [&a, &b] {
-        assert_eq!(server_usernames(url).len(), rows, "{url}");
-    }
-    assert!(prepared_branches("benchuser").is_empty());
 }

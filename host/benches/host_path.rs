@@ -43,7 +43,7 @@ use wasmtx::script::{ContentKey, Sandbox, Warm, WarmSettings};
 use wasmtx::transaction::OpenTransaction;
 use wasmtx::value::{Column, ResultLimits, RowSet, Value};
 
-#[path = "../src/cli/bench/native.rs"]
+#[path = "../../bench/src/native.rs"]
 #[allow(dead_code)]
 mod native;
 use native::NativeTransfer;
@@ -268,7 +268,7 @@ fn benchmarks(c: &mut Criterion) {
         })
     });
 
-    // The same transfer as a native closure (`wasmtx bench --compare native`'s twin):
+    // The same transfer as a native closure (`wasmtx-devbench --compare native`'s twin):
     // the difference to the line above is what the sandbox costs.
     c.bench_function("transfer, native twin, every statement waits once", |b| {
         b.to_async(&runtime).iter(|| async {

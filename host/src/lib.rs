@@ -81,6 +81,11 @@
 //! # }).unwrap();
 //! ```
 
+// The command line uses the library by its name, as an outside front would.
+extern crate self as wasmtx;
+
+#[doc(hidden)]
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod coordinator;

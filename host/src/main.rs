@@ -1,7 +1,5 @@
-//! The `wasmtx` command: a thin shell over the library (see `cli/`).
-
-mod cli;
+//! The `wasmtx` command: a thin shell over the library's command line (`cli/`).
 
 fn main() -> std::process::ExitCode {
-    cli::main()
+    wasmtx::cli::main()
 }

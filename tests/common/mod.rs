@@ -72,8 +72,18 @@ impl TestDir {
     }
 
     /// A `wasmtx` command with this test directory's state dir and the shared compiled cache.
+    // The tests of another package (bench/) share these helpers without the wasmtx binary.
+    #[allow(clippy::option_env_unwrap)]
     pub fn wasmtx(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wasmtx"));
+        self.command(
+            option_env!("CARGO_BIN_EXE_wasmtx")
+                .expect("the wasmtx binary: a test of the wasmtx package"),
+        )
+    }
+
+    /// [`TestDir::wasmtx`] for another binary of the workspace (`wasmtx-devbench`).
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
         command
             .env("WASMTX_STATE_DIR", self.path("state"))
             .env("WASMTX_CACHE_DIR", repo().join("target/wasmtx-test-cache"))
@@ -253,6 +263,67 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .build()
         .unwrap()
         .block_on(future)
+}
+
+/// The `user` table of the original scenario, per server.
+pub fn create_user_table(url: &str) {
+    let ddl = if url.starts_with("postgres") {
+        "CREATE TABLE \"user\" (id BIGSERIAL PRIMARY KEY, username VARCHAR(255) NOT NULL, password VARCHAR(255) NOT NULL, \
+         created_at TIMESTAMP NULL, updated_at TIMESTAMP NULL)"
+    } else {
+        "CREATE TABLE `user` (id BIGINT AUTO_INCREMENT PRIMARY KEY, username VARCHAR(255) NOT NULL, password VARCHAR(255) NOT NULL, \
+         created_at TIMESTAMP NULL, updated_at TIMESTAMP NULL) ENGINE=InnoDB"
+    };
+    server_sql(url, ddl);
+}
+
+pub fn server_usernames(url: &str) -> Vec<String> {
+    let table = if url.starts_with("postgres") {
+        "\"user\""
+    } else {
+        "`user`"
+    };
+    server_sql(
+        url,
+        &format!("SELECT username FROM {table} ORDER BY username"),
+    )
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect()
+}
+
+/// `wasmtx` with a node id of its own, so parallel tests never see each other's branches.
+pub fn wasmtx(sb: &TestDir, node: &str) -> Command {
+    let mut command = sb.wasmtx();
+    command.env("WASMTX_NODE", node);
+    command
+}
+
+pub fn run_json(mut command: Command) -> (Output, serde_json::Value) {
+    let output = command.output().expect("running wasmtx");
+    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output, json)
+}
+
+/// `url` marked as the last agent.
+pub fn as_last_agent(url: &str) -> String {
+    format!("{url}?last_agent=true")
+}
+
+/// The decision rows of `node` in the last agent's database at `url`, as `[gid, decision]`.
+pub fn decision_rows(url: &str, node: &str) -> Vec<Vec<String>> {
+    server_sql(
+        url,
+        &format!(
+            "SELECT gid, decision FROM wasmtx_decisions WHERE gid LIKE 'wtx.{node}.%' ORDER BY gid"
+        ),
+    )
 }
 
 /// A transfer example input.

@@ -1,7 +1,10 @@
-//! `wasmtx demo`: a guided tour on embedded SQLite that needs no set-up.
+//! `wasmtx demo`: a guided tour on embedded SQLite that needs no set-up. Its narration goes
+//! to stdout; what a script prints or logs is shown within the step that ran it (collected
+//! from the `wasmtx::script` events), not as log lines, which `RUST_LOG` still turns on.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use clap::Args;
 use sqlx::{Connection, Row, SqliteConnection};
@@ -114,7 +117,11 @@ async fn tour(args: DemoArgs) -> anyhow::Result<bool> {
     let mut all_as_expected = true;
     for (number, step) in STEPS.iter().enumerate() {
         println!("\n── step {}: {}", number + 1, step.title);
+        take_script_output();
         let report = host.run(&scripts[step.script], step.input).await;
+        for line in take_script_output() {
+            println!("   script │ {line}");
+        }
         output::print_report(&report, false);
         let total = print_balances(&dir, &banks).await?;
         let conserved = total == initial_total;
@@ -178,4 +185,71 @@ async fn print_balances(dir: &Path, banks: &[(&str, &str)]) -> anyhow::Result<i6
         conn.close().await?;
     }
     Ok(total)
+}
+
+/// What the scripts printed and logged since the last [`take_script_output`].
+static SCRIPT_OUTPUT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Takes what the scripts printed and logged since the last call, oldest first.
+fn take_script_output() -> Vec<String> {
+    std::mem::take(&mut *SCRIPT_OUTPUT.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// The tracing layer that collects the scripts' output (their stdout and stderr, their
+/// log calls at info or above) for the step that runs them.
+pub fn script_output_layer<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    use tracing_subscriber::Layer;
+    ScriptOutput.with_filter(
+        tracing_subscriber::filter::Targets::new()
+            .with_target("wasmtx::script", tracing::Level::INFO),
+    )
+}
+
+struct ScriptOutput;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ScriptOutput {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _context: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = ScriptEvent::default();
+        event.record(&mut fields);
+        // Printed output names its stream; a log call, its level.
+        let source = fields
+            .stream
+            .unwrap_or_else(|| format!("log {}", event.metadata().level().as_str().to_lowercase()));
+        SCRIPT_OUTPUT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(format!("{source}: {}", fields.message));
+    }
+}
+
+/// The fields of one `wasmtx::script` event the demo shows.
+#[derive(Default)]
+struct ScriptEvent {
+    message: String,
+    stream: Option<String>,
+}
+
+impl tracing::field::Visit for ScriptEvent {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "stream" => self.stream = Some(value.to_owned()),
+            "message" => self.message = value.to_owned(),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "stream" => self.stream = Some(format!("{value:?}")),
+            "message" => self.message = format!("{value:?}"),
+            _ => {}
+        }
+    }
 }

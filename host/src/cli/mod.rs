@@ -3,8 +3,11 @@
 //! Exit status: 0 committed (or success), 1 aborted, 2 usage/configuration/input error,
 //! 3 in doubt (decided COMMIT, some branch pending: run `wasmtx recover`), 4 (client
 //! commands) the server gave no outcome.
+//!
+//! It lives in the library so that the developer benchmark (`bench/`) can run `wasmtx
+//! bench` with variants of its own.
 
-mod bench;
+pub mod bench;
 mod client;
 mod demo;
 mod inspect;
@@ -39,8 +42,7 @@ enum Command {
     /// and its size and compiled-cache state.
     Inspect(inspect::InspectArgs),
     /// Measure throughput, latency and CPU per transaction of a script's transactions,
-    /// optionally against its native twin (--compare native), plain single-phase commits
-    /// (--compare plain), the same transfer on bare database connections (--compare raw) and
+    /// optionally against the same script invoked on a running server (--compare http) and
     /// other scripts, e.g. the same logic in another language (--also).
     ///
     /// Per variant: throughput, latency percentiles, and what each transaction cost:
@@ -169,14 +171,20 @@ fn input_error(message: impl std::fmt::Display) -> TxError {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     wasmtx::tls::install_default_provider();
-    // A benchmark's scripts log once per transaction: only warnings by default there.
-    init_tracing(if matches!(cli.command, Command::Bench(_)) {
-        "warn"
-    } else if matches!(cli.command, Command::Serve(_)) {
-        "info,wasmtx::script=warn,tower_http=warn,sqlx=warn"
-    } else {
-        "warn,wasmtx::script=info"
-    });
+    let demo = matches!(cli.command, Command::Demo(_));
+    init_tracing(
+        // A benchmark's scripts log once per transaction: only warnings by default there.
+        if matches!(cli.command, Command::Bench(_)) {
+            "warn"
+        } else if demo {
+            "warn,wasmtx::script=off"
+        } else if matches!(cli.command, Command::Serve(_)) {
+            "info,wasmtx::script=warn,tower_http=warn,sqlx=warn"
+        } else {
+            "warn,wasmtx::script=info"
+        },
+        demo,
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -202,14 +210,21 @@ pub fn main() -> ExitCode {
     })
 }
 
-/// Logs go to stderr; `RUST_LOG` overrides the default filter.
-fn init_tracing(default_filter: &str) {
+/// Logs go to stderr; `RUST_LOG` overrides the default filter. The demo shows its scripts'
+/// output within its steps instead.
+pub fn init_tracing(default_filter: &str, demo: bool) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_filter(filter);
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(demo.then(demo::script_output_layer))
         .init();
 }
 

@@ -1,8 +1,10 @@
 //! Builds a script directory into a component: a Rust guest crate with `cargo build
 //! --release --target wasm32-wasip2` (cargo's progress on stderr, the `.wasm` it produced
-//! found in its messages), a Python script directory with componentize-py (`python.rs`).
+//! found in its messages) once its toolchain has the target (`target.rs`), a Python script
+//! directory with componentize-py (`python.rs`).
 
 mod python;
+mod target;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -54,10 +56,19 @@ pub enum BuildError {
         "cannot run cargo: {0}; install Rust (https://rustup.rs) or give a built .wasm component"
     )]
     Cargo(std::io::Error),
-    #[error(
-        "building {dir} failed (see cargo's messages above); if the target is missing, run `rustup target add {GUEST_TARGET}`"
-    )]
+    #[error("building {dir} failed (see cargo's messages above)")]
     Failed { dir: PathBuf },
+    #[error(
+        "cannot run rustc to find the toolchain that builds guest crates: {0}; install Rust (https://rustup.rs) or give a built .wasm component"
+    )]
+    Rustc(std::io::Error),
+    #[error(
+        "the toolchain in {} has no {GUEST_TARGET} target and rustup is not installed to add it: install Rust with rustup (https://rustup.rs), then run `rustup target add {GUEST_TARGET}`; or add the {GUEST_TARGET} standard library to that toolchain as its distribution provides it; or give a built .wasm component",
+        sysroot.display()
+    )]
+    TargetMissing { sysroot: PathBuf },
+    #[error("`rustup target add {GUEST_TARGET}` did not install the target: {0}")]
+    TargetAdd(String),
     #[error("building {0} produced no .wasm; is it a `cdylib` crate?")]
     NoArtifact(PathBuf),
     #[error(
@@ -93,6 +104,7 @@ pub fn build_guest(
 
 /// `cargo build` of the guest crate in `dir`.
 fn build_crate(dir: &Path, quiet: bool, target_dir: Option<&Path>) -> Result<PathBuf, BuildError> {
+    target::ensure_installed(dir)?;
     let manifest = dir.join("Cargo.toml");
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command

@@ -15,10 +15,10 @@
 
 mod connections;
 pub mod decision_table;
-pub mod mysql;
-pub mod postgres;
+mod mysql;
+mod postgres;
 mod privilege;
-pub mod server_branch;
+mod server_branch;
 mod slot;
 mod spec;
 mod sql_common;
@@ -33,11 +33,22 @@ use std::time::Duration;
 use async_trait::async_trait;
 use thiserror::Error;
 
+pub use self::mysql::MysqlParticipant;
+pub use self::postgres::PostgresParticipant;
 pub use self::privilege::{PrivilegeReport, superuser_warnings};
 pub use self::slot::ParticipantSlot;
 pub use self::spec::{Location, ParticipantSpec, SpecError};
 use crate::decision_store::DecisionTable;
 use crate::dialect::Dialect;
+
+/// The server participants' protocol statements and XA ids, for the developer benchmark's
+/// variants on bare connections.
+#[cfg(feature = "bench-internals")]
+pub mod protocol {
+    pub use super::mysql::{MysqlProtocol, xid};
+    pub use super::postgres::PostgresProtocol;
+    pub use super::server_branch::{Finish, ServerProtocol};
+}
 use crate::gid::BranchId;
 use crate::value::{ResultLimits, RowSet, Value};
 

@@ -1,7 +1,6 @@
 //! `wasmtx bench`: throughput and latency of a script's transactions, optionally against
-//! its native twin, plain single-phase commits and the same work on bare connections,
-//! interleaved in one run, and with `--durable-writes` the durable writes each variant costs
-//! per transaction.
+//! other scripts and the same script invoked on a running server, interleaved in one run.
+//! An [`Extension`] adds variants and figures of its own (the developer benchmark, `bench/`).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,45 +9,68 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::Serialize;
 use wasmtx::report::TxError;
 use wasmtx::{Host, HostOptions};
 
 use super::run::{check_json, input_text};
 use super::{HostArgs, input_error, output, resolve_script};
-use durable::{DurableProbe, DurableWrites};
 use http::HttpInvokeUnit;
-use native::{NativeInsertUser, NativeTransfer, Twin};
-use raw::RawTransfer;
-use runner::{CoordinatedUnit, PlainUnit, Stop, Variant, VariantResult};
+pub use runner::{
+    BenchUnit, CoordinatedUnit, Stop, UnitOutcome, Variant, VariantResult, run as run_variants,
+};
 
-mod durable;
 mod http;
-mod native;
-mod raw;
 mod runner;
 mod usage;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Compare {
-    /// The same work as `examples/transfer` or `examples/insert-user` (told apart by the
-    /// input), as native Rust code through the same coordinator.
-    Native,
-    /// The same statements, from the native code, as plain single-phase commits: one
-    /// transaction per participant, no two-phase commit.
-    Plain,
-    /// The same script invoked over HTTP on a running `wasmtx serve` (give --server and
-    /// --plugin; the server should have the same participants).
-    Http,
-    /// As `http`, each invoke with an `Idempotency-Key` of its own: what a client calling
-    /// the way it should (safe to repeat) pays over an unkeyed invoke.
-    HttpKeyed,
-    /// examples/transfer's statements on bare database connections, nothing of the host in
-    /// between: `raw-2pc` (two-phase commit as configured: last agent or decision log) and
-    /// `raw-plain` (single-phase commits). What the databases allow: the ceiling of
-    /// `native` and `plain`.
-    Raw,
+/// What `--compare http` adds: the same script invoked on a running `wasmtx serve`.
+const HTTP: &str = "http";
+/// What `--compare http-keyed` adds: the same invokes, each with an `Idempotency-Key`.
+const HTTP_KEYED: &str = "http-keyed";
+
+/// Variants and figures a front adds to `wasmtx bench`: more `--compare` values (the
+/// developer benchmark's native twins and bare connections) and figures measured after the
+/// timed run (its durable-write counts).
+#[async_trait::async_trait]
+pub trait Extension: Sync {
+    /// Every variant name it can add (so an `--also` script is named apart from them).
+    fn variant_names(&self) -> &[&'static str];
+    /// The variants `--compare NAME` adds, for one of the values it gave `--compare`.
+    fn variants(&self, name: &str, setup: &Setup<'_>) -> Result<Vec<Variant>, TxError>;
+    /// Ratios between variants' throughputs to report, where both ran.
+    fn ratios(&self) -> Vec<Ratio>;
+    /// After the timed run (the host still open): more figures per variant, in `more`.
+    async fn after_run(
+        &self,
+        setup: &Setup<'_>,
+        variants: &[Variant],
+        results: &mut [VariantResult],
+    ) -> Result<(), TxError>;
+    /// Prints its figures after the report's own.
+    fn print_more(&self, results: &[VariantResult]);
+}
+
+/// What a run's variants are made from.
+pub struct Setup<'a> {
+    pub coordinator: &'a wasmtx::Coordinator,
+    pub config: &'a wasmtx::Config,
+    /// The input with `{worker}` and `{seq}` filled in for worker 0's first transaction.
+    pub first_input: &'a str,
+    /// The input template.
+    pub input: &'a str,
+    pub concurrency: usize,
+}
+
+/// The throughput of one variant against another's: `key` in the JSON report, `text` in the
+/// printed one.
+#[derive(Debug, Clone, Copy)]
+pub struct Ratio {
+    pub key: &'static str,
+    pub of: &'static str,
+    pub to: &'static str,
+    pub text: &'static str,
 }
 
 #[derive(Debug, Args)]
@@ -72,25 +94,14 @@ pub struct BenchArgs {
     /// and `{seq}` by the transaction's, so workers can use their own rows.
     #[arg(long, value_name = "JSON|@FILE", default_value = "{}")]
     input: String,
-    /// Also run this variant, interleaved (repeatable). `native` and `plain` expect the
-    /// input of examples/transfer or examples/insert-user, `raw` that of examples/transfer
-    /// (its two sides on PostgreSQL or MySQL/MariaDB participants).
-    #[arg(long, value_enum, value_name = "VARIANT")]
-    compare: Vec<Compare>,
+    /// Also run this variant, interleaved (repeatable).
+    #[arg(long, value_name = "VARIANT", value_parser = compare_values(&[]))]
+    compare: Vec<String>,
     /// Also run this script (a .wasm component or a script directory) as a variant of its
     /// own, interleaved, with the same input (repeatable), e.g. the same logic in another
     /// language. The variant is named after the file or directory.
     #[arg(long, value_name = "SCRIPT")]
     also: Vec<PathBuf>,
-    /// After the timed run, count each variant's durable writes per transaction (host
-    /// fsyncs, PostgreSQL WAL flushes, InnoDB log writes) over a pass of its own of
-    /// --durable-sample transactions. The server counters are server-wide: run it while
-    /// nothing else writes there. Waits about 10 s per variant for PostgreSQL's counters.
-    #[arg(long)]
-    durable_writes: bool,
-    /// Transactions per variant in the --durable-writes pass.
-    #[arg(long, default_value_t = 400, value_name = "N")]
-    durable_sample: u64,
     /// Untimed transactions per variant before timing starts (warms pools and caches).
     #[arg(long, default_value_t = 50, value_name = "K")]
     warmup: u64,
@@ -114,8 +125,26 @@ pub struct BenchArgs {
     json: bool,
 }
 
+/// The `--compare` values: `http` and `http-keyed`, then the extension's.
+pub fn compare_values(
+    more: &[clap::builder::PossibleValue],
+) -> clap::builder::PossibleValuesParser {
+    let http = clap::builder::PossibleValue::new(HTTP).help(
+        "The same script invoked over HTTP on a running `wasmtx serve` (give --server and --plugin; the server should have the same participants)",
+    );
+    let keyed = clap::builder::PossibleValue::new(HTTP_KEYED).help(
+        "As `http`, each invoke with an Idempotency-Key of its own: what a client calling the way it should (safe to repeat) pays over an unkeyed invoke",
+    );
+    clap::builder::PossibleValuesParser::new([http, keyed].into_iter().chain(more.iter().cloned()))
+}
+
 pub async fn bench(args: BenchArgs) -> ExitCode {
-    match measure(&args).await {
+    bench_with(args, None).await
+}
+
+/// `wasmtx bench` with an extension's variants and figures.
+pub async fn bench_with(args: BenchArgs, extension: Option<&dyn Extension>) -> ExitCode {
+    match measure(&args, extension).await {
         Ok(result) => {
             if args.json {
                 println!(
@@ -124,6 +153,9 @@ pub async fn bench(args: BenchArgs) -> ExitCode {
                 );
             } else {
                 print_text(&result);
+                if let Some(extension) = extension {
+                    extension.print_more(&result.variants);
+                }
             }
             ExitCode::SUCCESS
         }
@@ -131,7 +163,10 @@ pub async fn bench(args: BenchArgs) -> ExitCode {
     }
 }
 
-async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
+async fn measure(
+    args: &BenchArgs,
+    extension: Option<&dyn Extension>,
+) -> Result<BenchReport, TxError> {
     if args.concurrency == 0 || args.concurrency > 1024 {
         return Err(input_error("--concurrency must be between 1 and 1024"));
     }
@@ -147,7 +182,7 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
         (None, None) => Stop::Transactions(2000),
     };
     let config = args.host.config_with_participants()?;
-    let probe_config = config.clone();
+    let setup_config = config.clone();
     // The input is a template: it must be JSON once its placeholders are filled in.
     let input = input_text(&args.input)?;
     let first_input = input.replace("{worker}", "0").replace("{seq}", "0");
@@ -174,74 +209,45 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
             logic: Arc::new(logic),
         }),
     }];
+    let reserved: Vec<&str> = extension.map_or(vec![], |e| e.variant_names().to_vec());
     for path in &args.also {
         let logic = host
             .load_script(&resolve_script(path, args.json)?)
             .map_err(input_error)?;
         variants.push(Variant {
-            name: variant_name(path, &variants),
+            name: variant_name(path, &variants, &reserved),
             unit: Arc::new(CoordinatedUnit {
                 coordinator: coordinator.clone(),
                 logic: Arc::new(logic),
             }),
         });
     }
+    let setup = Setup {
+        coordinator,
+        config: &setup_config,
+        first_input: &first_input,
+        input: &input,
+        concurrency: args.concurrency,
+    };
     for compare in &args.compare {
-        let twin = || Twin::detect(&first_input);
-        let added = match compare {
-            Compare::Native => vec![Variant {
-                name: "native".into(),
-                unit: Arc::new(CoordinatedUnit {
-                    coordinator: coordinator.clone(),
-                    logic: match twin()? {
-                        Twin::Transfer => Arc::new(NativeTransfer),
-                        Twin::InsertUser => Arc::new(NativeInsertUser),
-                    },
-                }),
-            }],
-            Compare::Plain => vec![Variant {
-                name: "plain".into(),
-                unit: Arc::new(match twin()? {
-                    Twin::Transfer => PlainUnit::transfer(coordinator, &first_input)?,
-                    Twin::InsertUser => {
-                        PlainUnit::each_participant(coordinator, Arc::new(NativeInsertUser))
-                    }
-                }),
-            }],
-            Compare::Http | Compare::HttpKeyed => {
-                let (false, Some(plugin)) = (args.server.is_empty(), &args.plugin) else {
-                    return Err(input_error(
-                        "--compare http and http-keyed need --server URL and --plugin NAME (published on that server)",
-                    ));
-                };
-                let keyed = *compare == Compare::HttpKeyed;
-                vec![Variant {
-                    name: if keyed { "http-keyed" } else { "http" }.into(),
-                    unit: Arc::new(HttpInvokeUnit::new(
-                        &args.server,
-                        plugin,
-                        args.token.clone(),
-                        keyed,
-                    )),
-                }]
-            }
-            Compare::Raw => {
-                let raw = |two_phase| {
-                    RawTransfer::new(coordinator, &probe_config, &first_input, two_phase)
-                };
-                vec![
-                    Variant {
-                        name: "raw-2pc".into(),
-                        unit: Arc::new(raw(true)?),
-                    },
-                    Variant {
-                        name: "raw-plain".into(),
-                        unit: Arc::new(raw(false)?),
-                    },
-                ]
-            }
-        };
-        variants.extend(added);
+        if compare == HTTP || compare == HTTP_KEYED {
+            let (false, Some(plugin)) = (args.server.is_empty(), &args.plugin) else {
+                return Err(input_error(format!(
+                    "--compare {compare} needs --server URL and --plugin NAME (published on that server)"
+                )));
+            };
+            variants.push(Variant {
+                name: compare.clone(),
+                unit: Arc::new(HttpInvokeUnit::new(
+                    &args.server,
+                    plugin,
+                    args.token.clone(),
+                    compare == HTTP_KEYED,
+                )),
+            });
+        } else if let Some(extension) = extension {
+            variants.extend(extension.variants(compare, &setup)?);
+        }
     }
 
     // Warm-up: pools, caches, first-touch allocations. Not timed.
@@ -275,15 +281,8 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
         bar.finish_and_clear();
     }
     let rss_after = usage::resident_kib();
-    if args.durable_writes {
-        let probe = DurableProbe::new(&probe_config, coordinator.decision_store().cloned());
-        for (variant, result) in variants.iter().zip(results.iter_mut()) {
-            let sample = args.durable_sample.max(1);
-            let writes = count_durable_writes(&probe, variant, args.concurrency, sample, &input)
-                .await
-                .map_err(|e| TxError::new(wasmtx::ErrorKind::Participant, e))?;
-            result.durable_writes = Some(writes);
-        }
+    if let Some(extension) = extension {
+        extension.after_run(&setup, &variants, &mut results).await?;
     }
     host.close().await;
 
@@ -303,16 +302,27 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
         .take(args.also.len())
         .filter_map(|v| Some((v.name.clone(), ratio(&v.name, "wasm")?)))
         .collect();
+    let mut ratios = extension.map_or(vec![], |e| e.ratios());
+    ratios.push(Ratio {
+        key: "http_vs_wasm",
+        of: HTTP,
+        to: "wasm",
+        text: "http (wasmtx serve) / in-process throughput",
+    });
+    ratios.push(Ratio {
+        key: "http_keyed_vs_http",
+        of: HTTP_KEYED,
+        to: HTTP,
+        text: "http keyed / unkeyed throughput",
+    });
+    let ratios = ratios
+        .into_iter()
+        .filter_map(|r| Some((r, ratio(r.of, r.to)?)))
+        .collect();
     Ok(BenchReport {
         concurrency: args.concurrency,
         others_vs_wasm,
-        wasm_vs_native: ratio("wasm", "native"),
-        two_phase_vs_plain: ratio("wasm", "plain"),
-        two_phase_native_vs_plain: ratio("native", "plain"),
-        http_vs_wasm: ratio("http", "wasm"),
-        http_keyed_vs_http: ratio("http-keyed", "http"),
-        raw_two_phase_vs_plain: ratio("raw-2pc", "raw-plain"),
-        native_vs_raw: ratio("native", "raw-2pc"),
+        ratios,
         variants: results,
         rss_kib_before: rss_before,
         rss_kib_after: rss_after,
@@ -321,21 +331,13 @@ async fn measure(args: &BenchArgs) -> Result<BenchReport, TxError> {
 
 /// A `--also` script's variant name: its file's stem or its directory's name, made unique
 /// among the variants so far and the names `--compare` uses.
-fn variant_name(path: &std::path::Path, variants: &[Variant]) -> String {
+fn variant_name(path: &std::path::Path, variants: &[Variant], reserved: &[&str]) -> String {
     let stem = path
         .file_stem()
         .map_or_else(|| "script".to_owned(), |s| s.to_string_lossy().into_owned());
     let taken = |name: &str| {
-        [
-            "wasm",
-            "native",
-            "plain",
-            "http",
-            "http-keyed",
-            "raw-2pc",
-            "raw-plain",
-        ]
-        .contains(&name)
+        ["wasm", HTTP, HTTP_KEYED].contains(&name)
+            || reserved.contains(&name)
             || variants.iter().any(|v| v.name == name)
     };
     let mut name = stem.clone();
@@ -347,54 +349,14 @@ fn variant_name(path: &std::path::Path, variants: &[Variant]) -> String {
     name
 }
 
-/// Runs `sample` units of `variant` alone and counts the durable writes they cost.
-async fn count_durable_writes(
-    probe: &DurableProbe,
-    variant: &Variant,
-    concurrency: usize,
-    sample: u64,
-    input: &str,
-) -> Result<DurableWrites, String> {
-    let settle = || async {
-        if probe.has_postgres() {
-            tokio::time::sleep(durable::POSTGRES_REPORT_DELAY).await;
-        }
-    };
-    settle().await;
-    let before = probe.sample().await?;
-    let done = Arc::new(AtomicU64::new(0));
-    let only = [variant.clone()];
-    runner::run(&only, concurrency, Stop::Transactions(sample), input, &done).await;
-    settle().await;
-    let after = probe.sample().await?;
-    Ok(DurableWrites::between(
-        before,
-        after,
-        done.load(Ordering::Relaxed),
-    ))
-}
-
 /// What `wasmtx bench` measured; `--json` prints it as is.
 #[derive(Debug, Serialize)]
 struct BenchReport {
     concurrency: usize,
     variants: Vec<VariantResult>,
-    /// Throughput of the script against its native twin.
-    wasm_vs_native: Option<f64>,
-    /// Two-phase commit against plain commits of the same statements, with the script.
-    two_phase_vs_plain: Option<f64>,
-    /// The same with the native closure (the same logic as `plain`, so only the protocol
-    /// differs: the cost of two-phase commit itself).
-    two_phase_native_vs_plain: Option<f64>,
-    /// The script invoked over HTTP on a server against the same script in process.
-    http_vs_wasm: Option<f64>,
-    /// Invokes with an `Idempotency-Key` against the same invokes without.
-    http_keyed_vs_http: Option<f64>,
-    /// Two-phase commit against plain commits on bare connections: the databases' own ratio.
-    raw_two_phase_vs_plain: Option<f64>,
-    /// The native closure through the host against the same two-phase commit on bare
-    /// connections: what the host costs.
-    native_vs_raw: Option<f64>,
+    /// Throughputs of one variant against another's, by [`Ratio::key`], where both ran.
+    #[serde(flatten, serialize_with = "ratio_map")]
+    ratios: Vec<(Ratio, f64)>,
     /// Each `--also` script's throughput against the first script's (`wasm`).
     others_vs_wasm: std::collections::BTreeMap<String, f64>,
     rss_kib_before: Option<u64>,
@@ -423,15 +385,19 @@ fn shown(value: Option<f64>, unit: &str) -> String {
     value.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}{unit}"))
 }
 
-fn print_text(result: &BenchReport) {
-    println!("concurrency {}", result.concurrency);
-    let width = result
-        .variants
+/// The width of the printed tables' variant column.
+pub fn name_width(results: &[VariantResult]) -> usize {
+    results
         .iter()
         .map(|v| v.name.chars().count())
         .max()
         .unwrap_or(0)
-        .max(8);
+        .max(8)
+}
+
+fn print_text(result: &BenchReport) {
+    println!("concurrency {}", result.concurrency);
+    let width = name_width(&result.variants);
     println!(
         "{:<width$} {:>8} {:>8} {:>7} {:>7} {:>10} {:>9} {:>9} {:>9} {:>12} {:>14} {:>6} {:>9}",
         "variant",
@@ -466,50 +432,26 @@ fn print_text(result: &BenchReport) {
             shown(v.machine_switches_per_tx, "")
         );
     }
-    if let Some(r) = result.wasm_vs_native {
-        println!("wasm / native throughput: {r:.3}");
-    }
-    if let Some(r) = result.two_phase_vs_plain {
-        println!("two-phase (wasm) / plain single-phase throughput: {r:.3}");
-    }
-    if let Some(r) = result.two_phase_native_vs_plain {
-        println!("two-phase (native) / plain single-phase throughput: {r:.3}");
-    }
-    if let Some(r) = result.raw_two_phase_vs_plain {
-        println!("two-phase (raw) / plain single-phase (raw) throughput: {r:.3}");
-    }
-    if let Some(r) = result.native_vs_raw {
-        println!("two-phase native (through the host) / raw throughput: {r:.3}");
-    }
-    if let Some(r) = result.http_vs_wasm {
-        println!("http (wasmtx serve) / in-process throughput: {r:.3}");
-    }
-    if let Some(r) = result.http_keyed_vs_http {
-        println!("http keyed / unkeyed throughput: {r:.3}");
+    for (ratio, r) in &result.ratios {
+        println!("{}: {r:.3}", ratio.text);
     }
     for (name, r) in &result.others_vs_wasm {
         println!("{name} / wasm throughput: {r:.3}");
     }
-    if result.variants.iter().any(|v| v.durable_writes.is_some()) {
-        println!(
-            "durable writes per transaction: {:<width$} {:>8} {:>11} {:>10} {:>10} {:>7}",
-            "variant", "tx", "host fsync", "PG WAL", "InnoDB log", "total"
-        );
-        for v in &result.variants {
-            if let Some(d) = v.durable_writes {
-                println!(
-                    "                                {:<width$} {:>8} {:>11.2} {:>10.2} {:>10.2} {:>7.2}",
-                    v.name,
-                    d.transactions,
-                    d.host_fsyncs,
-                    d.postgres_wal_flushes,
-                    d.innodb_log_writes,
-                    d.total
-                );
-            }
-        }
-    }
     if let (Some(before), Some(after)) = (result.rss_kib_before, result.rss_kib_after) {
         println!("resident memory: {before} KiB before timing, {after} KiB after");
     }
+}
+
+/// The ratios as keys of the report's own.
+fn ratio_map<S: serde::Serializer>(
+    ratios: &[(Ratio, f64)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(ratios.len()))?;
+    for (ratio, value) in ratios {
+        map.serialize_entry(ratio.key, value)?;
+    }
+    map.end()
 }

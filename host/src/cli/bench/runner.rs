@@ -1,6 +1,6 @@
 //! The benchmark runner: many transactions through the coordinator from concurrent workers, timed,
-//! with latency percentiles. Several variants of the same work (the WASM script, its
-//! native twin, plain single-phase commits) run interleaved in rounds within one run, so
+//! with latency percentiles. Several variants of the same work (the WASM script, the same
+//! logic in another language or over HTTP) run interleaved in rounds within one run, so
 //! they see the same machine and the same database state.
 
 use std::sync::Arc;
@@ -11,9 +11,8 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use wasmtx::coordinator::{Coordinator, PrepareLogic};
-use wasmtx::report::{ErrorKind, Outcome, TxError};
+use wasmtx::report::{ErrorKind, Outcome};
 
-use super::native::{self, TransferPart};
 use super::usage::CpuSample;
 
 /// Rounds the variants are interleaved in (each round rotates which variant goes first).
@@ -51,66 +50,6 @@ impl BenchUnit for CoordinatedUnit {
             (Outcome::Aborted, Some(ErrorKind::Script)) => UnitOutcome::Aborted,
             _ => UnitOutcome::Error,
         }
-    }
-}
-
-/// The plain single-phase baseline: the same work as single-participant transactions, one
-/// after the other (each commits in one phase, no decision), stopping at the first that does
-/// not commit.
-pub struct PlainUnit {
-    pub parts: Vec<CoordinatedUnit>,
-}
-
-impl PlainUnit {
-    /// The transfer's two sides from `input`: the debit, then the credit.
-    pub fn transfer(coordinator: &Coordinator, input: &str) -> Result<Self, TxError> {
-        // Here the input is the command's, not a transaction's: a bad one is a usage error.
-        let transfer = native::TransferInput::parse(input)
-            .map_err(|e| TxError::new(ErrorKind::Input, e.message))?;
-        let side = |name: &str, part: TransferPart| {
-            let coordinator = coordinator.subset(&[name]).map_err(|name| {
-                TxError::new(ErrorKind::Input, format!("no participant named `{name}`"))
-            })?;
-            Ok::<_, TxError>(CoordinatedUnit {
-                coordinator,
-                logic: Arc::new(part),
-            })
-        };
-        Ok(PlainUnit {
-            parts: vec![
-                side(&transfer.from.participant, TransferPart::Debit)?,
-                side(&transfer.to.participant, TransferPart::Credit)?,
-            ],
-        })
-    }
-
-    /// `logic` once per participant, each time with that participant alone (for logic that
-    /// does the same on every participant, like insert-user).
-    pub fn each_participant(coordinator: &Coordinator, logic: Arc<dyn PrepareLogic>) -> Self {
-        let parts = coordinator
-            .participants()
-            .iter()
-            .map(|p| CoordinatedUnit {
-                coordinator: coordinator
-                    .subset(&[p.name()])
-                    .expect("a participant of this coordinator"),
-                logic: logic.clone(),
-            })
-            .collect();
-        PlainUnit { parts }
-    }
-}
-
-#[async_trait]
-impl BenchUnit for PlainUnit {
-    async fn run(&self, input: &str) -> UnitOutcome {
-        for part in &self.parts {
-            match part.run(input).await {
-                UnitOutcome::Committed => {}
-                other => return other,
-            }
-        }
-        UnitOutcome::Committed
     }
 }
 
@@ -154,10 +93,10 @@ pub struct VariantResult {
     /// Context switches on the whole machine per transaction (this process and the
     /// databases alike).
     pub machine_switches_per_tx: Option<f64>,
-    /// Durable writes per transaction, from a pass of this variant alone
-    /// (`--durable-writes`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub durable_writes: Option<super::durable::DurableWrites>,
+    /// Figures an extension measured after the run (the developer benchmark's durable
+    /// writes), by name.
+    #[serde(flatten)]
+    pub more: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Runs every variant in [`ROUNDS`] interleaved rounds with `concurrency` workers each.
@@ -241,7 +180,7 @@ pub async fn run(
                 machine_switches_per_tx: cpu
                     .filter(|_| transactions > 0)
                     .map(|c| c.machine_switches as f64 / transactions as f64),
-                durable_writes: None,
+                more: serde_json::Map::new(),
             }
         })
         .collect()

@@ -1,4 +1,4 @@
-//! The native twins of `examples/transfer` and `examples/insert-user`, for `wasmtx bench
+//! The native twins of `examples/transfer` and `examples/insert-user`, for `wasmtx-devbench
 //! --compare`: the same statements, in the same order, issued by Rust code instead of a WASM
 //! script. [`Twin::detect`] picks one by the shape of the input.
 //!

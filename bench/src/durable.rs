@@ -1,4 +1,4 @@
-//! Durable writes per transaction, for `wasmtx bench --durable-writes`: the host's fsyncs
+//! Durable writes per transaction, for `wasmtx-devbench --durable-writes`: the host's fsyncs
 //! (the decision store's syncs), PostgreSQL's WAL flushes (`wal_sync` of `pg_stat_wal`) and
 //! InnoDB's redo log writes (`Innodb_log_writes`; with `innodb_flush_log_at_trx_commit = 1`
 //! each is flushed), counted over a pass of each variant on its own.
@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Connection;
 use wasmtx::config::Config;
 use wasmtx::decision_store::DecisionStore;
@@ -29,7 +29,7 @@ pub struct Counts {
 }
 
 /// Durable writes per transaction of one variant.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct DurableWrites {
     /// Over how many transactions (units) they were counted.
     pub transactions: u64,

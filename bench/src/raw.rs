@@ -27,13 +27,11 @@ use wasmtx::decision_store::DecisionStore;
 use wasmtx::decision_store::DecisionTable;
 use wasmtx::gid::{BranchId, Gid};
 use wasmtx::participant::Location;
-use wasmtx::participant::mysql::{MysqlProtocol, xid};
-use wasmtx::participant::postgres::PostgresProtocol;
-use wasmtx::participant::server_branch::{Finish, ServerProtocol};
+use wasmtx::participant::protocol::{Finish, MysqlProtocol, PostgresProtocol, ServerProtocol, xid};
 use wasmtx::report::{ErrorKind, TxError};
 
-use super::native::TransferInput;
-use super::runner::{BenchUnit, UnitOutcome};
+use crate::native::TransferInput;
+use wasmtx::cli::bench::{BenchUnit, UnitOutcome};
 
 /// One side of the transfer: which database, and its branch's index in a transaction.
 #[derive(Clone)]
