@@ -106,6 +106,9 @@ impl AppState {
             .await
             .map_err(|e| format!("cannot open {}: {e}", history_path.display()))?;
         let metrics = Metrics::install(&config.node.to_string());
+        for plugin in registry.list().await {
+            metrics.plugin_published(&plugin.name);
+        }
         Ok(AppState {
             auth: Auth::new(&settings.tokens),
             slots: Arc::new(Semaphore::new(settings.concurrency as usize)),
