@@ -326,8 +326,8 @@ fn the_go_client_example_invokes_once_per_key_and_prints_the_outcome() {
     let again = run();
     assert!(again.contains("replayed=true"), "{again}");
     assert_eq!(
-        first.split_whitespace().nth(3),
-        again.split_whitespace().nth(3),
+        first.split_whitespace().nth(4),
+        again.split_whitespace().nth(4),
         "one gid"
     );
     assert_eq!((balance(&a, "alice"), balance(&b, "bob")), (70, 30));
