@@ -3,6 +3,8 @@
 #   - the wasm32-wasip2 target for guest scripts,
 #   - PostgreSQL and MariaDB (scripts/setup-databases.sh),
 #   - componentize-py for the Python scripts (python-sdk/requirements.txt),
+#   - the contract tests' tools: openapi-spec-validator, schemathesis, openapi-python-client
+#     (tests/contract/requirements.txt), promtool and Go,
 #   - Node.js, npm and jco for the JavaScript scripts (examples/js-transfer/package-lock.json),
 #   - cargo test, release profile (one warm build serves tests, demo and benchmarks), with
 #     the test-only fault-injection feature for the crash tests (tests/isolation.rs turns on
@@ -29,6 +31,31 @@ if ! cmp -s python-sdk/requirements.txt "$python_tools/requirements.txt"; then
   cp python-sdk/requirements.txt "$python_tools/requirements.txt"
 fi
 export WASMTX_COMPONENTIZE_PY=$PWD/$python_tools/bin/componentize-py
+# The contract tests' public tools (tests/contract.rs): openapi-spec-validator, schemathesis
+# and openapi-python-client pinned in tests/contract/requirements.txt, in a virtualenv under
+# target/ rebuilt only when the pins change; promtool (Debian's prometheus) and Go (Debian's
+# golang-go, for examples/clients/go).
+# CPython 3.11 raises a spurious SystemError ("AST constructor recursion depth mismatch")
+# when hypothesis parses sources deep in schemathesis's generator; 3.12 does not, so the
+# virtualenv takes a Python 3.12 or later when there is one (pyenv's included).
+contract_tools=target/toolchains/contract
+contract_python=python3
+for candidate in python3 python3.13 python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.1[2-9]*/bin/python3; do
+  if "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+    contract_python=$candidate
+    break
+  fi
+done
+contract_stamp="$(cat tests/contract/requirements.txt; "$contract_python" --version)"
+if [ "$contract_stamp" != "$(cat "$contract_tools/stamp" 2>/dev/null)" ]; then
+  "$contract_python" -m venv --clear "$contract_tools"
+  "$contract_tools/bin/pip" install --quiet --disable-pip-version-check -r tests/contract/requirements.txt
+  echo "$contract_stamp" > "$contract_tools/stamp"
+fi
+export WASMTX_CONTRACT_TOOLS=$PWD/$contract_tools
+if ! command -v promtool >/dev/null || ! command -v go >/dev/null; then
+  apt-get install -y -qq --no-install-recommends prometheus golang-go >/dev/null
+fi
 # Node.js and npm for the JavaScript script tests; jco (pinned in the example's package.json,
 # locked in its package-lock.json) is installed into examples/js-transfer/node_modules.
 if ! command -v npm >/dev/null; then

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use common::serve::*;
 use common::*;
 use serde_json::{Value, json};
+use wasmtx::server::PROBLEM_JSON;
 
 const TRANSFER: &str = "examples/transfer";
 const INSERT_USER: &str = "examples/insert-user";
@@ -379,6 +380,56 @@ fn the_openapi_document_lists_every_route() {
         metrics.contains("wasmtx_http_requests_total{route=\"/v1/openapi.json\""),
         "{metrics}"
     );
+}
+
+#[test]
+fn errors_are_problems_and_version_needs_a_token() {
+    let dir = TestDir::new();
+    let (_, _, config) = sqlite_bank(&dir, "");
+    let server = ServerProcess::start(&dir, &config, &[]);
+    let raw = |method: &str, path: &str, token: Option<&str>| {
+        runtime().block_on(async {
+            let mut request =
+                client().request(method.parse().unwrap(), format!("{}{path}", server.url));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let (kind, authenticate) = (header("content-type"), header("www-authenticate"));
+            let status = response.status().as_u16();
+            let body: Value =
+                serde_json::from_str(&response.text().await.unwrap()).unwrap_or(Value::Null);
+            (status, kind, authenticate, body)
+        })
+    };
+    // The node and participants are not for anyone: /v1/version needs the read scope.
+    let (status, kind, authenticate, body) = raw("GET", "/v1/version", None);
+    assert_eq!(
+        (status, kind.as_str(), authenticate.as_str()),
+        (401, PROBLEM_JSON, "Bearer")
+    );
+    assert_eq!(body["code"], "unauthenticated");
+    let (status, _, _, body) = raw("GET", "/v1/version", Some(READER));
+    assert_eq!(status, 200);
+    assert_eq!(body["participants"], json!(["a", "b"]));
+    // A method the route does not have: 405 with a problem body.
+    let (status, kind, _, body) = raw("DELETE", "/v1/plugins", Some(ADMIN));
+    assert_eq!((status, kind.as_str()), (405, PROBLEM_JSON));
+    assert_eq!(body["code"], "method-not-allowed");
+    // A status filter that names no state is refused, not answered with an empty list.
+    let (status, kind, _, body) = raw("GET", "/v1/transactions?status=bogus", Some(READER));
+    assert_eq!((status, kind.as_str()), (400, PROBLEM_JSON), "{body}");
+    assert_eq!(body["code"], "invalid-query");
+    let (status, _, _, _) = raw("GET", "/v1/transactions?status=committed", Some(READER));
+    assert_eq!(status, 200);
 }
 
 // ── concurrency, idempotency ────────────────────────────────────────────────────────────

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::Value;
 use wasmtx::report::TxReport;
+use wasmtx::server::InvokeRequest;
 
 use super::run::read_input;
 use super::{output, resolve_script};
@@ -184,16 +185,12 @@ pub async fn invoke(args: InvokeArgs) -> ExitCode {
         Err(error) => return output::print_failure(&error, args.json),
     };
     let input: Value = serde_json::from_str(&input).expect("read_input checked the JSON");
-    let mut body = serde_json::json!({ "input": input });
-    if let Some(version) = &args.version {
-        body["version"] = version.clone().into();
-    }
-    if !args.participants.is_empty() {
-        body["participants"] = args.participants.clone().into();
-    }
-    if let Some(ms) = args.timeout_ms {
-        body["timeout_ms"] = ms.into();
-    }
+    let body = InvokeRequest {
+        input: Some(input),
+        version: args.version.clone(),
+        participants: (!args.participants.is_empty()).then(|| args.participants.clone()),
+        timeout_ms: args.timeout_ms,
+    };
     let client = match args.server.client() {
         Ok(client) => client,
         Err(code) => return code,

@@ -43,7 +43,6 @@ pub struct InDoubtEntry {
 pub struct InDoubtList {
     pub entries: Vec<InDoubtEntry>,
     /// Participants that could not be listed: their branches are unknown.
-    #[schema(value_type = Object)]
     pub failures: Vec<ScanFailure>,
 }
 

@@ -98,7 +98,7 @@ pub struct BranchReport {
 }
 
 /// A participant that could not be scanned.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ScanFailure {
     pub participant: String,
     pub message: String,

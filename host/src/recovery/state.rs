@@ -2,12 +2,13 @@
 //! history recorded, or what the databases and decision sources say of a gid now.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::report::{Outcome, TxReport};
 
 /// A transaction's state. Serialized as the status words of the HTTP API and the history
 /// (`running`, `committed`, `committing`, `in-doubt`, …).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TxState {
     /// Running on this host now.

@@ -1,13 +1,37 @@
 //! Bearer tokens with scopes. Only each token's SHA-256 is configured; a presented token is
 //! hashed and compared with every configured hash in constant time, so neither the
-//! comparison nor the order of tokens leaks how much of a guess was right.
+//! comparison nor the order of tokens leaks how much of a guess was right. A group of routes
+//! needs one scope, checked by [`require`] before any of its handlers runs.
 
+use std::sync::Arc;
+
+use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::problem::Problem;
+use super::state::AppState;
 use crate::config::{Scope, TokenSetting};
+
+/// The layer of a group of routes that need `scope`: the request goes on with its
+/// [`Caller`] as an extension, or is refused with 401 or 403.
+pub async fn require(scope: Scope, mut request: Request, next: Next) -> Response {
+    let state = request
+        .extensions()
+        .get::<Arc<AppState>>()
+        .cloned()
+        .expect("the router carries the state as an extension");
+    match state.auth.check(request.headers(), scope) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(problem) => problem.into_response(),
+    }
+}
 
 /// Who made a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,10 +11,11 @@
 //! before the answer: they survive the process being killed, and after an operating-system
 //! crash a repeat answers from the gid's decision.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -22,7 +23,7 @@ use sqlx::sqlite::{
 use tokio::sync::{mpsc, oneshot};
 use utoipa::ToSchema;
 
-use crate::recovery::TxState;
+use crate::recovery::{Requested, TxState};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS transactions (
@@ -55,12 +56,10 @@ pub struct TxRecord {
     pub participants: Vec<String>,
     /// `running` (recorded before it ran, not yet finished), `committed`, `aborted`,
     /// `in-doubt`, or after a heuristic decision `heuristic-commit` / `heuristic-rollback`.
-    #[schema(value_type = String)]
     pub status: TxState,
     #[serde(skip)]
     pub http_status: Option<u16>,
     /// The response body that was sent.
-    #[schema(value_type = Object)]
     pub response: Option<serde_json::Value>,
     #[serde(skip)]
     pub idem_key: Option<String>,
@@ -70,15 +69,30 @@ pub struct TxRecord {
     pub started_at: i64,
     pub finished_at: Option<i64>,
     /// What an operator did to it (force-resolve), if anything.
-    #[schema(value_type = Object)]
-    pub resolution: Option<serde_json::Value>,
+    pub resolution: Option<Resolution>,
+}
+
+/// An operator's force-resolve of a transaction: who, when, what was asked and why, and
+/// what was done on each prepared branch.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Resolution {
+    /// The token's name (`loopback` without tokens).
+    pub by: String,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub asked: Requested,
+    pub reason: String,
+    /// Whether it went against a recorded decision or the presumed abort.
+    pub heuristic: bool,
+    /// What was done on each prepared branch, by participant.
+    pub branches: BTreeMap<String, String>,
 }
 
 /// What a history listing is filtered by.
 #[derive(Debug, Default, Clone)]
 pub struct HistoryFilter {
     pub plugin: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<TxState>,
     /// Unix ms, inclusive.
     pub since: Option<i64>,
     /// Unix ms, exclusive.
@@ -174,7 +188,7 @@ impl History {
         gid: &str,
         status: TxState,
         participants: &[String],
-        resolution: &serde_json::Value,
+        resolution: &Resolution,
     ) -> Result<(), sqlx::Error> {
         let now = now_ms();
         sqlx::query(
@@ -187,7 +201,7 @@ impl History {
         .bind(status.as_str())
         .bind(now)
         .bind(now)
-        .bind(resolution.to_string())
+        .bind(serde_json::to_string(resolution).unwrap_or_default())
         .execute(&self.synced)
         .await?;
         Ok(())
@@ -232,6 +246,7 @@ impl History {
     /// Newest first.
     pub async fn list(&self, filter: &HistoryFilter) -> Result<Vec<TxRecord>, sqlx::Error> {
         let (after_time, after_gid) = filter.after.clone().unwrap_or((i64::MAX, String::new()));
+        let status = filter.status.map(TxState::as_str);
         let rows = sqlx::query(
             "SELECT * FROM transactions
               WHERE (? IS NULL OR plugin = ?) AND (? IS NULL OR status = ?)
@@ -241,8 +256,8 @@ impl History {
         )
         .bind(&filter.plugin)
         .bind(&filter.plugin)
-        .bind(&filter.status)
-        .bind(&filter.status)
+        .bind(status)
+        .bind(status)
         .bind(filter.since.unwrap_or(i64::MIN))
         .bind(filter.until.unwrap_or(i64::MAX))
         .bind(after_time)
@@ -368,6 +383,8 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> TxRecord {
         request_sha256: row.get("request_sha256"),
         started_at: row.get("started_at"),
         finished_at: row.get("finished_at"),
-        resolution: json("resolution"),
+        resolution: row
+            .get::<Option<String>, _>("resolution")
+            .and_then(|text| serde_json::from_str(&text).ok()),
     }
 }

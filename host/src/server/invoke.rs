@@ -1,8 +1,9 @@
 //! `POST /v1/plugins/{name}/invoke`: one transaction of a published plugin.
 //!
-//! Order of checks (each refusal changes nothing): token, readiness, body, plugin and
-//! version, participants, timeout; then a slot (429 after the queue timeout); then, with an
-//! `Idempotency-Key`, the key (answered from the first run, or 409 for another body). The
+//! Order of checks (each refusal changes nothing): token, readiness, body and key header,
+//! plugin and version, participants, timeout; then a slot (429 after the queue timeout);
+//! then, with an `Idempotency-Key`, the key (answered from the first run, or 409 for another
+//! body). The
 //! transaction runs on its own task, which also records how it ended: a client that
 //! disconnects changes nothing. A key's record is written while the transaction runs and is
 //! on disk before the transaction can commit ([`KeyedLogic`]) and before it is answered.
@@ -22,8 +23,7 @@ use utoipa::ToSchema;
 use super::history::{TxRecord, now_ms};
 use super::plugins::registry_problem;
 use super::problem::{Problem, body_rejection, parse_json};
-use super::state::{AppState, Running};
-use crate::config::Scope;
+use super::state::{AppState, KeyTurn, Running};
 use crate::coordinator::PrepareLogic;
 use crate::host::{RunOptions, RunOptionsError};
 use crate::recovery::TxState;
@@ -37,19 +37,25 @@ use futures::future::{BoxFuture, Shared};
 /// The idempotency header.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// The body of an invoke, as the server reads it and `wasmtx invoke` and `wasmtx bench
+/// --compare http` send it.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvokeRequest {
     /// The script's input (any JSON; `{}` when absent).
-    #[serde(default)]
-    #[schema(value_type = Object)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<serde_json::Value>,
     /// A version, an alias or `sha256:<hex>`; `latest` when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// Some of the configured participants, by name; all when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1)]
     pub participants: Option<Vec<String>>,
     /// The transaction's deadline; the configured `limits.timeout_secs` when absent, at
     /// most `[server] max_timeout_ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub timeout_ms: Option<u64>,
 }
 
@@ -61,17 +67,25 @@ pub struct PluginRef {
     pub digest: String,
 }
 
+impl PluginRef {
+    pub fn new(name: String, version: String, digest: String) -> Self {
+        PluginRef {
+            name,
+            version,
+            digest,
+        }
+    }
+}
+
 /// A transaction's answer: 200 committed, 202 committing (COMMIT recorded, a branch not yet
 /// confirmed) or in-doubt (whether the COMMIT was recorded is unknown); see `Location`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InvokeResponse {
     pub gid: String,
     /// `committed`, `committing` or `in-doubt`.
-    #[schema(value_type = String)]
     pub status: TxState,
     pub plugin: PluginRef,
-    /// The script's output, as JSON when it is JSON.
-    #[schema(value_type = Object)]
+    /// The script's output: its JSON, or a string when it is not JSON.
     pub output: Option<serde_json::Value>,
     /// The full report, as `wasmtx run --json` prints it.
     #[schema(value_type = Object)]
@@ -79,8 +93,9 @@ pub struct InvokeResponse {
 }
 
 #[utoipa::path(post, path = "/v1/plugins/{name}/invoke", tag = "transactions",
-    params(("name" = String, Path, description = "plugin name"),
-           ("Idempotency-Key" = Option<String>, Header, description = "runs once per key and body")),
+    params(("name" = String, Path, description = "the plugin's name", pattern = r"^[a-z0-9][a-z0-9._-]{0,63}$"),
+           ("Idempotency-Key" = Option<String>, Header, description = "runs once per key and body",
+            min_length = 1, max_length = 255, pattern = r"^[!-~]+$")),
     request_body = InvokeRequest,
     responses((status = 200, description = "committed", body = InvokeResponse),
               (status = 202, description = "COMMIT decided, phase 2 still running; see Location", body = InvokeResponse),
@@ -91,19 +106,19 @@ pub struct InvokeResponse {
               (status = 413, description = "input too large", body = Problem),
               (status = 422, description = "aborted by the script or a statement", body = Problem),
               (status = 429, description = "overloaded", body = Problem),
+              (status = 502, description = "a participant failed; aborted", body = Problem),
               (status = 503, description = "not ready", body = Problem),
-              (status = 504, description = "deadline passed; aborted", body = Problem)),
-    security(("bearer" = ["invoke"])))]
+              (status = 504, description = "deadline passed; aborted", body = Problem)))]
 pub async fn invoke(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    state.auth.check(&headers, Scope::Invoke)?;
     state.ensure_ready()?;
     let body = body.map_err(|r| body_rejection(r, state.settings.max_input_bytes))?;
     let request: InvokeRequest = parse_json(&body)?;
+    let key = idempotency_key(&headers)?;
     let resolved = state
         .registry
         .resolve(&name, request.version.as_deref())
@@ -134,7 +149,6 @@ pub async fn invoke(
         }
         Some(ms) => Some(Duration::from_millis(ms)),
     };
-    let key = idempotency_key(&headers)?;
     let options = RunOptions {
         participants: request.participants.clone(),
         timeout,
@@ -159,9 +173,10 @@ pub async fn invoke(
     let script = state.script(&resolved)?;
     let permit = state.admit().await?;
 
-    let key_lock = key.as_ref().map(|key| state.key_lock(&resolved.name, key));
-    let _key_guard = match &key_lock {
-        Some(lock) => Some(lock.clone().lock_owned().await),
+    // Requests with one key take turns. The turn ends with the transaction's task (which
+    // outlives a client that disconnects), or when this handler returns before one starts.
+    let key_turn = match &key {
+        Some(key) => Some(KeyTurn::take(&state, &resolved.name, key).await),
         None => None,
     };
     let request_sha256 = hex::encode(Sha256::digest(&body));
@@ -208,15 +223,12 @@ pub async fn invoke(
         },
     );
     let task_state = state.clone();
-    let plugin = PluginRef {
-        name: resolved.name.clone(),
-        version: resolved.version.clone(),
-        digest: resolved.digest.clone(),
-    };
+    let plugin = PluginRef::from(&resolved);
     let gid = planned.gid().clone();
     let span = tracing::info_span!("transaction", gid = %planned.gid(), plugin = %resolved.name);
     let task = state.tasks.spawn(tracing::Instrument::instrument(
         async move {
+            let _key_turn = key_turn;
             let state = task_state;
             let report = match &reservation {
                 Some(reservation) => {
@@ -259,10 +271,6 @@ pub async fn invoke(
         span,
     ));
     let outcome = task.await;
-    if let (Some(key), Some(lock)) = (&key, key_lock) {
-        drop(_key_guard);
-        state.release_key_lock(&resolved.name, key, lock);
-    }
     let (status, body) =
         outcome.map_err(|e| Problem::internal(format!("the transaction's task failed: {e}")))?;
     Ok(json_response(status, &body, false))
@@ -433,11 +441,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
 /// What a `Resolved` plugin is called in answers.
 impl From<&Resolved> for PluginRef {
     fn from(resolved: &Resolved) -> Self {
-        PluginRef {
-            name: resolved.name.clone(),
-            version: resolved.version.clone(),
-            digest: resolved.digest.clone(),
-        }
+        PluginRef::new(
+            resolved.name.clone(),
+            resolved.version.clone(),
+            resolved.digest.clone(),
+        )
     }
 }
 

@@ -24,14 +24,20 @@
 //! | `wasmtx_warm_transactions_total` | counter | `plugin` (only plugins run warm), `instance` (fresh, reused) |
 //! | `wasmtx_http_requests_total` | counter | `route`, `method`, `status` |
 //! | `wasmtx_http_request_duration_seconds` | histogram | `route`, `method` |
+//!
+//! A route no template matches is `unmatched` and a method HTTP does not define is `other`,
+//! so no request can add series. Every family has a `# HELP` line, and the families without
+//! labels (and `wasmtx_transactions_total` for every published plugin) are there from the
+//! start, at zero.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::cluster::LeaseStatus;
@@ -74,9 +80,37 @@ impl Metrics {
                 handle
             })
             .clone();
+        describe();
         gauge!("wasmtx_build_info", "version" => env!("CARGO_PKG_VERSION"), "node" => node.to_owned())
             .set(1.0);
+        for name in [
+            "wasmtx_in_doubt_branches",
+            "wasmtx_pending_commits",
+            "wasmtx_adopted_pending_commits",
+            "wasmtx_oldest_in_doubt_age_seconds",
+            "wasmtx_sandbox_instances_in_use",
+            "wasmtx_warm_instances_parked",
+        ] {
+            gauge!(name).set(0.0);
+        }
+        for name in [
+            "wasmtx_decision_log_commits_total",
+            "wasmtx_decision_log_batches_total",
+            "wasmtx_decision_log_syncs_total",
+        ] {
+            counter!(name).absolute(0);
+        }
+        let _ = histogram!("wasmtx_decision_log_sync_seconds");
+        let _ = histogram!("wasmtx_decision_log_batch_size");
         Metrics { handle }
+    }
+
+    /// A plugin's transaction counters, at zero until its first transaction.
+    pub fn plugin_published(&self, plugin: &str) {
+        for outcome in ["committed", "aborted"] {
+            counter!("wasmtx_transactions_total", "plugin" => plugin.to_owned(), "outcome" => outcome, "error" => "none")
+                .increment(0);
+        }
     }
 
     pub fn render(&self) -> String {
@@ -182,19 +216,146 @@ impl Metrics {
     }
 }
 
+/// The `# HELP` line of every family.
+fn describe() {
+    describe_gauge!(
+        "wasmtx_build_info",
+        "this server's version and node (always 1)"
+    );
+    describe_counter!(
+        "wasmtx_transactions_total",
+        "transactions finished, by plugin, outcome and error kind"
+    );
+    describe_histogram!(
+        "wasmtx_transaction_duration_seconds",
+        "how long transactions took, by plugin and outcome"
+    );
+    describe_histogram!(
+        "wasmtx_phase_duration_seconds",
+        "how long each phase of a transaction took"
+    );
+    describe_histogram!(
+        "wasmtx_decision_log_batch_size",
+        "COMMIT records written per decision-log batch"
+    );
+    describe_histogram!(
+        "wasmtx_decision_log_sync_seconds",
+        "how long one decision-log sync took"
+    );
+    describe_counter!(
+        "wasmtx_decision_log_commits_total",
+        "COMMIT records written to the decision log"
+    );
+    describe_counter!(
+        "wasmtx_decision_log_batches_total",
+        "batches written to the decision log"
+    );
+    describe_counter!(
+        "wasmtx_decision_log_syncs_total",
+        "syncs of the decision log"
+    );
+    describe_gauge!(
+        "wasmtx_in_doubt_branches",
+        "branches the last recovery run left in doubt or failed on"
+    );
+    describe_gauge!(
+        "wasmtx_pending_commits",
+        "this node's COMMITs recorded whose phase 2 is not confirmed"
+    );
+    describe_gauge!(
+        "wasmtx_adopted_pending_commits",
+        "other nodes' COMMITs this node adopted, not yet done"
+    );
+    describe_gauge!(
+        "wasmtx_oldest_in_doubt_age_seconds",
+        "seconds since the deadline of the oldest branch left in doubt"
+    );
+    describe_counter!(
+        "wasmtx_recovery_runs_total",
+        "recovery runs, by trigger and result"
+    );
+    describe_counter!(
+        "wasmtx_recovery_actions_total",
+        "what recovery did to branches, by action"
+    );
+    describe_gauge!(
+        "wasmtx_node_lease_remaining_seconds",
+        "seconds left on this node's lease (0 when not held)"
+    );
+    describe_counter!(
+        "wasmtx_node_lease_lost_total",
+        "times this node lost its lease"
+    );
+    describe_counter!("wasmtx_takeovers_total", "dead nodes this node adopted");
+    describe_counter!(
+        "wasmtx_component_cache_total",
+        "component loads, by whether the compiled code was cached"
+    );
+    describe_gauge!(
+        "wasmtx_sandbox_instances_in_use",
+        "sandbox instances running a transaction now"
+    );
+    describe_gauge!(
+        "wasmtx_warm_instances_parked",
+        "warm instances waiting for their plugin's next transaction"
+    );
+    describe_counter!(
+        "wasmtx_warm_transactions_total",
+        "transactions of plugins run warm, on a fresh or a reused instance"
+    );
+    describe_counter!(
+        "wasmtx_http_requests_total",
+        "HTTP requests answered, by route template, method and status"
+    );
+    describe_histogram!(
+        "wasmtx_http_request_duration_seconds",
+        "how long HTTP requests took, by route template and method"
+    );
+}
+
+/// The method as a label: one HTTP defines, or `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 /// Counts and times every request by its route template (never the raw path).
 pub async fn track_http(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    counter!("wasmtx_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+    counter!("wasmtx_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
     histogram!("wasmtx_http_request_duration_seconds", "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_http_does_not_define_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        for word in ["XA1", "FOO", "get"] {
+            let method = Method::from_bytes(word.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "other", "{word}");
+        }
+    }
 }

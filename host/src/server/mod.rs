@@ -24,14 +24,15 @@
 //! `invoke.rs`, `plugins.rs`, `transactions.rs` (status, history, in-doubt, retry,
 //! resolve, recovery), `ops.rs` (health, readiness, metrics, nodes), `recovery_loop.rs`,
 //! `cluster_loop.rs`, `tls.rs` (HTTPS and certificate reloading),
-//! `history.rs`, `auth.rs`, `problem.rs`, `metrics.rs`, `openapi.rs`.
+//! `history.rs`, `auth.rs`, `problem.rs`, `metrics.rs`, `api.rs` (every route and the
+//! OpenAPI document, from one declaration).
 
+mod api;
 mod auth;
 mod cluster_loop;
 mod history;
 mod invoke;
 mod metrics;
-mod openapi;
 mod ops;
 mod plugins;
 mod problem;
@@ -44,9 +45,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::{Extension, Router};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -55,6 +55,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 use crate::host::{Host, HostError, HostOptions};
+pub use invoke::InvokeRequest;
 pub use problem::{PROBLEM_JSON, Problem};
 use state::AppState;
 
@@ -242,45 +243,19 @@ async fn refuse_superusers(host: &Host, allowed: &[String]) -> Result<(), ServeE
     Ok(())
 }
 
-/// Every route. Upload and invoke bodies have their own limits; everything else is small.
+/// Every route ([`api::api`]) and the layers around them all. Upload and invoke bodies have
+/// their own limits; everything else is small.
 fn router(state: Arc<AppState>) -> Router {
-    let upload_limit = state.settings.max_upload_bytes;
-    let input_limit = state.settings.max_input_bytes;
-    let v1 = Router::new()
-        .route("/plugins", get(plugins::list))
-        .route("/plugins/{name}", get(plugins::show))
-        .route(
-            "/plugins/{name}/versions/{version}",
-            put(plugins::publish)
-                .layer(DefaultBodyLimit::max(upload_limit))
-                .get(plugins::version)
-                .delete(plugins::withdraw),
-        )
-        .route(
-            "/plugins/{name}/versions/{version}/wasm",
-            get(plugins::download),
-        )
-        .route("/plugins/{name}/aliases/{alias}", put(plugins::set_alias))
-        .route(
-            "/plugins/{name}/invoke",
-            post(invoke::invoke).layer(DefaultBodyLimit::max(input_limit)),
-        )
-        .route("/transactions", get(transactions::history))
-        .route("/transactions/{gid}", get(transactions::status))
-        .route("/transactions/{gid}/retry", post(transactions::retry))
-        .route("/transactions/{gid}/resolve", post(transactions::resolve))
-        .route("/in-doubt", get(transactions::in_doubt))
-        .route("/recovery/run", post(transactions::run_recovery))
-        .route("/openapi.json", get(openapi::document))
-        .route("/version", get(ops::version))
-        .route("/nodes", get(ops::nodes));
-    Router::new()
-        .nest("/v1", v1)
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+    let limits = api::BodyLimits {
+        upload: state.settings.max_upload_bytes,
+        input: state.settings.max_input_bytes,
+    };
+    let (routes, _) = api::api(limits).split_for_parts();
+    routes
         .fallback(ops::not_found)
+        .layer(axum::middleware::from_fn(problem::errors_as_problems))
         .layer(axum::middleware::from_fn(metrics::track_http))
+        .layer(Extension(state.clone()))
         .layer(DefaultBodyLimit::max(64 << 10))
         .layer(CatchPanicLayer::custom(ops::panic_response))
         .layer(TraceLayer::new_for_http())
@@ -291,7 +266,7 @@ fn router(state: Arc<AppState>) -> Router {
 
 /// The OpenAPI document of every route, as JSON text.
 pub fn openapi_json() -> String {
-    openapi::openapi()
+    api::openapi()
         .to_pretty_json()
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

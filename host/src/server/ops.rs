@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -12,7 +12,6 @@ use utoipa::ToSchema;
 use super::problem::Problem;
 use super::state::AppState;
 use crate::cluster::NodeRow;
-use crate::config::Scope;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -53,7 +52,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     state
         .metrics
@@ -65,8 +64,9 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// What this server runs: the software's version, its node and participants.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct VersionInfo {
+pub struct ServerInfo {
     pub version: String,
     pub node: String,
     /// This node's incarnation in the cluster (absent without `[decision_log] url`).
@@ -75,9 +75,10 @@ pub struct VersionInfo {
     pub participants: Vec<String>,
 }
 
-#[utoipa::path(get, path = "/v1/version", tag = "operations", responses((status = 200, body = VersionInfo)))]
-pub async fn version(State(state): State<Arc<AppState>>) -> Json<VersionInfo> {
-    Json(VersionInfo {
+#[utoipa::path(get, path = "/v1/version", tag = "operations", operation_id = "server_version",
+    responses((status = 200, description = "this server's version, node and participants", body = ServerInfo)))]
+pub async fn version(State(state): State<Arc<AppState>>) -> Json<ServerInfo> {
+    Json(ServerInfo {
         version: env!("CARGO_PKG_VERSION").into(),
         node: state.host.config().node.to_string(),
         incarnation: state.host.cluster().map(|c| c.lease().incarnation()),
@@ -94,12 +95,9 @@ pub struct NodeList {
 
 #[utoipa::path(get, path = "/v1/nodes", tag = "operations",
     responses((status = 200, description = "every node of the cluster, its lease and who adopts it", body = NodeList),
-              (status = 404, description = "this server is not part of a cluster", body = Problem)))]
-pub async fn nodes(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-) -> Result<Json<NodeList>, Problem> {
-    state.auth.check(&headers, Scope::Read)?;
+              (status = 404, description = "this server is not part of a cluster", body = Problem),
+              (status = 503, description = "the decision log cannot be read", body = Problem)))]
+pub async fn nodes(State(state): State<Arc<AppState>>) -> Result<Json<NodeList>, Problem> {
     let Some(cluster) = state.host.cluster() else {
         return Err(Problem::not_found(
             "not-a-cluster",

@@ -106,6 +106,9 @@ impl AppState {
             .await
             .map_err(|e| format!("cannot open {}: {e}", history_path.display()))?;
         let metrics = Metrics::install(&config.node.to_string());
+        for plugin in registry.list().await {
+            metrics.plugin_published(&plugin.name);
+        }
         Ok(AppState {
             auth: Auth::new(&settings.tokens),
             slots: Arc::new(Semaphore::new(settings.concurrency as usize)),
@@ -261,28 +264,51 @@ impl AppState {
         Ok(script)
     }
 
-    /// The lock for one idempotency key of one plugin.
-    pub fn key_lock(&self, plugin: &str, key: &str) -> KeyLock {
-        self.key_locks
-            .lock()
-            .unwrap()
-            .entry((plugin.to_owned(), key.to_owned()))
-            .or_default()
-            .clone()
-    }
-
-    /// Forgets a key's lock once nobody else holds or waits for it.
-    pub fn release_key_lock(&self, plugin: &str, key: &str, lock: KeyLock) {
-        let mut locks = self.key_locks.lock().unwrap();
-        // The map's reference and `lock`: no one else.
-        if Arc::strong_count(&lock) == 2 {
-            locks.remove(&(plugin.to_owned(), key.to_owned()));
-        }
-    }
-
     /// Makes the decision log's DONE records durable and gives a cluster lease up (at
     /// shutdown).
     pub async fn flush(&self) {
         self.host.close().await;
+    }
+}
+
+/// One request's turn with an idempotency key: requests with the same plugin and key run one
+/// after the other. Dropping it ends the turn, and forgets the key's lock once nobody else
+/// holds or waits for it — on every way out of the handler, a replay or an error included.
+pub struct KeyTurn {
+    state: Arc<AppState>,
+    id: (String, String),
+    lock: KeyLock,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl KeyTurn {
+    /// Waits for the key's turn.
+    pub async fn take(state: &Arc<AppState>, plugin: &str, key: &str) -> KeyTurn {
+        let id = (plugin.to_owned(), key.to_owned());
+        let lock = state
+            .key_locks
+            .lock()
+            .unwrap()
+            .entry(id.clone())
+            .or_default()
+            .clone();
+        let guard = Some(lock.clone().lock_owned().await);
+        KeyTurn {
+            state: state.clone(),
+            id,
+            lock,
+            guard,
+        }
+    }
+}
+
+impl Drop for KeyTurn {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut locks = self.state.key_locks.lock().unwrap();
+        // The map's reference and this turn's: no one else holds or waits for it.
+        if Arc::strong_count(&self.lock) == 2 {
+            locks.remove(&self.id);
+        }
     }
 }

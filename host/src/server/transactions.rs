@@ -1,30 +1,32 @@
 //! Transactions after the fact: status by gid, the history, what is in doubt, retrying one
-//! gid now, force-resolving one, and running recovery now. Each handler authorizes, parses,
-//! asks the host (the rules are recovery's, `recovery/operator.rs`), and maps the answer to
-//! a response or a problem; the server adds what it knows itself (what runs now, its history)
-//! and records who force-resolved what, when and why.
+//! gid now, force-resolving one, and running recovery now. Each handler (its route group's
+//! layer has authorized the caller) parses, asks the host (the rules are recovery's,
+//! `recovery/operator.rs`), and maps the answer to a response or a problem; the server adds
+//! what it knows itself (what runs now, its history) and records who force-resolved what,
+//! when and why.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::history::{HistoryFilter, TxRecord, now_ms};
+use super::auth::Caller;
+use super::history::{HistoryFilter, Resolution, TxRecord, now_ms};
 use super::invoke::PluginRef;
 use super::problem::{Problem, body_rejection, parse_json};
 use super::state::AppState;
-use crate::config::Scope;
 use crate::gid::Gid;
 use crate::recovery::{
     InDoubtFilter, InDoubtList, OperatorError, RecoveryReport, Requested, TxState,
 };
+use crate::report::TxReport;
 
 /// One participant's part, as far as this server can see it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -48,7 +50,6 @@ pub struct TxStatus {
     /// `in-doubt` (prepared, undecided, deadline not passed), `aborting` (prepared,
     /// undecided, past its deadline: recovery rolls it back), `aborted`, or after a
     /// force-resolve `heuristic-commit` / `heuristic-rollback`.
-    #[schema(value_type = String)]
     pub status: TxState,
     /// RFC 3339.
     pub deadline: String,
@@ -61,10 +62,9 @@ pub struct TxStatus {
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     /// The answer the invoke got.
-    #[schema(value_type = Object)]
     pub response: Option<serde_json::Value>,
-    #[schema(value_type = Object)]
-    pub resolution: Option<serde_json::Value>,
+    /// What an operator did to it (force-resolve), if anything.
+    pub resolution: Option<Resolution>,
 }
 
 fn parse_gid(text: &str) -> Result<Gid, Problem> {
@@ -96,11 +96,11 @@ pub async fn status_of(state: &AppState, text: &str) -> Result<TxStatus, Problem
     };
     if let Some(running) = state.running.lock().unwrap().get(text).cloned() {
         status.status = TxState::Running;
-        status.plugin = Some(PluginRef {
-            name: running.plugin,
-            version: running.version,
-            digest: running.digest,
-        });
+        status.plugin = Some(PluginRef::new(
+            running.plugin,
+            running.version,
+            running.digest,
+        ));
         status.started_at = Some(running.started_at);
         status.participants = running
             .participants
@@ -116,10 +116,12 @@ pub async fn status_of(state: &AppState, text: &str) -> Result<TxStatus, Problem
     let record = state.history.get(text).await.map_err(Problem::internal)?;
     if let Some(record) = &record {
         // A row of a transaction this server did not run (force-resolved here) has no plugin.
-        status.plugin = (!record.plugin.is_empty()).then(|| PluginRef {
-            name: record.plugin.clone(),
-            version: record.version.clone(),
-            digest: record.digest.clone(),
+        status.plugin = (!record.plugin.is_empty()).then(|| {
+            PluginRef::new(
+                record.plugin.clone(),
+                record.version.clone(),
+                record.digest.clone(),
+            )
         });
         status.started_at = Some(record.started_at);
         status.finished_at = record.finished_at;
@@ -164,26 +166,30 @@ pub async fn status_of(state: &AppState, text: &str) -> Result<TxStatus, Problem
     Ok(status)
 }
 
-/// The branches as the transaction's own report gave them.
+/// The branches as the transaction's own report gave them (the answer it got carries the
+/// report as `transaction`, for a commit and an abort alike).
 fn reported_branches(record: &TxRecord) -> Vec<BranchState> {
-    let participants = record
+    let report = record
         .response
         .as_ref()
         .and_then(|r| r.get("transaction"))
-        .and_then(|t| t.get("participants"))
-        .and_then(|p| p.as_array())
-        .cloned()
-        .unwrap_or_default();
-    participants
-        .iter()
-        .filter_map(|p| {
-            Some(BranchState {
-                participant: p.get("name")?.as_str()?.to_owned(),
-                state: p.get("outcome")?.as_str()?.to_owned(),
-                recovery_action: None,
-            })
+        .and_then(|t| serde_json::from_value::<TxReport>(t.clone()).ok());
+    report
+        .map(|report| {
+            report
+                .participants
+                .into_iter()
+                .map(|p| BranchState {
+                    participant: p.name,
+                    state: serde_json::to_value(p.outcome)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    recovery_action: None,
+                })
+                .collect()
         })
-        .collect()
+        .unwrap_or_default()
 }
 
 /// The problem for an operator's question or action that got no answer or was refused.
@@ -210,32 +216,33 @@ fn operator_problem(err: OperatorError) -> Problem {
     }
 }
 
-#[utoipa::path(get, path = "/v1/transactions/{gid}", tag = "transactions",
-    params(("gid" = String, Path)),
-    responses((status = 200, body = TxStatus), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = ["read"])))]
+#[utoipa::path(get, path = "/v1/transactions/{gid}", tag = "transactions", operation_id = "transaction_status",
+    params(("gid" = String, Path, description = "wtx.<node>.<ulid>", pattern = r"^wtx\.[A-Za-z0-9-]{1,16}\.[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
+    responses((status = 200, body = TxStatus), (status = 400, body = Problem), (status = 404, body = Problem),
+              (status = 502, description = "a participant could not be reached or refused", body = Problem), (status = 503, description = "the decision store cannot be read", body = Problem)))]
 pub async fn status(
     State(state): State<Arc<AppState>>,
     Path(gid): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<TxStatus>, Problem> {
-    state.auth.check(&headers, Scope::Read)?;
     status_of(&state, &gid).await.map(Json)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     pub plugin: Option<String>,
-    /// `committed`, `aborted`, `committing`, `running`, …
-    pub status: Option<String>,
+    /// Only transactions in this state.
+    pub status: Option<TxState>,
     /// Unix ms, inclusive.
     pub since: Option<i64>,
     /// Unix ms, exclusive.
     pub until: Option<i64>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^-?[0-9]{1,18}:[!-~]+$")]
     pub cursor: Option<String>,
     /// At most 500; 50 by default.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -247,14 +254,11 @@ pub struct HistoryPage {
 }
 
 #[utoipa::path(get, path = "/v1/transactions", tag = "transactions", params(HistoryQuery),
-    responses((status = 200, body = HistoryPage), (status = 400, body = Problem)),
-    security(("bearer" = ["read"])))]
+    responses((status = 200, body = HistoryPage), (status = 400, body = Problem)))]
 pub async fn history(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<HistoryPage>, Problem> {
-    state.auth.check(&headers, Scope::Read)?;
     let Query(query) = query.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
@@ -300,24 +304,36 @@ pub async fn history(
     }))
 }
 
+/// The largest `older_than_secs` (a hundred years): a deadline plus it stays a time.
+const MAX_AGE_SECS: u64 = 3_153_600_000;
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct InDoubtQuery {
     /// Only branches on this participant.
     pub participant: Option<String>,
     /// Only transactions whose deadline passed at least this many seconds ago.
+    #[param(maximum = 3_153_600_000_u64)]
     pub older_than_secs: Option<u64>,
 }
 
 #[utoipa::path(get, path = "/v1/in-doubt", tag = "recovery", params(InDoubtQuery),
-    responses((status = 200, body = InDoubtList)), security(("bearer" = ["read"])))]
+    responses((status = 200, body = InDoubtList), (status = 400, body = Problem)))]
 pub async fn in_doubt(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     query: Result<Query<InDoubtQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<InDoubtList>, Problem> {
-    state.auth.check(&headers, Scope::Read)?;
     let Query(query) = query.map_err(|e| Problem::bad_request("invalid-query", e.body_text()))?;
+    if query
+        .older_than_secs
+        .is_some_and(|secs| secs > MAX_AGE_SECS)
+    {
+        return Err(Problem::bad_request(
+            "invalid-query",
+            format!("older_than_secs must be at most {MAX_AGE_SECS} (a hundred years)"),
+        ));
+    }
     let filter = InDoubtFilter {
         participant: query.participant,
         older_than: query.older_than_secs.map(Duration::from_secs),
@@ -337,16 +353,14 @@ fn refuse_if_running(state: &AppState, gid: &str) -> Result<(), Problem> {
 }
 
 #[utoipa::path(post, path = "/v1/transactions/{gid}/retry", tag = "recovery",
-    params(("gid" = String, Path)),
+    params(("gid" = String, Path, description = "wtx.<node>.<ulid>", pattern = r"^wtx\.[A-Za-z0-9-]{1,16}\.[0-7][0-9A-HJKMNP-TV-Z]{25}$")),
     responses((status = 200, description = "what recovery did with this gid's branches", body = Object),
-              (status = 409, body = Problem)),
-    security(("bearer" = ["admin"])))]
+              (status = 400, body = Problem), (status = 409, body = Problem),
+              (status = 502, description = "a participant could not be reached or refused", body = Problem), (status = 503, description = "the decision store cannot be read", body = Problem)))]
 pub async fn retry(
     State(state): State<Arc<AppState>>,
     Path(gid): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<RecoveryReport>, Problem> {
-    state.auth.check(&headers, Scope::Admin)?;
     let parsed = parse_gid(&gid)?;
     refuse_if_running(&state, &gid)?;
     let _serial = state.recovery_lock.lock().await;
@@ -360,6 +374,7 @@ pub async fn retry(
 pub struct ResolveRequest {
     pub outcome: Requested,
     /// Why: kept with the transaction's record.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub reason: String,
     /// Allows overriding a recorded COMMIT or a presumed abort. The result is recorded as a
     /// heuristic decision.
@@ -371,7 +386,6 @@ pub struct ResolveRequest {
 pub struct ResolveResponse {
     pub gid: String,
     /// `committed`, `aborted`, `heuristic-commit` or `heuristic-rollback`.
-    #[schema(value_type = String)]
     pub status: TxState,
     pub heuristic: bool,
     /// What was done on each prepared branch.
@@ -379,16 +393,15 @@ pub struct ResolveResponse {
 }
 
 #[utoipa::path(post, path = "/v1/transactions/{gid}/resolve", tag = "recovery",
-    params(("gid" = String, Path)), request_body = ResolveRequest,
-    responses((status = 200, body = ResolveResponse), (status = 400, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = ["admin"])))]
+    params(("gid" = String, Path, description = "wtx.<node>.<ulid>", pattern = r"^wtx\.[A-Za-z0-9-]{1,16}\.[0-7][0-9A-HJKMNP-TV-Z]{25}$")), request_body = ResolveRequest,
+    responses((status = 200, body = ResolveResponse), (status = 400, body = Problem), (status = 409, body = Problem),
+              (status = 502, description = "a participant could not be reached or refused", body = Problem), (status = 503, description = "the decision store cannot be read", body = Problem)))]
 pub async fn resolve(
     State(state): State<Arc<AppState>>,
     Path(gid_text): Path<String>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ResolveResponse>, Problem> {
-    let caller = state.auth.check(&headers, Scope::Admin)?;
     let gid = parse_gid(&gid_text)?;
     let body = body.map_err(|r| body_rejection(r, 64 << 10))?;
     let request: ResolveRequest = parse_json(&body)?;
@@ -413,14 +426,14 @@ pub async fn resolve(
     if let Some(report) = &resolved.report {
         state.metrics.recovery("manual", report);
     }
-    let resolution = serde_json::json!({
-        "by": caller.name(),
-        "at": now_ms(),
-        "asked": request.outcome,
-        "reason": request.reason,
-        "heuristic": resolved.heuristic,
-        "branches": resolved.branches,
-    });
+    let resolution = Resolution {
+        by: caller.name().to_owned(),
+        at: now_ms(),
+        asked: request.outcome,
+        reason: request.reason.clone(),
+        heuristic: resolved.heuristic,
+        branches: resolved.branches.clone(),
+    };
     let participants: Vec<String> = resolved.branches.keys().cloned().collect();
     let recorded = state
         .history
@@ -446,20 +459,20 @@ pub struct RecoveryRequest {
     pub dry_run: bool,
 }
 
-#[utoipa::path(post, path = "/v1/recovery/run", tag = "recovery", request_body = RecoveryRequest,
-    responses((status = 200, description = "the same report as `wasmtx recover --json`", body = Object)),
-    security(("bearer" = ["admin"])))]
+#[utoipa::path(post, path = "/v1/recovery/run", tag = "recovery",
+    request_body(content = Option<RecoveryRequest>, description = "optional: `{\"dry_run\": false}` when absent"),
+    responses((status = 200, description = "the same report as `wasmtx recover --json`", body = Object),
+              (status = 400, body = Problem)))]
 pub async fn run_recovery(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<RecoveryReport>, Problem> {
-    state.auth.check(&headers, Scope::Admin)?;
     let body = body.map_err(|r| body_rejection(r, 64 << 10))?;
+    // No body, or `null`: the defaults.
     let request: RecoveryRequest = if body.is_empty() {
         RecoveryRequest::default()
     } else {
-        parse_json(&body)?
+        parse_json::<Option<RecoveryRequest>>(&body)?.unwrap_or_default()
     };
     let _serial = state.recovery_lock.lock().await;
     let report = state.host.recover(request.dry_run).await;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use serde_json::Value;
+use wasmtx::server::InvokeRequest;
 
 use super::runner::{BenchUnit, UnitOutcome};
 
@@ -48,12 +49,13 @@ impl HttpInvokeUnit {
 impl BenchUnit for HttpInvokeUnit {
     async fn run(&self, input: &str) -> UnitOutcome {
         let input: Value = serde_json::from_str(input).unwrap_or(Value::Null);
-        let mut body = serde_json::json!({ "input": input });
-        if let Some(version) = &self.version {
-            body["version"] = version.clone().into();
-        }
+        let body = InvokeRequest {
+            input: Some(input),
+            version: self.version.clone(),
+            ..InvokeRequest::default()
+        };
         let url = &self.urls[self.next.fetch_add(1, Ordering::Relaxed) % self.urls.len()];
-        let mut request = self.client.post(url).body(body.to_string());
+        let mut request = self.client.post(url).json(&body);
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }

@@ -1,0 +1,3 @@
+module wasmtx.example/invoke
+
+go 1.19
