@@ -394,7 +394,22 @@ fn the_shared_decision_database_crashed_mid_stream_then_restarted() {
     let urls: Vec<String> = nodes.iter().map(|(_, s)| s.url.clone()).collect();
     let stream =
         std::thread::spawn(move || runtime().block_on(transfer_answers_over(urls, 1500, 8)));
-    std::thread::sleep(Duration::from_secs(2));
+    // The stream is committing once COMMIT rows arrive (on a loaded machine the nodes' first
+    // transactions can take a while: each compiles the script into its own cache).
+    let started = Instant::now();
+    while server_sql(
+        &log,
+        "SELECT count(*) FROM wasmtx.decision WHERE outcome = 1",
+    )[0][0]
+        == "0"
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no COMMIT was recorded in the first minute of the stream"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
     // COMMIT INSERTs queue behind this lock; the crash comes while they wait.
     let mut holder = Command::new("psql")
         .arg(&log)
@@ -415,8 +430,12 @@ fn the_shared_decision_database_crashed_mid_stream_then_restarted() {
         == "0"
     {
         assert!(
-            waiting.elapsed() < Duration::from_secs(15),
-            "no COMMIT INSERT waited on the decision table"
+            waiting.elapsed() < Duration::from_secs(30),
+            "no COMMIT INSERT waited on the decision table (the lock holder {})",
+            match holder.try_wait() {
+                Ok(Some(status)) => format!("exited: {status}"),
+                _ => "still holds it".to_owned(),
+            }
         );
         std::thread::sleep(Duration::from_millis(20));
     }

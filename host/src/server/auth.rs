@@ -13,18 +13,17 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::problem::Problem;
-use super::state::AppState;
 use crate::config::{Scope, TokenSetting};
 
 /// The layer of a group of routes that need `scope`: the request goes on with its
 /// [`Caller`] as an extension, or is refused with 401 or 403.
 pub async fn require(scope: Scope, mut request: Request, next: Next) -> Response {
-    let state = request
+    let auth = request
         .extensions()
-        .get::<Arc<AppState>>()
+        .get::<Arc<Auth>>()
         .cloned()
-        .expect("the router carries the state as an extension");
-    match state.auth.check(request.headers(), scope) {
+        .expect("the router carries the tokens as an extension");
+    match auth.check(request.headers(), scope) {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use utoipa::ToSchema;
 
 use crate::recovery::{Requested, TxState};
+use crate::registry::Resolved;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS transactions (
@@ -386,5 +387,34 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> TxRecord {
         resolution: row
             .get::<Option<String>, _>("resolution")
             .and_then(|text| serde_json::from_str(&text).ok()),
+    }
+}
+
+/// Which plugin ran.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PluginRef {
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+}
+
+impl PluginRef {
+    pub fn new(name: String, version: String, digest: String) -> Self {
+        PluginRef {
+            name,
+            version,
+            digest,
+        }
+    }
+}
+
+/// What a `Resolved` plugin is called in answers.
+impl From<&Resolved> for PluginRef {
+    fn from(resolved: &Resolved) -> Self {
+        PluginRef::new(
+            resolved.name.clone(),
+            resolved.version.clone(),
+            resolved.digest.clone(),
+        )
     }
 }

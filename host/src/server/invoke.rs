@@ -20,14 +20,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
-use super::history::{TxRecord, now_ms};
+use super::history::{PluginRef, TxRecord, now_ms};
 use super::plugins::registry_problem;
 use super::problem::{Problem, body_rejection, parse_json};
 use super::state::{AppState, KeyTurn, Running};
 use crate::coordinator::PrepareLogic;
 use crate::host::{RunOptions, RunOptionsError};
 use crate::recovery::TxState;
-use crate::registry::Resolved;
 use crate::report::{ErrorKind, Outcome, TxError, TxReport};
 use crate::script::ScriptLogic;
 use crate::transaction::OpenTransaction;
@@ -57,24 +56,6 @@ pub struct InvokeRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1)]
     pub timeout_ms: Option<u64>,
-}
-
-/// Which plugin ran.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct PluginRef {
-    pub name: String,
-    pub version: String,
-    pub digest: String,
-}
-
-impl PluginRef {
-    pub fn new(name: String, version: String, digest: String) -> Self {
-        PluginRef {
-            name,
-            version,
-            digest,
-        }
-    }
 }
 
 /// A transaction's answer: 200 committed, 202 committing (COMMIT recorded, a branch not yet
@@ -436,17 +417,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
         ));
     }
     Ok(Some(key.to_owned()))
-}
-
-/// What a `Resolved` plugin is called in answers.
-impl From<&Resolved> for PluginRef {
-    fn from(resolved: &Resolved) -> Self {
-        PluginRef::new(
-            resolved.name.clone(),
-            resolved.version.clone(),
-            resolved.digest.clone(),
-        )
-    }
 }
 
 #[cfg(test)]

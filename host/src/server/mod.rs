@@ -255,7 +255,7 @@ fn router(state: Arc<AppState>) -> Router {
         .fallback(ops::not_found)
         .layer(axum::middleware::from_fn(problem::errors_as_problems))
         .layer(axum::middleware::from_fn(metrics::track_http))
-        .layer(Extension(state.clone()))
+        .layer(Extension(state.auth.clone()))
         .layer(DefaultBodyLimit::max(64 << 10))
         .layer(CatchPanicLayer::custom(ops::panic_response))
         .layer(TraceLayer::new_for_http())

@@ -40,7 +40,7 @@ pub struct AppState {
     pub settings: ServerSettings,
     pub registry: Arc<Plugins>,
     pub history: History,
-    pub auth: Auth,
+    pub auth: Arc<Auth>,
     pub metrics: Metrics,
     /// One permit per transaction running at once (the sandbox's instance pool).
     slots: Arc<Semaphore>,
@@ -110,7 +110,7 @@ impl AppState {
             metrics.plugin_published(&plugin.name);
         }
         Ok(AppState {
-            auth: Auth::new(&settings.tokens),
+            auth: Arc::new(Auth::new(&settings.tokens)),
             slots: Arc::new(Semaphore::new(settings.concurrency as usize)),
             host,
             settings,

@@ -18,8 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::history::{HistoryFilter, Resolution, TxRecord, now_ms};
-use super::invoke::PluginRef;
+use super::history::{HistoryFilter, PluginRef, Resolution, TxRecord, now_ms};
 use super::problem::{Problem, body_rejection, parse_json};
 use super::state::AppState;
 use crate::gid::Gid;
