@@ -248,8 +248,8 @@ printf '  %-26s %s\n' \
   "last third ($n_last samples)" "host RSS max $max_rss KiB ($(pct "$max_rss" "$base_rss") %; VmRSS max $max_raw, $(pct "$max_raw" "$base_raw") %), fds max $max_fds, connections max $max_pg + $max_my" \
   "decision log" "max $max_log bytes" \
   "history (server)" "$base_hist bytes at baseline, last third's max $max_hist" \
-  "prepared branches left" "$left" \
-  "total" "$total (expected $expected)"
+  "prepared branches left" "$left"
+[ "$server_mode" = 1 ] || printf '  %-26s %s\n' "total" "$total (expected $expected)"
 if [ ${#problems[@]} -gt 0 ]; then
   echo "verdict: NOT FLAT or FAILED"; printf '  %s\n' "${problems[@]}"
   exit 1

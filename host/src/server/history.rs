@@ -208,22 +208,31 @@ impl History {
         Ok(())
     }
 
-    /// Rows of keyed requests that never finished here: the server stopped while they ran.
+    /// Rows of keyed requests that never finished here (the server stopped while they ran),
+    /// settled as `committing` or not at all.
     pub async fn unfinished(&self) -> Result<Vec<TxRecord>, sqlx::Error> {
-        let rows = sqlx::query("SELECT * FROM transactions WHERE status = 'running'")
-            .fetch_all(&self.synced)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM transactions WHERE finished_at IS NULL AND status IN ('running', 'committing')",
+        )
+        .fetch_all(&self.synced)
+        .await?;
         Ok(rows.iter().map(record).collect())
     }
 
-    /// Records, synced, what became of a row that never finished: a COMMIT decision found
-    /// for it (`committed` or `committing`), before recovery may let go of that decision.
+    /// Records, synced, what became of a row that never finished: `committing` (a COMMIT
+    /// found, a branch still prepared), or a final state, which also ends the row so that
+    /// retention prunes it.
     pub async fn settle(&self, gid: &str, status: TxState) -> Result<(), sqlx::Error> {
-        sqlx::query("UPDATE transactions SET status = ? WHERE gid = ? AND status = 'running'")
-            .bind(status.as_str())
-            .bind(gid)
-            .execute(&self.synced)
-            .await?;
+        let finished_at = status.is_final().then(now_ms);
+        sqlx::query(
+            "UPDATE transactions SET status = ?, finished_at = ? \
+              WHERE gid = ? AND finished_at IS NULL AND status IN ('running', 'committing')",
+        )
+        .bind(status.as_str())
+        .bind(finished_at)
+        .bind(gid)
+        .execute(&self.synced)
+        .await?;
         Ok(())
     }
 

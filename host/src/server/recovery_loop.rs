@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::state::AppState;
 use crate::gid::Gid;
-use crate::recovery::{Action, RecoveryReport};
+use crate::recovery::{Action, RecoveryReport, TxState};
 
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
@@ -53,8 +53,10 @@ pub async fn run(state: Arc<AppState>) {
 /// Before the first recovery run: a keyed request whose row never finished (the server
 /// stopped while it ran) kept its COMMIT decision, if it had one (`keep_decision`), and
 /// recovery will let that decision go once its branches are done. So the row records it
-/// first; without a decision the row stays as it is, and its state follows from the
-/// databases as before. A row that cannot be examined now is left for `status_of`.
+/// first (`committing`, or `committed` when nothing is left prepared). A row whose outcome is
+/// final — committed, or aborted: nothing prepared, no COMMIT in any source, its deadline
+/// past — is ended, so that it is not examined again at every start and retention prunes it.
+/// Anything else (in doubt, or not examinable now) is left for later and for `status_of`.
 async fn settle_unfinished(state: &AppState) {
     let rows = match state.history.unfinished().await {
         Ok(rows) => rows,
@@ -67,15 +69,21 @@ async fn settle_unfinished(state: &AppState) {
         let Ok(gid) = Gid::parse(&row.gid) else {
             continue;
         };
-        let examined = match state.host.examine(&gid).await {
-            Ok(examined) if examined.committed => examined,
-            Ok(_) => continue,
+        let mut examined = match state.host.examine(&gid).await {
+            Ok(examined) => examined,
             Err(err) => {
                 tracing::warn!(%gid, "cannot tell what became of an unfinished request: {err}");
                 continue;
             }
         };
+        // A row that says COMMIT was decided stays so after recovery let go of the decision.
+        if row.status == TxState::Committing {
+            examined.committed = true;
+        }
         let settled = examined.state(std::time::SystemTime::now(), true);
+        if !(settled.is_final() || settled == TxState::Committing) || settled == row.status {
+            continue;
+        }
         match state.history.settle(&row.gid, settled).await {
             Ok(()) => {
                 tracing::info!(%gid, status = %settled, "an unfinished keyed request settled")
