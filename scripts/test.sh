@@ -5,6 +5,8 @@
 #   - componentize-py for the Python scripts (python-sdk/requirements.txt),
 #   - the contract tests' tools: openapi-spec-validator, schemathesis, openapi-python-client
 #     (tests/contract/requirements.txt), promtool and Go,
+#   - the console's browser test: Debian's chromium and chromedriver, Selenium
+#     (tests/console/requirements.txt) and axe-core (tests/console/package-lock.json),
 #   - Node.js, npm and jco for the JavaScript scripts (examples/js-transfer/package-lock.json),
 #   - cargo test, release profile (one warm build serves tests, demo and benchmarks), with
 #     the test-only fault-injection feature for the crash tests (tests/isolation.rs turns on
@@ -46,13 +48,25 @@ for candidate in python3 python3.13 python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/ver
     break
   fi
 done
-contract_stamp="$(cat tests/contract/requirements.txt; "$contract_python" --version)"
-if [ "$contract_stamp" != "$(cat "$contract_tools/stamp" 2>/dev/null)" ]; then
-  "$contract_python" -m venv --clear "$contract_tools"
-  "$contract_tools/bin/pip" install --quiet --disable-pip-version-check -r tests/contract/requirements.txt
-  echo "$contract_stamp" > "$contract_tools/stamp"
-fi
+# A virtualenv at $2 made by Python $1 with the pins of $3, rebuilt only when they change.
+pinned_venv() {
+  local python=$1 venv=$2 requirements=$3 stamp
+  stamp="$(cat "$requirements"; "$python" --version)"
+  if [ "$stamp" != "$(cat "$venv/stamp" 2>/dev/null)" ]; then
+    "$python" -m venv --clear "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    echo "$stamp" > "$venv/stamp"
+  fi
+}
+pinned_venv "$contract_python" "$contract_tools" tests/contract/requirements.txt
 export WASMTX_CONTRACT_TOOLS=$PWD/$contract_tools
+# The console's browser test (tests/console.rs): Debian's chromium and chromedriver, and
+# Selenium pinned in tests/console/requirements.txt.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-dejavu-core >/dev/null
+fi
+pinned_venv python3 target/toolchains/console tests/console/requirements.txt
+export WASMTX_CONSOLE_TOOLS=$PWD/target/toolchains/console
 if ! command -v promtool >/dev/null || ! command -v go >/dev/null; then
   apt-get install -y -qq --no-install-recommends prometheus golang-go >/dev/null
 fi
@@ -62,6 +76,8 @@ if ! command -v npm >/dev/null; then
   apt-get install -y -qq nodejs npm >/dev/null
 fi
 (cd examples/js-transfer && npm ci --no-audit --no-fund --silent)
+# axe-core (locked in tests/console/package-lock.json), run in the browser on every console page.
+(cd tests/console && npm ci --no-audit --no-fund --silent)
 export RUST_BACKTRACE=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -691,13 +691,6 @@ fn gid_node(gid: &str) -> &str {
 }
 
 /// The prepared branches of `gid` now.
-fn branches_of(node: &str, gid: &str) -> usize {
-    prepared_branches(node)
-        .iter()
-        .filter(|b| gid_of_branch(b) == gid)
-        .count()
-}
-
 #[test]
 fn an_operator_retries_resolves_and_recovers_what_crashed_hosts_left_prepared() {
     if !fault_injection_built() {

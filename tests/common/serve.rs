@@ -410,6 +410,14 @@ pub fn gid_of_branch(branch: &str) -> String {
     format!("{wtx}.{node}.{}", &rest[..26.min(rest.len())])
 }
 
+/// How many branches of `gid` are prepared on the bank's servers.
+pub fn branches_of(node: &str, gid: &str) -> usize {
+    prepared_branches(node)
+        .iter()
+        .filter(|b| gid_of_branch(b) == gid)
+        .count()
+}
+
 /// Runs one transfer of `amount` from `account` on pg to `account` on my with `wasmtx run`
 /// and `config` (node `node`), the host made to exit at protocol step `point`. Returns the
 /// transaction's gid and the participants (`pg`, `my`) where a branch of it is prepared; at

@@ -28,7 +28,7 @@ mod operator;
 mod state;
 
 pub use in_doubt::{InDoubtEntry, InDoubtFilter, InDoubtList, in_doubt};
-pub use operator::{Examined, ForceResolved, OperatorError, Requested};
+pub use operator::{Examined, ForcePreview, ForceResolved, OperatorError, Requested};
 pub use state::TxState;
 
 use std::collections::{BTreeMap, BTreeSet};

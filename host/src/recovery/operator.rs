@@ -58,6 +58,55 @@ impl Examined {
     }
 }
 
+/// The module's table: whether force-resolving `gid` as `asked` at `now` would be a
+/// heuristic decision (against a recorded COMMIT, or committing past the presumed abort),
+/// or why it is refused whatever the operator allows (undecided, deadline not passed).
+fn force_rule(
+    gid: &Gid,
+    committed: bool,
+    asked: Requested,
+    now: SystemTime,
+) -> Result<bool, OperatorError> {
+    let expired = gid.expired(PRESUMED_ABORT_MARGIN, now);
+    match (committed, asked, expired) {
+        (true, Requested::Commit, _) | (false, Requested::Rollback, true) => Ok(false),
+        (false, _, false) => Err(OperatorError::Undecided { gid: gid.clone() }),
+        _ => Ok(true),
+    }
+}
+
+/// What force-resolving an examined gid as one outcome would do now, by the rule
+/// [`Recovery::force_resolve`] applies: the branches it would act on and whether it would be
+/// a heuristic decision, or why it would be refused.
+#[derive(Debug)]
+pub struct ForcePreview {
+    pub asked: Requested,
+    /// `Ok(heuristic)`, or the refusal (nothing prepared, or undecided).
+    pub rule: Result<bool, OperatorError>,
+    /// The participants whose prepared branch it would commit or roll back.
+    pub participants: Vec<String>,
+}
+
+impl Examined {
+    /// What force-resolving it as `asked` would do at `now` (see [`ForcePreview`]).
+    pub fn preview(&self, asked: Requested, now: SystemTime) -> ForcePreview {
+        let rule = if self.branches.is_empty() {
+            Err(OperatorError::NothingPrepared(self.gid.clone()))
+        } else {
+            force_rule(&self.gid, self.committed, asked, now)
+        };
+        ForcePreview {
+            asked,
+            rule,
+            participants: self
+                .branches
+                .iter()
+                .map(|b| b.participant.clone())
+                .collect(),
+        }
+    }
+}
+
 /// What a force-resolve did.
 #[derive(Debug, Clone)]
 pub struct ForceResolved {
@@ -174,18 +223,12 @@ impl Recovery {
             return Err(OperatorError::NothingPrepared(gid.clone()));
         }
         let committed = dry.branches.iter().any(|b| b.decision == Decision::Commit);
-        let expired = gid.expired(PRESUMED_ABORT_MARGIN, SystemTime::now());
-        let heuristic = match (committed, asked, expired) {
-            (true, Requested::Commit, _) | (false, Requested::Rollback, true) => false,
-            (false, _, false) => return Err(OperatorError::Undecided { gid: gid.clone() }),
-            (true, Requested::Rollback, _) if !allow_heuristic => {
-                return Err(OperatorError::DecisionExists);
-            }
-            (false, Requested::Commit, true) if !allow_heuristic => {
-                return Err(OperatorError::WouldCommitAnAbort);
-            }
-            _ => true,
-        };
+        let heuristic = force_rule(gid, committed, asked, SystemTime::now())?;
+        match (heuristic, committed) {
+            (true, true) if !allow_heuristic => return Err(OperatorError::DecisionExists),
+            (true, false) if !allow_heuristic => return Err(OperatorError::WouldCommitAnAbort),
+            _ => {}
+        }
         if heuristic {
             let branches = recovery.act_heuristically(gid, &found, asked).await;
             let state = match asked {

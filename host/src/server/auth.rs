@@ -76,6 +76,18 @@ impl Auth {
         !self.tokens.is_empty()
     }
 
+    /// The name and scopes of a configured token, if `presented` is one.
+    pub fn identify(&self, presented: &str) -> Option<(&str, &[Scope])> {
+        let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found: Option<&(String, [u8; 32], Vec<Scope>)> = None;
+        for entry in &self.tokens {
+            if bool::from(entry.1.ct_eq(&hash)) {
+                found = Some(entry);
+            }
+        }
+        found.map(|(name, _, scopes)| (name.as_str(), scopes.as_slice()))
+    }
+
     /// The caller, if the request's `Authorization: Bearer …` grants `scope`.
     pub fn check(&self, headers: &HeaderMap, scope: Scope) -> Result<Caller, Problem> {
         if !self.enabled() {
@@ -96,14 +108,7 @@ impl Auth {
                     "this route needs a bearer token: Authorization: Bearer <token>",
                 )
             })?;
-        let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let mut found: Option<&(String, [u8; 32], Vec<Scope>)> = None;
-        for entry in &self.tokens {
-            if bool::from(entry.1.ct_eq(&hash)) {
-                found = Some(entry);
-            }
-        }
-        let Some((name, _, scopes)) = found else {
+        let Some((name, scopes)) = self.identify(presented) else {
             return Err(Problem::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
@@ -117,7 +122,7 @@ impl Auth {
                 format!("token `{name}` lacks the `{scope}` scope this route needs"),
             ));
         }
-        Ok(Caller::Token(name.clone()))
+        Ok(Caller::Token(name.to_owned()))
     }
 }
 

@@ -103,6 +103,20 @@ pub struct HistoryFilter {
     pub limit: u32,
 }
 
+/// The cursor of the page after `page` (`started_at:gid` of its last row), if it was full.
+pub fn next_cursor(page: &[TxRecord], limit: u32) -> Option<String> {
+    if page.len() < limit as usize {
+        return None;
+    }
+    page.last().map(|t| format!("{}:{}", t.started_at, t.gid))
+}
+
+/// A cursor [`next_cursor`] gave, as `HistoryFilter::after`.
+pub fn parse_cursor(cursor: &str) -> Option<(i64, String)> {
+    let (time, gid) = cursor.split_once(':')?;
+    Some((time.parse().ok()?, gid.to_owned()))
+}
+
 /// The history file.
 #[derive(Clone)]
 pub struct History {
@@ -278,6 +292,28 @@ impl History {
         .fetch_all(&self.relaxed)
         .await?;
         Ok(rows.iter().map(record).collect())
+    }
+
+    /// Transactions started since `since` (Unix ms), counted per minute and status: `(minute
+    /// start in Unix ms, status, count)`, oldest first.
+    pub async fn per_minute(&self, since: i64) -> Result<Vec<(i64, TxState, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT started_at / 60000 AS minute, status, COUNT(*) AS n FROM transactions
+              WHERE started_at >= ? GROUP BY minute, status ORDER BY minute",
+        )
+        .bind(since)
+        .fetch_all(&self.relaxed)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                (
+                    row.get::<i64, _>("minute") * 60_000,
+                    TxState::from_word(row.get("status")),
+                    row.get::<i64, _>("n"),
+                )
+            })
+            .collect())
     }
 
     /// Deletes finished rows that ended before `older_than` ago; returns how many.

@@ -117,6 +117,11 @@ impl Metrics {
         self.handle.render()
     }
 
+    /// Every sample of the rendered metrics, for pages that show them (the console).
+    pub fn samples(&self) -> Vec<Sample> {
+        self.render().lines().filter_map(Sample::parse).collect()
+    }
+
     pub fn transaction(&self, plugin: &str, report: &TxReport) {
         let outcome = TxState::of_report(report).as_str();
         let error = report.error.as_ref().map_or("none", |e| e.kind.as_str());
@@ -214,6 +219,66 @@ impl Metrics {
     pub fn takeover(&self) {
         counter!("wasmtx_takeovers_total").increment(1);
     }
+}
+
+/// One line of the Prometheus text format: a series and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    /// `name{a="b",…} value`; `None` for comments and lines not of that shape.
+    fn parse(line: &str) -> Option<Sample> {
+        if line.starts_with('#') {
+            return None;
+        }
+        let (series, value) = line.rsplit_once(' ')?;
+        let value: f64 = value.parse().ok()?;
+        let (name, labels) = match series.split_once('{') {
+            None => (series, Vec::new()),
+            Some((name, rest)) => (name, parse_labels(rest.strip_suffix('}')?)?),
+        };
+        Some(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        })
+    }
+
+    /// The value of label `name`, if the series has it.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `a="b",c="d\"e"` as pairs, escapes undone.
+fn parse_labels(text: &str) -> Option<Vec<(String, String)>> {
+    let mut labels = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (name, after) = rest.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    other => value.push(other),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        labels.push((name.trim_start_matches(',').to_owned(), value));
+        rest = after[end + 1..].trim_start_matches(',');
+    }
+    Some(labels)
 }
 
 /// The `# HELP` line of every family.
@@ -349,6 +414,17 @@ pub async fn track_http(request: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn samples_are_read_back_with_their_labels() {
+        let sample = Sample::parse(r#"wasmtx_x_bucket{phase="pre\"pare",le="0.5"} 12"#).unwrap();
+        assert_eq!(sample.name, "wasmtx_x_bucket");
+        assert_eq!(sample.label("phase"), Some("pre\"pare"));
+        assert_eq!(sample.label("le"), Some("0.5"));
+        assert_eq!(sample.value, 12.0);
+        assert_eq!(Sample::parse("wasmtx_y 3.5").unwrap().labels, vec![]);
+        assert_eq!(Sample::parse("# HELP wasmtx_y what"), None);
+    }
 
     #[test]
     fn methods_http_does_not_define_share_one_label() {

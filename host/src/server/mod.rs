@@ -14,6 +14,7 @@
 //! - HTTPS with `[server] tls_cert` and `tls_key`, reloaded without a restart, and
 //!   optionally client certificates (`tls_client_ca`);
 //! - Prometheus metrics at `/metrics`, an OpenAPI document at `/v1/openapi.json`;
+//! - an operator console at `/console/` (`console/`), signed in with a token;
 //! - with `[decision_log] url`, one node of a cluster: it holds its node id with a lease,
 //!   stops deciding when the lease is lost, and adopts nodes whose lease lapsed
 //!   (`cluster_loop.rs`, [`crate::cluster`]); `/v1/nodes` lists them;
@@ -25,11 +26,12 @@
 //! resolve, recovery), `ops.rs` (health, readiness, metrics, nodes), `recovery_loop.rs`,
 //! `cluster_loop.rs`, `tls.rs` (HTTPS and certificate reloading),
 //! `history.rs`, `auth.rs`, `problem.rs`, `metrics.rs`, `api.rs` (every route and the
-//! OpenAPI document, from one declaration).
+//! OpenAPI document, from one declaration), `console/` (the operator console's pages).
 
 mod api;
 mod auth;
 mod cluster_loop;
+mod console;
 mod history;
 mod invoke;
 mod metrics;
@@ -252,6 +254,7 @@ fn router(state: Arc<AppState>) -> Router {
     };
     let (routes, _) = api::api(limits).split_for_parts();
     routes
+        .merge(console::router(limits.upload))
         .fallback(ops::not_found)
         .layer(axum::middleware::from_fn(problem::errors_as_problems))
         .layer(axum::middleware::from_fn(metrics::track_http))

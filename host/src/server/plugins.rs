@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use super::auth::Caller;
 use super::problem::{Problem, body_rejection, parse_json};
 use super::state::AppState;
-use crate::registry::{PluginDetail, PluginSummary, RegistryError, VersionInfo};
+use crate::registry::{PluginDetail, PluginSummary, Published, RegistryError, VersionInfo};
 
 /// A WebAssembly component's bytes, as a request body.
 #[derive(ToSchema)]
@@ -57,24 +57,31 @@ pub async fn publish(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let bytes = body.map_err(|r| body_rejection(r, state.settings.max_upload_bytes))?;
-    // Checking compiles the component: seconds of CPU for a large one, off the async pool.
-    let published = state
-        .registry
-        .publish(
-            name,
-            version,
-            bytes.to_vec(),
-            Some(caller.name().to_owned()),
-        )
-        .await
-        .map_err(registry_problem)?;
-    state.metrics.plugin_published(&published.info.name);
+    let published = publish_by(&state, name, version, bytes.to_vec(), &caller).await?;
     let status = if published.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     Ok((status, Json(published.info)).into_response())
+}
+
+/// Publishes `bytes` as `name@version` for `caller`.
+pub async fn publish_by(
+    state: &AppState,
+    name: String,
+    version: String,
+    bytes: Vec<u8>,
+    caller: &Caller,
+) -> Result<Published, Problem> {
+    // Checking compiles the component: seconds of CPU for a large one, off the async pool.
+    let published = state
+        .registry
+        .publish(name, version, bytes, Some(caller.name().to_owned()))
+        .await
+        .map_err(registry_problem)?;
+    state.metrics.plugin_published(&published.info.name);
+    Ok(published)
 }
 
 #[utoipa::path(get, path = "/v1/plugins", tag = "plugins", operation_id = "list_plugins",

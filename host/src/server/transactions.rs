@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-use super::history::{HistoryFilter, PluginRef, Resolution, TxRecord, now_ms};
+use super::history::{
+    HistoryFilter, PluginRef, Resolution, TxRecord, next_cursor, now_ms, parse_cursor,
+};
 use super::problem::{Problem, body_rejection, parse_json};
 use super::state::AppState;
 use crate::gid::Gid;
@@ -66,7 +68,7 @@ pub struct TxStatus {
     pub resolution: Option<Resolution>,
 }
 
-fn parse_gid(text: &str) -> Result<Gid, Problem> {
+pub fn parse_gid(text: &str) -> Result<Gid, Problem> {
     Gid::parse(text).map_err(|_| {
         Problem::bad_request(
             "invalid-gid",
@@ -192,7 +194,7 @@ fn reported_branches(record: &TxRecord) -> Vec<BranchState> {
 }
 
 /// The problem for an operator's question or action that got no answer or was refused.
-fn operator_problem(err: OperatorError) -> Problem {
+pub fn operator_problem(err: OperatorError) -> Problem {
     let detail = err.to_string();
     match err {
         OperatorError::NoDecisions(_) | OperatorError::Store(_) => Problem::new(
@@ -268,14 +270,9 @@ pub async fn history(
     }
     let after = match &query.cursor {
         None => None,
-        Some(cursor) => {
-            let parsed = cursor
-                .split_once(':')
-                .and_then(|(time, gid)| Some((time.parse::<i64>().ok()?, gid.to_owned())));
-            Some(parsed.ok_or_else(|| {
-                Problem::bad_request("invalid-query", "cursor is not one this server gave")
-            })?)
-        }
+        Some(cursor) => Some(parse_cursor(cursor).ok_or_else(|| {
+            Problem::bad_request("invalid-query", "cursor is not one this server gave")
+        })?),
     };
     let filter = HistoryFilter {
         plugin: query.plugin,
@@ -290,13 +287,7 @@ pub async fn history(
         .list(&filter)
         .await
         .map_err(Problem::internal)?;
-    let next_cursor = (transactions.len() == limit as usize)
-        .then(|| {
-            transactions
-                .last()
-                .map(|t| format!("{}:{}", t.started_at, t.gid))
-        })
-        .flatten();
+    let next_cursor = next_cursor(&transactions, limit);
     Ok(Json(HistoryPage {
         transactions,
         next_cursor,
@@ -360,12 +351,17 @@ pub async fn retry(
     State(state): State<Arc<AppState>>,
     Path(gid): Path<String>,
 ) -> Result<Json<RecoveryReport>, Problem> {
-    let parsed = parse_gid(&gid)?;
-    refuse_if_running(&state, &gid)?;
+    retry_now(&state, &gid).await.map(Json)
+}
+
+/// Recovery of one gid now, unless it runs here now.
+pub async fn retry_now(state: &AppState, gid: &str) -> Result<RecoveryReport, Problem> {
+    let parsed = parse_gid(gid)?;
+    refuse_if_running(state, gid)?;
     let _serial = state.recovery_lock.lock().await;
     let report = state.host.retry(&parsed).await.map_err(operator_problem)?;
     state.metrics.recovery("manual", &report);
-    Ok(Json(report))
+    Ok(report)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -401,16 +397,28 @@ pub async fn resolve(
     Extension(caller): Extension<Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ResolveResponse>, Problem> {
-    let gid = parse_gid(&gid_text)?;
     let body = body.map_err(|r| body_rejection(r, 64 << 10))?;
     let request: ResolveRequest = parse_json(&body)?;
+    force_resolve_by(&state, &gid_text, request, &caller)
+        .await
+        .map(Json)
+}
+
+/// Force-resolves one gid as `caller` asks, and records who did it, when and why.
+pub async fn force_resolve_by(
+    state: &AppState,
+    gid_text: &str,
+    request: ResolveRequest,
+    caller: &Caller,
+) -> Result<ResolveResponse, Problem> {
+    let gid = parse_gid(gid_text)?;
     if request.reason.trim().is_empty() {
         return Err(Problem::bad_request(
             "reason-required",
             "say why in `reason`; it is kept with the transaction",
         ));
     }
-    refuse_if_running(&state, &gid_text)?;
+    refuse_if_running(state, gid_text)?;
     let _serial = state.recovery_lock.lock().await;
     let resolved = state
         .host
@@ -436,18 +444,18 @@ pub async fn resolve(
     let participants: Vec<String> = resolved.branches.keys().cloned().collect();
     let recorded = state
         .history
-        .resolve(&gid_text, resolved.state, &participants, &resolution)
+        .resolve(gid_text, resolved.state, &participants, &resolution)
         .await;
     if let Err(err) = recorded {
         tracing::error!(gid = %gid_text, "cannot record the resolution: {err}");
     }
     tracing::warn!(gid = %gid_text, by = caller.name(), status = %resolved.state, heuristic = resolved.heuristic, reason = %request.reason, "transaction force-resolved");
-    Ok(Json(ResolveResponse {
-        gid: gid_text,
+    Ok(ResolveResponse {
+        gid: gid_text.to_owned(),
         status: resolved.state,
         heuristic: resolved.heuristic,
         branches: resolved.branches,
-    }))
+    })
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
