@@ -622,14 +622,8 @@ fn bench_runs_the_transfer_in_three_languages_interleaved() {
     }
     let (output, result) = common::json_within(command, Duration::from_secs(120));
     assert!(output.status.success(), "{result}");
-    let names: Vec<&str> = result["variants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        names,
+        common::variant_names(&result),
         ["wasm", "python-transfer", "js-transfer"],
         "{result}"
     );
