@@ -13,10 +13,13 @@
 #   the `http` variant (the same transaction as an invoke over HTTP); HTTP=keyed adds
 #   `http-keyed` as well (each invoke with an Idempotency-Key of its own). RAW=1 (transfer only)
 #   also runs the transfer on bare connections, `raw-2pc` and `raw-plain`: the databases' own
-#   ceiling, with nothing of the host in between. LANGUAGES=1 (transfer
-#   only) also runs the transfer written in Python and in JavaScript (examples/python-transfer,
-#   examples/js-transfer), interleaved with the others (needs the toolchains scripts/test.sh
-#   installs). STORE=postgres keeps the
+#   ceiling, with nothing of the host in between. WARM_USES=N also runs every script on warm
+#   instances (`--warm-uses N`: NAME-warm beside each script's fresh variant). LANGUAGES=1
+#   (transfer only) also runs the transfer written in Python and in JavaScript
+#   (examples/python-transfer, examples/js-transfer), each fresh and warm (WARM_USES defaults
+#   to 1000 then), interleaved with the others; each variant's throughput is printed against
+#   the fresh Rust script's (`NAME / wasm`). It needs the toolchains scripts/test.sh
+#   installs. STORE=postgres keeps the
 #   decisions in a PostgreSQL decision log (a cluster's shared store) instead of the local
 #   file, in process and on the server; with it, NODES=N starts N servers sharing that log and
 #   spreads the http invokes over them in turn. PIN=1 runs the "separate cores" layout of
@@ -153,10 +156,13 @@ if [ "${LANGUAGES:-0}" = 1 ]; then
   [ -n "${WASMTX_COMPONENTIZE_PY:-}" ] || [ ! -x "$python_tool" ] || export WASMTX_COMPONENTIZE_PY=$PWD/$python_tool
   (cd examples/js-transfer && { [ -d node_modules ] || npm ci --no-audit --no-fund >/dev/null; } && npm run --silent build >/dev/null)
   languages=(--also examples/python-transfer --also examples/js-transfer/build/js-transfer.wasm)
+  WARM_USES=${WARM_USES:-1000}
 fi
+warm=()
+[ -n "${WARM_USES:-}" ] && warm=(--warm-uses "$WARM_USES")
 "${pin[@]}" "$devbench" "examples/$scenario" \
   -p "a=$url_a" -p "b=$url_b" \
   --concurrency "$concurrency" --transactions "$transactions" \
-  "${languages[@]}" --compare native --compare plain "${raw[@]}" "${http[@]}" "${durable[@]}" "${store[@]}" \
+  "${languages[@]}" "${warm[@]}" --compare native --compare plain "${raw[@]}" "${http[@]}" "${durable[@]}" "${store[@]}" \
   --input "$input" \
   ${EXTRA:-}

@@ -13,8 +13,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use common::{
-    TestDir, accounts_db, balance, create_sqlite, guest, mysql_db, postgres_db, prepared_branches,
-    repo, server_accounts, server_balance, server_sql, sqlite, transfer_input,
+    TestDir, balance, create_sqlite, guest, mysql_db, postgres_db, prepared_branches, repo,
+    server_accounts, server_balance, server_sql, sqlite, transfer_input,
 };
 
 /// Builds a Python script directory (relative to the repository root) once per test
@@ -98,14 +98,7 @@ fn hostile_input(action: &str) -> String {
 
 /// Two SQLite accounts files, `a` (alice 100) and `b` (bob 0), as participant arguments.
 fn two_accounts(sb: &TestDir) -> (PathBuf, PathBuf, Vec<String>) {
-    let (a, b) = (sb.path("a.db"), sb.path("b.db"));
-    accounts_db(&a, &[("alice", 100)]);
-    accounts_db(&b, &[("bob", 0)]);
-    let participants = vec![
-        format!("a=sqlite://{}", a.display()),
-        format!("b=sqlite://{}", b.display()),
-    ];
-    (a, b, participants)
+    common::sqlite_accounts(sb, 100)
 }
 
 /// The transfer example's contract on [`two_accounts`], whatever its language: 30 moves
@@ -629,14 +622,8 @@ fn bench_runs_the_transfer_in_three_languages_interleaved() {
     }
     let (output, result) = common::json_within(command, Duration::from_secs(120));
     assert!(output.status.success(), "{result}");
-    let names: Vec<&str> = result["variants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        names,
+        common::variant_names(&result),
         ["wasm", "python-transfer", "js-transfer"],
         "{result}"
     );

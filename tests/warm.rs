@@ -1,5 +1,6 @@
 //! Warm instances, end to end through `wasmtx serve`: plugins configured in
-//! `[server.warm.<name>]` reuse an instance for several transactions, and nothing else does.
+//! `[server.warm.<name>]` reuse an instance for several transactions, and nothing else does;
+//! and through the CLI's `--warm-uses` (`wasmtx bench` runs each script fresh and warm).
 //!
 //! The guest `tests/guests/warm-counter` counts its runs in a static, so each answer says how
 //! many transactions its instance has served (1: a fresh instance). The same component is
@@ -184,4 +185,118 @@ fn a_participant_handle_kept_for_a_later_transaction_traps_there() {
         1,
         "the trapped instance is gone"
     );
+}
+
+/// `wasmtx COMMAND examples/transfer` on the bank, moving 1 from alice to bob, with `flags`.
+fn transfer_command(
+    dir: &TestDir,
+    command: &str,
+    participants: &[String],
+    flags: &[&str],
+) -> std::process::Command {
+    let mut wasmtx = dir.wasmtx();
+    wasmtx
+        .arg(command)
+        .arg(guest("examples/transfer"))
+        .args(["--input", &transfer_input(("a", "alice"), ("b", "bob"), 1)])
+        .args(flags);
+    for p in participants {
+        wasmtx.args(["-p", p]);
+    }
+    wasmtx
+}
+
+#[test]
+fn bench_warm_uses_runs_each_script_fresh_and_warm_and_counts_the_reuse() {
+    let dir = TestDir::new();
+    let (a, b, participants) = sqlite_accounts(&dir, 100_000);
+    let bench = |flags: &[&str]| transfer_command(&dir, "bench", &participants, flags);
+    let common = ["--concurrency", "2", "--warmup", "1", "--warm-uses", "50"];
+
+    let (out, result) = json_within(
+        bench(&[&common[..], &["--transactions", "200", "--json"]].concat()),
+        Duration::from_secs(120),
+    );
+    assert!(out.status.success(), "{result}");
+    assert_eq!(variant_names(&result), ["wasm", "wasm-warm"], "{result}");
+    let variants = result["variants"].as_array().unwrap();
+    for v in variants {
+        assert_eq!(v["commits"], 200, "{v}");
+    }
+    assert!(
+        variants[0].get("warm").is_none(),
+        "the fresh variant: {result}"
+    );
+    let warm = &variants[1]["warm"];
+    assert_eq!(warm["max_uses"], 50, "{result}");
+    let (fresh, reused) = (
+        warm["fresh"].as_u64().unwrap(),
+        warm["reused"].as_u64().unwrap(),
+    );
+    assert_eq!(fresh + reused, 200, "{result}");
+    // No instance serves more than 50: the warm-up's left at most 49 of the 200.
+    assert!((4..=10).contains(&fresh), "{result}");
+    assert!(
+        result["others_vs_wasm"]["wasm-warm"].as_f64().unwrap() > 0.0,
+        "{result}"
+    );
+
+    let out = output_within(
+        bench(&[&common[..], &["--transactions", "20"]].concat()),
+        Duration::from_secs(120),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("wasm-warm: ")
+            && l.contains("transactions reused an instance")
+            && l.contains("(up to 50 per instance)")),
+        "{text}"
+    );
+
+    let (out, json) = json_within(
+        transfer_command(&dir, "run", &participants, &["--warm-uses", "3", "--json"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(0), "{json}");
+    assert_eq!(json["outcome"], "committed", "{json}");
+
+    // Every timed and warm-up transfer of both variants, both runs, and the one `run`.
+    let moved = 2 * (200 + 1) + 2 * (20 + 1) + 1;
+    assert_eq!(
+        (balance(&a, "alice"), balance(&b, "bob")),
+        (100_000 - moved, moved)
+    );
+}
+
+#[test]
+fn a_warm_uses_that_is_not_a_positive_number_is_refused_before_anything_runs() {
+    let dir = TestDir::new();
+    let (a, b, participants) = sqlite_accounts(&dir, 100_000);
+    for command in ["bench", "run"] {
+        for (value, says) in [
+            ("0", "transactions per instance must be at least 1"),
+            (
+                "x",
+                "a whole number of transactions per instance, at least 1",
+            ),
+            (
+                "1.5",
+                "a whole number of transactions per instance, at least 1",
+            ),
+        ] {
+            let out = output_within(
+                transfer_command(&dir, command, &participants, &["--warm-uses", value]),
+                Duration::from_secs(60),
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} {value}: {stderr}");
+            assert!(
+                stderr.contains(&format!("'{value}' for '--warm-uses <N>'"))
+                    && stderr.contains(says),
+                "{command} --warm-uses {value}: {stderr}"
+            );
+        }
+    }
+    assert_eq!((balance(&a, "alice"), balance(&b, "bob")), (100_000, 0));
 }

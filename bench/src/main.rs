@@ -20,8 +20,8 @@ use async_trait::async_trait;
 use clap::builder::PossibleValue;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use wasmtx::cli::bench::{
-    BenchArgs, CoordinatedUnit, Extension, Ratio, Setup, Stop, Variant, VariantResult,
-    compare_values, name_width, run_variants,
+    BenchArgs, CoordinatedUnit, Extension, Ratio, Setup, Stop, Variant, VariantResult, WASM,
+    WASM_WARM, compare_values, name_width, run_variants,
 };
 use wasmtx::report::{ErrorKind, TxError};
 
@@ -155,13 +155,19 @@ impl Extension for DevVariants {
         vec![
             Ratio {
                 key: "wasm_vs_native",
-                of: "wasm",
+                of: WASM,
                 to: "native",
                 text: "wasm / native throughput",
             },
             Ratio {
+                key: "wasm_warm_vs_native",
+                of: WASM_WARM,
+                to: "native",
+                text: "wasm warm (--warm-uses) / native throughput",
+            },
+            Ratio {
                 key: "two_phase_vs_plain",
-                of: "wasm",
+                of: WASM,
                 to: "plain",
                 text: "two-phase (wasm) / plain single-phase throughput",
             },

@@ -40,12 +40,8 @@ fn bench_runs_every_variant_to_the_count_and_conserves_the_total() {
     assert!(output.status.success(), "{result}");
 
     let variants = result["variants"].as_array().unwrap();
-    let names: Vec<&str> = variants
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        names,
+        common::variant_names(&result),
         ["wasm", "native", "plain", "raw-2pc", "raw-plain"],
         "{result}"
     );

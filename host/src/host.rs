@@ -45,6 +45,15 @@ impl Default for HostOptions {
     }
 }
 
+impl HostOptions {
+    /// With `warm` (some script runs warm), room in the sandbox's pool for one parked
+    /// instance per running one; without, none.
+    pub fn with_warm_room(mut self, warm: bool) -> Self {
+        self.warm_instances = if warm { self.concurrency } else { 0 };
+        self
+    }
+}
+
 /// Why a host could not be opened. Nothing was touched in any case.
 #[derive(Debug, Error)]
 pub enum HostError {

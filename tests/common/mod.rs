@@ -231,6 +231,29 @@ pub fn accounts_db(path: &Path, accounts: &[(&str, i64)]) {
     create_sqlite(path, &sql);
 }
 
+/// The variants' names in a `wasmtx bench --json` report, in order.
+pub fn variant_names(report: &serde_json::Value) -> Vec<&str> {
+    report["variants"]
+        .as_array()
+        .expect("a bench report's variants")
+        .iter()
+        .map(|v| v["name"].as_str().expect("a variant's name"))
+        .collect()
+}
+
+/// Two SQLite files in `dir`, `a.db` with alice's account holding `alice` and `b.db` with
+/// bob's holding 0, and the `-p` arguments naming them `a` and `b`.
+pub fn sqlite_accounts(dir: &TestDir, alice: i64) -> (PathBuf, PathBuf, Vec<String>) {
+    let (a, b) = (dir.path("a.db"), dir.path("b.db"));
+    accounts_db(&a, &[("alice", alice)]);
+    accounts_db(&b, &[("bob", 0)]);
+    let participants = vec![
+        format!("a=sqlite://{}", a.display()),
+        format!("b=sqlite://{}", b.display()),
+    ];
+    (a, b, participants)
+}
+
 /// Creates an SQLite file and runs `sql` in it.
 pub fn create_sqlite(path: &Path, sql: &str) {
     block_on(async {

@@ -15,6 +15,7 @@ mod output;
 mod recover;
 mod run;
 mod serve;
+mod warm;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,8 +43,9 @@ enum Command {
     /// and its size and compiled-cache state.
     Inspect(inspect::InspectArgs),
     /// Measure throughput, latency and CPU per transaction of a script's transactions,
-    /// optionally against the same script invoked on a running server (--compare http) and
-    /// other scripts, e.g. the same logic in another language (--also).
+    /// optionally against the same script invoked on a running server (--compare http),
+    /// other scripts, e.g. the same logic in another language (--also), and each script on
+    /// warm instances (--warm-uses).
     ///
     /// Per variant: throughput, latency percentiles, and what each transaction cost:
     /// `host µs/tx` is this process's CPU time, `machine µs/tx` the whole machine's (the

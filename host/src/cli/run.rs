@@ -4,10 +4,10 @@ use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wasmtx::report::{ErrorKind, TxError};
-use wasmtx::script::ScriptLogic;
+use wasmtx::script::{ScriptLogic, WarmSettings};
 use wasmtx::{Host, HostOptions};
 
-use super::{HostArgs, input_error, output, resolve_script};
+use super::{HostArgs, input_error, output, resolve_script, warm};
 
 /// Connections per server participant for a single run.
 const RUN_POOL_SIZE: u32 = 2;
@@ -23,6 +23,8 @@ pub struct RunArgs {
     /// The script's input: JSON text, or @FILE to read it from a file.
     #[arg(long, value_name = "JSON|@FILE", default_value = "{}")]
     input: String,
+    #[arg(long, value_name = "N", value_parser = warm::parse_uses, help = warm::RUN_HELP)]
+    warm_uses: Option<WarmSettings>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -52,9 +54,13 @@ async fn prepare(args: &RunArgs) -> Result<(Host, ScriptLogic, String), TxError>
             concurrency: 1,
             max_connections: RUN_POOL_SIZE,
             ..HostOptions::default()
-        },
+        }
+        .with_warm_room(args.warm_uses.is_some()),
     )?;
-    let script = host.load_script(&script_path).map_err(input_error)?;
+    let mut script = host.load_script(&script_path).map_err(input_error)?;
+    if let Some(settings) = args.warm_uses {
+        script = warm::warm_logic(script, settings).0;
+    }
     let host = host.connect().await?;
     output::warn_superusers(&host).await;
     Ok((host, script, input))

@@ -55,6 +55,17 @@ impl WarmSettings {
         Ok(())
     }
 
+    /// Up to `max_uses` transactions per instance, the rest at its defaults (`wasmtx run`
+    /// and `wasmtx bench --warm-uses`); refused as [`Self::validate`] refuses.
+    pub fn for_uses(max_uses: u32) -> Result<Self, String> {
+        let settings = WarmSettings {
+            max_uses,
+            ..WarmSettings::default()
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
     pub fn idle(&self) -> Duration {
         Duration::from_secs(self.idle_secs)
     }
@@ -269,5 +280,7 @@ mod tests {
             .is_err()
         );
         assert!(WarmSettings::default().validate().is_ok());
+        assert!(WarmSettings::for_uses(0).is_err());
+        assert_eq!(WarmSettings::for_uses(5).map(|s| s.max_uses), Ok(5));
     }
 }

@@ -136,13 +136,9 @@ impl Server {
             HostOptions {
                 concurrency: settings.concurrency,
                 max_connections: settings.max_connections,
-                // Room for one parked instance per running one when any plugin runs warm.
-                warm_instances: if settings.warm.is_empty() {
-                    0
-                } else {
-                    settings.concurrency
-                },
-            },
+                ..HostOptions::default()
+            }
+            .with_warm_room(!settings.warm.is_empty()),
         )
         .await?;
         refuse_superusers(&host, &settings.allow_superuser).await?;

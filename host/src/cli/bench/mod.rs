@@ -1,5 +1,6 @@
 //! `wasmtx bench`: throughput and latency of a script's transactions, optionally against
-//! other scripts and the same script invoked on a running server, interleaved in one run.
+//! other scripts, each script's warm twin (`--warm-uses`) and the same script invoked on a
+//! running server, interleaved in one run.
 //! An [`Extension`] adds variants and figures of its own (the developer benchmark, `bench/`).
 
 use std::io::IsTerminal;
@@ -12,13 +13,15 @@ use std::time::Duration;
 use clap::Args;
 use serde::Serialize;
 use wasmtx::report::TxError;
+use wasmtx::script::{ScriptLogic, Warm, WarmSettings};
 use wasmtx::{Host, HostOptions};
 
 use super::run::{check_json, input_text};
-use super::{HostArgs, input_error, output, resolve_script};
+use super::{HostArgs, input_error, output, resolve_script, warm};
 use http::HttpInvokeUnit;
 pub use runner::{
-    BenchUnit, CoordinatedUnit, Stop, UnitOutcome, Variant, VariantResult, run as run_variants,
+    BenchUnit, CoordinatedUnit, Stop, UnitOutcome, Variant, VariantResult, WarmUse,
+    run as run_variants,
 };
 
 mod http;
@@ -29,6 +32,12 @@ mod usage;
 const HTTP: &str = "http";
 /// What `--compare http-keyed` adds: the same invokes, each with an `Idempotency-Key`.
 const HTTP_KEYED: &str = "http-keyed";
+/// The first script's variant, the one the others are compared with.
+pub const WASM: &str = "wasm";
+/// What `--warm-uses` appends to a script's variant name for its warm twin.
+const WARM_SUFFIX: &str = "-warm";
+/// The first script's warm twin.
+pub const WASM_WARM: &str = "wasm-warm";
 
 /// Variants and figures a front adds to `wasmtx bench`: more `--compare` values (the
 /// developer benchmark's native twins and bare connections) and figures measured after the
@@ -102,6 +111,8 @@ pub struct BenchArgs {
     /// language. The variant is named after the file or directory.
     #[arg(long, value_name = "SCRIPT")]
     also: Vec<PathBuf>,
+    #[arg(long, value_name = "N", value_parser = warm::parse_uses, help = warm::BENCH_HELP)]
+    warm_uses: Option<WarmSettings>,
     /// Untimed transactions per variant before timing starts (warms pools and caches).
     #[arg(long, default_value_t = 50, value_name = "K")]
     warmup: u64,
@@ -195,33 +206,34 @@ async fn measure(
             concurrency,
             max_connections: concurrency + 2,
             ..HostOptions::default()
-        },
+        }
+        .with_warm_room(args.warm_uses.is_some()),
     )?;
     let logic = host.load_script(&script_path).map_err(input_error)?;
     let host = host.connect().await?;
     output::warn_superusers(&host).await;
     let coordinator = host.coordinator();
 
-    let mut variants = vec![Variant {
-        name: "wasm".into(),
-        unit: Arc::new(CoordinatedUnit {
-            coordinator: coordinator.clone(),
-            logic: Arc::new(logic),
-        }),
-    }];
-    let reserved: Vec<&str> = extension.map_or(vec![], |e| e.variant_names().to_vec());
+    // An `--also` script is named apart from the first script, its twin and `--compare`'s.
+    let mut reserved = vec![WASM, WASM_WARM, HTTP, HTTP_KEYED];
+    reserved.extend(extension.map_or(&[][..], |e| e.variant_names()));
+    let mut scripts = Scripts::new(coordinator, args.warm_uses);
+    scripts.add(WASM.into(), logic);
     for path in &args.also {
         let logic = host
             .load_script(&resolve_script(path, args.json)?)
             .map_err(input_error)?;
-        variants.push(Variant {
-            name: variant_name(path, &variants, &reserved),
-            unit: Arc::new(CoordinatedUnit {
-                coordinator: coordinator.clone(),
-                logic: Arc::new(logic),
-            }),
-        });
+        let stem = path
+            .file_stem()
+            .map_or_else(|| "script".to_owned(), |s| s.to_string_lossy().into_owned());
+        scripts.add(unique_name(&stem, &scripts.variants, &reserved), logic);
     }
+    let Scripts {
+        mut variants,
+        warm: warm_claims,
+        ..
+    } = scripts;
+    let script_variants: Vec<String> = variants.iter().map(|v| v.name.clone()).collect();
     let setup = Setup {
         coordinator,
         config: &setup_config,
@@ -251,15 +263,16 @@ async fn measure(
     }
 
     // Warm-up: pools, caches, first-touch allocations. Not timed.
-    let warm = Arc::new(AtomicU64::new(0));
+    let warmed = Arc::new(AtomicU64::new(0));
     runner::run(
         &variants,
         args.concurrency,
         Stop::Transactions(args.warmup.max(1)),
         &input,
-        &warm,
+        &warmed,
     )
     .await;
+    let warm_before: Vec<(u64, u64)> = warm_claims.iter().map(|(_, w)| w.counts()).collect();
 
     let rss_before = usage::resident_kib();
     let done = Arc::new(AtomicU64::new(0));
@@ -281,6 +294,16 @@ async fn measure(
         bar.finish_and_clear();
     }
     let rss_after = usage::resident_kib();
+    for ((name, claim), (fresh_before, reused_before)) in warm_claims.iter().zip(warm_before) {
+        let (fresh, reused) = claim.counts();
+        if let Some(result) = results.iter_mut().find(|r| &r.name == name) {
+            result.warm = Some(WarmUse {
+                max_uses: claim.settings().max_uses,
+                fresh: fresh - fresh_before,
+                reused: reused - reused_before,
+            });
+        }
+    }
     if let Some(extension) = extension {
         extension.after_run(&setup, &variants, &mut results).await?;
     }
@@ -296,17 +319,16 @@ async fn measure(
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
         _ => None,
     };
-    let others_vs_wasm = variants
+    let others_vs_wasm = script_variants
         .iter()
         .skip(1)
-        .take(args.also.len())
-        .filter_map(|v| Some((v.name.clone(), ratio(&v.name, "wasm")?)))
+        .filter_map(|name| Some((name.clone(), ratio(name, WASM)?)))
         .collect();
     let mut ratios = extension.map_or(vec![], |e| e.ratios());
     ratios.push(Ratio {
         key: "http_vs_wasm",
         of: HTTP,
-        to: "wasm",
+        to: WASM,
         text: "http (wasmtx serve) / in-process throughput",
     });
     ratios.push(Ratio {
@@ -329,18 +351,55 @@ async fn measure(
     })
 }
 
-/// A `--also` script's variant name: its file's stem or its directory's name, made unique
-/// among the variants so far and the names `--compare` uses.
-fn variant_name(path: &std::path::Path, variants: &[Variant], reserved: &[&str]) -> String {
-    let stem = path
-        .file_stem()
-        .map_or_else(|| "script".to_owned(), |s| s.to_string_lossy().into_owned());
-    let taken = |name: &str| {
-        ["wasm", HTTP, HTTP_KEYED].contains(&name)
-            || reserved.contains(&name)
-            || variants.iter().any(|v| v.name == name)
-    };
-    let mut name = stem.clone();
+/// The scripts' variants: each script fresh and, with `--warm-uses`, its warm twin right
+/// after it, under a claim of its own.
+struct Scripts<'a> {
+    coordinator: &'a wasmtx::Coordinator,
+    settings: Option<WarmSettings>,
+    variants: Vec<Variant>,
+    /// The warm twins' names and claims.
+    warm: Vec<(String, Arc<Warm>)>,
+}
+
+impl<'a> Scripts<'a> {
+    fn new(coordinator: &'a wasmtx::Coordinator, settings: Option<WarmSettings>) -> Self {
+        Scripts {
+            coordinator,
+            settings,
+            variants: Vec::new(),
+            warm: Vec::new(),
+        }
+    }
+
+    /// Adds the script as variant `name`, and its warm twin if asked.
+    fn add(&mut self, name: String, logic: ScriptLogic) {
+        if let Some(settings) = self.settings {
+            let (warm_logic, claim) = warm::warm_logic(logic.clone(), settings);
+            self.push(name.clone(), logic);
+            let warm_name = unique_name(&format!("{name}{WARM_SUFFIX}"), &self.variants, &[]);
+            self.warm.push((warm_name.clone(), claim));
+            self.push(warm_name, warm_logic);
+        } else {
+            self.push(name, logic);
+        }
+    }
+
+    fn push(&mut self, name: String, logic: ScriptLogic) {
+        self.variants.push(Variant {
+            name,
+            unit: Arc::new(CoordinatedUnit {
+                coordinator: self.coordinator.clone(),
+                logic: Arc::new(logic),
+            }),
+        });
+    }
+}
+
+/// `stem` (a `--also` script's file stem or directory name, or a warm twin's name), made
+/// unique among the variants so far and the `reserved` names.
+fn unique_name(stem: &str, variants: &[Variant], reserved: &[&str]) -> String {
+    let taken = |name: &str| reserved.contains(&name) || variants.iter().any(|v| v.name == name);
+    let mut name = stem.to_owned();
     let mut n = 2;
     while taken(&name) {
         name = format!("{stem}-{n}");
@@ -432,6 +491,18 @@ fn print_text(result: &BenchReport) {
             shown(v.machine_switches_per_tx, "")
         );
     }
+    for v in &result.variants {
+        if let Some(w) = v.warm {
+            println!(
+                "{}: {} of {} transactions reused an instance, {} got a new one (up to {} per instance)",
+                v.name,
+                w.reused,
+                w.fresh + w.reused,
+                w.fresh,
+                w.max_uses
+            );
+        }
+    }
     for (ratio, r) in &result.ratios {
         println!("{}: {r:.3}", ratio.text);
     }
@@ -454,4 +525,14 @@ fn ratio_map<S: serde::Serializer>(
         map.serialize_entry(ratio.key, value)?;
     }
     map.end()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_scripts_twin_is_named_as_the_constant_says() {
+        assert_eq!(format!("{WASM}{WARM_SUFFIX}"), WASM_WARM);
+    }
 }

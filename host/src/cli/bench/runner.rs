@@ -93,10 +93,24 @@ pub struct VariantResult {
     /// Context switches on the whole machine per transaction (this process and the
     /// databases alike).
     pub machine_switches_per_tx: Option<f64>,
+    /// For a script run warm (`--warm-uses`): how its timed transactions got their instances.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm: Option<WarmUse>,
     /// Figures an extension measured after the run (the developer benchmark's durable
     /// writes), by name.
     #[serde(flatten)]
     pub more: serde_json::Map<String, serde_json::Value>,
+}
+
+/// How a warm variant's timed transactions got their script instances.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct WarmUse {
+    /// Transactions one instance may serve.
+    pub max_uses: u32,
+    /// Transactions that got a new instance.
+    pub fresh: u64,
+    /// Transactions that reused one an earlier transaction left.
+    pub reused: u64,
 }
 
 /// Runs every variant in [`ROUNDS`] interleaved rounds with `concurrency` workers each.
@@ -180,6 +194,7 @@ pub async fn run(
                 machine_switches_per_tx: cpu
                     .filter(|_| transactions > 0)
                     .map(|c| c.machine_switches as f64 / transactions as f64),
+                warm: None,
                 more: serde_json::Map::new(),
             }
         })
