@@ -44,7 +44,9 @@ CREATE TABLE IF NOT EXISTS transactions (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS transactions_idem
     ON transactions (plugin, idem_key) WHERE idem_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS transactions_started ON transactions (started_at);
+-- Newest-first listings and counts per minute and status, read from the index alone.
+CREATE INDEX IF NOT EXISTS transactions_started_status ON transactions (started_at, status);
+DROP INDEX IF EXISTS transactions_started;
 ";
 
 /// One transaction as the server recorded it.
@@ -274,7 +276,7 @@ impl History {
         let rows = sqlx::query(
             "SELECT * FROM transactions
               WHERE (? IS NULL OR plugin = ?) AND (? IS NULL OR status = ?)
-                AND started_at >= ? AND started_at < ?
+                AND started_at >= ? AND started_at < ? AND started_at <= ?
                 AND (started_at < ? OR (started_at = ? AND gid < ?) OR ? = '')
               ORDER BY started_at DESC, gid DESC LIMIT ?",
         )
@@ -284,6 +286,8 @@ impl History {
         .bind(status)
         .bind(filter.since.unwrap_or(i64::MIN))
         .bind(filter.until.unwrap_or(i64::MAX))
+        // The cursor's time bounds the scan of the index; the next line breaks ties.
+        .bind(after_time)
         .bind(after_time)
         .bind(after_time)
         .bind(&after_gid)
