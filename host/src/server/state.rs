@@ -19,6 +19,7 @@ use crate::cluster::LeaseStatus;
 use crate::config::Config;
 use crate::config::ServerSettings;
 use crate::host::Host;
+use crate::recovery::{InDoubtFilter, InDoubtList};
 use crate::registry::{Plugins, Resolved};
 use crate::script::{ScriptLogic, Warm};
 
@@ -203,6 +204,12 @@ impl AppState {
                 ),
             )),
         }
+    }
+
+    /// What is in doubt now (`filter`'s participant and age), leaving out what runs here now.
+    pub async fn in_doubt(&self, mut filter: InDoubtFilter) -> InDoubtList {
+        filter.running = self.running.lock().unwrap().keys().cloned().collect();
+        self.host.in_doubt(&filter).await
     }
 
     /// Slots in use now.

@@ -327,9 +327,9 @@ pub async fn in_doubt(
     let filter = InDoubtFilter {
         participant: query.participant,
         older_than: query.older_than_secs.map(Duration::from_secs),
-        running: state.running.lock().unwrap().keys().cloned().collect(),
+        ..Default::default()
     };
-    Ok(Json(state.host.in_doubt(&filter).await))
+    Ok(Json(state.in_doubt(filter).await))
 }
 
 fn refuse_if_running(state: &AppState, gid: &str) -> Result<(), Problem> {

@@ -18,7 +18,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::Signed;
-use super::page::{csrf_field, layout, problem_page, time_text};
+use super::page::{csrf_field, layout, problem_page, table, time_text};
 use crate::config::Scope;
 use crate::recovery::{
     Action, Examined, ForcePreview, InDoubtEntry, InDoubtFilter, PRESUMED_ABORT_MARGIN, Requested,
@@ -29,14 +29,7 @@ use crate::server::transactions::{
 };
 
 pub async fn list(State(state): State<Arc<AppState>>, signed: Signed) -> Response {
-    let running = state.running.lock().unwrap().keys().cloned().collect();
-    let list = state
-        .host
-        .in_doubt(&InDoubtFilter {
-            running,
-            ..Default::default()
-        })
-        .await;
+    let list = state.in_doubt(InDoubtFilter::default()).await;
     let mut by_gid: BTreeMap<&str, Vec<&InDoubtEntry>> = BTreeMap::new();
     for entry in &list.entries {
         by_gid.entry(&entry.gid).or_default().push(entry);
@@ -50,19 +43,7 @@ pub async fn list(State(state): State<Arc<AppState>>, signed: Signed) -> Respons
         @if by_gid.is_empty() {
             p.notice.ok { "Nothing is in doubt." }
         } @else {
-            div.scroll tabindex="0" {
-                table.in-doubt {
-                    caption.visually-hidden { "Transactions in doubt" }
-                    thead { tr {
-                        th scope="col" { "Transaction" }
-                        th scope="col" { "Deadline" }
-                        th scope="col" { "Decision" }
-                        th scope="col" { "Branches" }
-                        th scope="col" { "Recovery will" }
-                        th scope="col" { "Act" }
-                    } }
-                    tbody {
-                        @for (gid, entries) in &by_gid {
+            (table("in-doubt", Some("Transactions in doubt"), &["Transaction", "Deadline", "Decision", "Branches", "Recovery will", "Act"], html! { @for (gid, entries) in &by_gid {
                             tr {
                                 td { a href={ "/console/transactions/" (gid) } { code { (gid) } } }
                                 td { (time_text(&entries[0].deadline)) }
@@ -79,10 +60,7 @@ pub async fn list(State(state): State<Arc<AppState>>, signed: Signed) -> Respons
                                     }
                                 }
                             }
-                        }
-                    }
-                }
-            }
+                        } }))
         }
     };
     layout("In doubt", "/console/in-doubt", Some(&signed.session), body).into_response()
@@ -124,16 +102,9 @@ pub async fn confirm(
         @if examined.branches.is_empty() {
             p { "No branch of it is prepared on any participant: there is nothing to act on." }
         } @else {
-            div.scroll tabindex="0" {
-                table {
-                    thead { tr { th scope="col" { "Participant" } th scope="col" { "Database" } th scope="col" { "Recovery would" } } }
-                    tbody {
-                        @for b in &examined.branches {
+            (table("", None, &["Participant", "Database", "Recovery would"], html! { @for b in &examined.branches {
                             tr { td { (b.participant) } td { (databases.get(&b.participant).map(String::as_str).unwrap_or("?")) } td { (b.action.name()) } }
-                        }
-                    }
-                }
-            }
+                        } }))
         }
         @if !admin {
             p.notice { "The token you signed in with has no " code { "admin" } " scope: it can see this page but not act." }
@@ -271,7 +242,7 @@ pub async fn retry(
     headers: HeaderMap,
     Form(form): Form<RetryForm>,
 ) -> Response {
-    if let Err(refused) = signed.authorize(Scope::Admin, &headers, &form.csrf) {
+    if let Some(refused) = signed.refusal(Scope::Admin, &headers, &form.csrf) {
         return refused;
     }
     let report = match retry_now(&state, &gid).await {
@@ -283,12 +254,7 @@ pub async fn retry(
         @if report.branches.is_empty() {
             p { "It found no prepared branch: nothing was done." }
         } @else {
-            div.scroll tabindex="0" {
-                table {
-                    thead { tr { th scope="col" { "Participant" } th scope="col" { "Done" } } }
-                    tbody { @for b in &report.branches { tr { td { (b.participant) } td { (b.action.name()) @if let Action::Failed(why) = &b.action { ": " (why) } } } } }
-                }
-            }
+            (table("", None, &["Participant", "Done"], html! { @for b in &report.branches { tr { td { (b.participant) } td { (b.action.name()) @if let Action::Failed(why) = &b.action { ": " (why) } } } } }))
         }
         p { a href="/console/in-doubt" { "Back to what is in doubt" } }
     };
@@ -311,7 +277,7 @@ pub async fn resolve(
     headers: HeaderMap,
     Form(form): Form<ResolveForm>,
 ) -> Response {
-    if let Err(refused) = signed.authorize(Scope::Admin, &headers, &form.csrf) {
+    if let Some(refused) = signed.refusal(Scope::Admin, &headers, &form.csrf) {
         return refused;
     }
     let request = ResolveRequest {
@@ -325,12 +291,7 @@ pub async fn resolve(
     };
     let body = html! {
         p.notice.ok { "Transaction " a href={ "/console/transactions/" (gid) } { code { (gid) } } " is now " strong { (resolved.status.as_str()) } @if resolved.heuristic { " (a heuristic decision)" } "." }
-        div.scroll tabindex="0" {
-            table {
-                thead { tr { th scope="col" { "Participant" } th scope="col" { "Done" } } }
-                tbody { @for (participant, what) in &resolved.branches { tr { td { (participant) } td { (what) } } } }
-            }
-        }
+        (table("", None, &["Participant", "Done"], html! { @for (participant, what) in &resolved.branches { tr { td { (participant) } td { (what) } } } }))
         p { a href="/console/in-doubt" { "Back to what is in doubt" } }
     };
     layout(

@@ -121,27 +121,27 @@ pub struct Signed {
 }
 
 impl Signed {
-    /// Refuses (403) unless the session's token has `scope`, the form carries the session's
-    /// CSRF token and the request comes from this origin.
-    pub fn authorize(&self, scope: Scope, headers: &HeaderMap, csrf: &str) -> Result<(), Response> {
+    /// The refusal (403) of an action, unless the session's token has `scope`, the form
+    /// carries the session's CSRF token and the request comes from this origin.
+    pub fn refusal(&self, scope: Scope, headers: &HeaderMap, csrf: &str) -> Option<Response> {
         let refused = |detail: &str| {
-            problem_page(
+            Some(problem_page(
                 &Problem::new(StatusCode::FORBIDDEN, "forbidden", detail),
                 Some(&self.session),
-            )
+            ))
         };
         if !session::same_origin(headers) || !self.session.check_form(csrf) {
-            return Err(refused(
+            return refused(
                 "this form did not come from this console's page (or the page is from an earlier session): reload the page and try again",
-            ));
+            );
         }
         if !self.session.can(scope) {
-            return Err(refused(&format!(
+            return refused(&format!(
                 "the token `{}` signed in with lacks the `{scope}` scope this action needs",
                 self.session.caller.name()
-            )));
+            ));
         }
-        Ok(())
+        None
     }
 }
 
@@ -262,11 +262,16 @@ async fn sign_in(
             None,
         );
     };
-    let mut response = Redirect::to("/console/").into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
+    redirect_setting(
+        "/console/",
         session::set_cookie(&id, state.settings.tls_files().is_some()),
-    );
+    )
+}
+
+/// A redirect to `to` that sets `cookie`.
+fn redirect_setting(to: &str, cookie: HeaderValue) -> Response {
+    let mut response = Redirect::to(to).into_response();
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
     response
 }
 
@@ -282,21 +287,13 @@ async fn sign_out(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !session::same_origin(&headers) || !signed.session.check_form(&form.csrf) {
-        return problem_page(
-            &Problem::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "this sign-out did not come from this console's page",
-            ),
-            Some(&signed.session),
-        );
+    // Reading is all a session can do: any session may end itself.
+    if let Some(refused) = signed.refusal(Scope::Read, &headers, &form.csrf) {
+        return refused;
     }
     sessions.end(&signed.id);
-    let mut response = Redirect::to("/console/sign-in").into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
+    redirect_setting(
+        "/console/sign-in",
         session::clear_cookie(state.settings.tls_files().is_some()),
-    );
-    response
+    )
 }

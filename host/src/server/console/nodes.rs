@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 
 use super::Signed;
-use super::page::{layout, time_text};
+use super::page::{layout, table, time_text};
 use crate::server::state::AppState;
 
 pub async fn page(State(state): State<Arc<AppState>>, signed: Signed) -> Response {
@@ -23,15 +23,7 @@ pub async fn page(State(state): State<Arc<AppState>>, signed: Signed) -> Respons
             },
             Ok(nodes) => html! {
                 p { "This node: " code { (cluster.node().to_string()) } ". Leases are judged by the decision database's clock." }
-                div.scroll tabindex="0" {
-                    table {
-                        thead { tr {
-                            th scope="col" { "Node" } th scope="col" { "Incarnation" } th scope="col" { "Holder" }
-                            th scope="col" { "State" } th scope="col" { "Lease" } th scope="col" { "Lease until" }
-                            th scope="col" { "Heartbeat" } th scope="col" { "Adopted by" } th scope="col" { "Version" }
-                        } }
-                        tbody {
-                            @for n in &nodes {
+                (table("", None, &["Node", "Incarnation", "Holder", "State", "Lease", "Lease until", "Heartbeat", "Adopted by", "Version"], html! { @for n in &nodes {
                                 tr {
                                     td { code { (n.node) } }
                                     td { (n.incarnation) }
@@ -43,10 +35,7 @@ pub async fn page(State(state): State<Arc<AppState>>, signed: Signed) -> Respons
                                     td { @if let Some(by) = &n.adopted_by { (by) @if let Some(until) = &n.adopted_until { " until " (time_text(until)) } } @else { "—" } }
                                     td { (n.version) }
                                 }
-                            }
-                        }
-                    }
-                }
+                            } }))
             },
         },
     };

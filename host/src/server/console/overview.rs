@@ -10,7 +10,7 @@ use axum::extract::State;
 use maud::{Markup, html};
 
 use super::Signed;
-use super::page::{layout, time};
+use super::page::{layout, table, time};
 use crate::cluster::LeaseStatus;
 use crate::gid::Gid;
 use crate::recovery::{InDoubtFilter, TxState};
@@ -26,14 +26,7 @@ pub async fn page(State(state): State<Arc<AppState>>, signed: Signed) -> Markup 
     let now = now_ms();
     let first_minute = (now / MINUTE_MS - (MINUTES - 1)) * MINUTE_MS;
     let counts = state.history.per_minute(first_minute).await;
-    let running = state.running.lock().unwrap().keys().cloned().collect();
-    let in_doubt = state
-        .host
-        .in_doubt(&InDoubtFilter {
-            running,
-            ..Default::default()
-        })
-        .await;
+    let in_doubt = state.in_doubt(InDoubtFilter::default()).await;
     let pending = state.host.pending_commits().await;
     state
         .metrics
@@ -220,16 +213,9 @@ fn chart(counts: &[(i64, TxState, i64)], first_minute: i64) -> Markup {
         }
         details {
             summary { "Per minute" }
-            div.scroll tabindex="0" {
-                table {
-                    thead { tr { th scope="col" { "Minute" } th scope="col" { "Committed" } th scope="col" { "Aborted" } th scope="col" { "Other" } th scope="col" { "Per second" } } }
-                    tbody {
-                        @for (minute, c) in minutes.iter().rev().filter(|(_, c)| c.iter().sum::<i64>() > 0) {
+            (table("", None, &["Minute", "Committed", "Aborted", "Other", "Per second"], html! { @for (minute, c) in minutes.iter().rev().filter(|(_, c)| c.iter().sum::<i64>() > 0) {
                             tr { td { (time(*minute)) } td { (c[0]) } td { (c[1]) } td { (c[2]) } td { (format!("{:.2}", c.iter().sum::<i64>() as f64 / 60.0)) } }
-                        }
-                    }
-                }
-            }
+                        } }))
         }
     }
 }
@@ -285,11 +271,7 @@ fn phase_table(samples: &[Sample]) -> Markup {
         @if phases.values().all(|p| p.count == 0.0) {
             p { "No transaction has run since the server started." }
         } @else {
-            div.scroll tabindex="0" {
-                table {
-                    thead { tr { th scope="col" { "Phase" } th scope="col" { "Count" } th scope="col" { "Mean" } th scope="col" { "Median" } th scope="col" { "99th percentile" } } }
-                    tbody {
-                        @for (name, phase) in ordered.iter().filter(|(_, p)| p.count > 0.0) {
+            (table("", None, &["Phase", "Count", "Mean", "Median", "99th percentile"], html! { @for (name, phase) in ordered.iter().filter(|(_, p)| p.count > 0.0) {
                             tr {
                                 td { (name) }
                                 td { (phase.count) }
@@ -297,10 +279,7 @@ fn phase_table(samples: &[Sample]) -> Markup {
                                 td { (bound(phase, 0.5)) }
                                 td { (bound(phase, 0.99)) }
                             }
-                        }
-                    }
-                }
-            }
+                        } }))
         }
     }
 }
@@ -315,16 +294,9 @@ fn recovery_table(samples: &[Sample]) -> Markup {
         @if runs.is_empty() {
             p { "None yet." }
         } @else {
-            div.scroll tabindex="0" {
-                table {
-                    thead { tr { th scope="col" { "Trigger" } th scope="col" { "Result" } th scope="col" { "Runs" } } }
-                    tbody {
-                        @for run in runs {
+            (table("", None, &["Trigger", "Result", "Runs"], html! { @for run in runs {
                             tr { td { (run.label("trigger").unwrap_or("")) } td { (run.label("result").unwrap_or("")) } td { (run.value) } }
-                        }
-                    }
-                }
-            }
+                        } }))
         }
     }
 }

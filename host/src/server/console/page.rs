@@ -124,6 +124,23 @@ pub fn problem_page(problem: &Problem, session: Option<&Session>) -> Response {
     (status, layout(&problem.title, "", session, body)).into_response()
 }
 
+/// A table of `class` with `columns` and `rows` (`<tr>`s), in a wrapper that scrolls
+/// sideways on a narrow screen (and takes keyboard focus, so that arrows scroll it);
+/// `caption` for screen readers.
+pub fn table(class: &str, caption: Option<&str>, columns: &[&str], rows: Markup) -> Markup {
+    html! {
+        div.scroll tabindex="0" {
+            table class=[(!class.is_empty()).then_some(class)] {
+                @if let Some(caption) = caption {
+                    caption.visually-hidden { (caption) }
+                }
+                thead { tr { @for column in columns { th scope="col" { (column) } } } }
+                tbody { (rows) }
+            }
+        }
+    }
+}
+
 /// A short form of a `sha256:<hex>` digest, the whole of it on hover.
 pub fn digest(text: &str) -> Markup {
     let short: String = text.chars().take(19).collect();

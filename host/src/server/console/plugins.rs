@@ -12,7 +12,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::Signed;
-use super::page::{csrf_field, digest, layout, problem_page, time_text};
+use super::page::{csrf_field, digest, layout, problem_page, table, time_text};
 use crate::config::Scope;
 use crate::registry::VersionInfo;
 use crate::script::Inspection;
@@ -26,14 +26,7 @@ pub async fn list(State(state): State<Arc<AppState>>, signed: Signed) -> Respons
         @if plugins.is_empty() {
             p { "No plugin is published yet." }
         } @else {
-            div.scroll tabindex="0" {
-                table {
-                    thead { tr {
-                        th scope="col" { "Plugin" } th scope="col" { "Latest" } th scope="col" { "Versions" }
-                        th scope="col" { "Aliases" } th scope="col" { "Instances" }
-                    } }
-                    tbody {
-                        @for p in &plugins {
+            (table("", None, &["Plugin", "Latest", "Versions", "Aliases", "Instances"], html! { @for p in &plugins {
                             tr {
                                 td { a href={ "/console/plugins/" (p.name) } { (p.name) } }
                                 td { (p.latest.as_deref().unwrap_or("— (all withdrawn)")) }
@@ -41,10 +34,7 @@ pub async fn list(State(state): State<Arc<AppState>>, signed: Signed) -> Respons
                                 td { @for (alias, version) in &p.aliases { code { (alias) } "→" (version) " " } }
                                 td { (instances(&state, &p.name)) }
                             }
-                        }
-                    }
-                }
-            }
+                        } }))
         }
         @if signed.session.can(Scope::Admin) {
             section.action aria-labelledby="publish-heading" {
@@ -92,14 +82,7 @@ pub async fn detail(
     let body = html! {
         p { "Instances: " (instances(&state, &name)) }
         h2 { "Versions" }
-        div.scroll tabindex="0" {
-            table {
-                thead { tr {
-                    th scope="col" { "Version" } th scope="col" { "Digest" } th scope="col" { "Size" }
-                    th scope="col" { "Published" } th scope="col" { "By" } th scope="col" { "Withdrawn" }
-                } }
-                tbody {
-                    @for v in plugin.versions.iter().rev() {
+        (table("", None, &["Version", "Digest", "Size", "Published", "By", "Withdrawn"], html! { @for v in plugin.versions.iter().rev() {
                         tr {
                             td { a href={ "/console/plugins/" (name) "/versions/" (v.version) } { (v.version) } }
                             td { (digest(&v.digest)) }
@@ -108,10 +91,7 @@ pub async fn detail(
                             td { (v.published_by.as_deref().unwrap_or("—")) }
                             td { @if let Some(at) = &v.withdrawn_at { (time_text(at)) } @else { "—" } }
                         }
-                    }
-                }
-            }
-        }
+                    } }))
         h2 { "Aliases" }
         ul { @for (alias, version) in &plugin.aliases { li { code { (alias) } " → " (version) } } }
         @if signed.session.can(Scope::Admin) && !live.is_empty() {
@@ -244,7 +224,7 @@ pub async fn publish(
             Err(err) => return upload_problem(&signed, err.body_text(), err.status()),
         }
     }
-    if let Err(refused) = signed.authorize(Scope::Admin, &headers, &fields.csrf) {
+    if let Some(refused) = signed.refusal(Scope::Admin, &headers, &fields.csrf) {
         return refused;
     }
     if fields.wasm.is_empty() {
@@ -317,7 +297,7 @@ pub async fn set_alias(
     headers: HeaderMap,
     Form(form): Form<AliasForm>,
 ) -> Response {
-    if let Err(refused) = signed.authorize(Scope::Admin, &headers, &form.csrf) {
+    if let Some(refused) = signed.refusal(Scope::Admin, &headers, &form.csrf) {
         return refused;
     }
     match state
@@ -344,7 +324,7 @@ pub async fn withdraw(
     headers: HeaderMap,
     Form(form): Form<WithdrawForm>,
 ) -> Response {
-    if let Err(refused) = signed.authorize(Scope::Admin, &headers, &form.csrf) {
+    if let Some(refused) = signed.refusal(Scope::Admin, &headers, &form.csrf) {
         return refused;
     }
     if form.confirm.as_deref() != Some("true") {

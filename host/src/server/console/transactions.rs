@@ -12,7 +12,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::Signed;
-use super::page::{digest, layout, problem_page, status_badge, time};
+use super::page::{digest, layout, problem_page, status_badge, table, time};
 use crate::config::Scope;
 use crate::gid::Gid;
 use crate::recovery::TxState;
@@ -209,22 +209,7 @@ pub async fn list(
         @if rows.is_empty() {
             p { "No transaction matches." }
         } @else {
-            div.scroll tabindex="0" {
-                table.history {
-                    caption.visually-hidden { "Transactions, newest first" }
-                    thead { tr {
-                        th scope="col" { "Started" }
-                        th scope="col" { "Transaction" }
-                        th scope="col" { "Plugin" }
-                        th scope="col" { "Status" }
-                        th scope="col" { "Took" }
-                        th scope="col" { "Participants" }
-                    } }
-                    tbody {
-                        @for row in &rows { (history_row(row)) }
-                    }
-                }
-            }
+            (table("history", Some("Transactions, newest first"), &["Started", "Transaction", "Plugin", "Status", "Took", "Participants"], html! { @for row in &rows { (history_row(row)) } }))
         }
         nav.pager aria-label="Pages" {
             @if !query.cursor.is_empty() {
@@ -335,16 +320,9 @@ fn participants(status: &TxStatus) -> Markup {
         @if status.participants.is_empty() {
             p { "No participant's part is known." }
         } @else {
-            div.scroll tabindex="0" {
-                table {
-                    thead { tr { th scope="col" { "Participant" } th scope="col" { "State" } th scope="col" { "Recovery would" } } }
-                    tbody {
-                        @for branch in &status.participants {
+            (table("", None, &["Participant", "State", "Recovery would"], html! { @for branch in &status.participants {
                             tr { td { (branch.participant) } td { (branch.state) } td { (branch.recovery_action.as_deref().unwrap_or("—")) } }
-                        }
-                    }
-                }
-            }
+                        } }))
         }
     }
 }
@@ -354,15 +332,20 @@ fn participants(status: &TxStatus) -> Markup {
 fn timeline(report: &TxReport) -> Markup {
     let total: f64 = report.phases_ms.values().sum::<f64>().max(0.001);
     let width = 600.0;
+    // (x, width, phase, ms) of each bar, one after the other.
+    let mut bars = Vec::new();
     let mut x = 0.0;
+    for (phase, ms) in &report.phases_ms {
+        let w = (ms / total * width).max(1.0);
+        bars.push((x, w, phase.as_str(), *ms));
+        x += w;
+    }
     html! {
         svg.timeline viewBox={ "0 0 " (width) " 24" } preserveAspectRatio="none" role="img" aria-label={ "Phases, " (format!("{:.2}", report.elapsed_ms)) " ms in all" } {
-            @for (i, (phase, ms)) in report.phases_ms.iter().enumerate() {
-                @let w = (ms / total * width).max(1.0);
+            @for (i, (x, w, phase, ms)) in bars.iter().enumerate() {
                 rect class={ "phase-" (i % 4) } x=(x) y="0" width=(w) height="24" {
-                    title { (phase.as_str()) ": " (format!("{ms:.2} ms")) }
+                    title { (phase) ": " (format!("{ms:.2} ms")) }
                 }
-                @let _ = { x += w; };
             }
         }
         ol.phases {
