@@ -1,7 +1,8 @@
 //! The operator console in a real browser: headless Chromium (Debian's `chromium` and
 //! `chromedriver`, driven through Selenium by `tests/console/browser_check.py`) against a real
 //! `wasmtx serve` on PostgreSQL and MariaDB. The browser signs in, sees a committed and an
-//! aborted transaction with their details, filters and pages the history, finds the branches
+//! aborted transaction with their details, filters and pages the history, publishes a
+//! version from a file, sets an alias and withdraws a version, finds the branches
 //! a host stopped after its COMMIT decision left prepared and forces them through with a
 //! reason; a read-only token sees no action and a forged one is refused; sign-out ends the
 //! session; axe-core finds no WCAG 2 A/AA violation (contrast included) on any page, at 1280
@@ -109,6 +110,7 @@ fn an_operator_uses_the_console_in_a_real_browser() {
         "aborted": aborted["gid"],
         "in_doubt": in_doubt,
         "plugin": "transfer",
+        "wasm": guest(TRANSFER),
         "screenshots": screenshots,
     });
     let mut command = Command::new(&python);
@@ -158,6 +160,18 @@ fn an_operator_uses_the_console_in_a_real_browser() {
         ),
         (940, 1060)
     );
+    // What the plugin pages did, as the API sees it.
+    let (status, plugin) = http(url, "GET", "/v1/plugins/transfer", Some(READER), None);
+    assert_eq!(status, 200, "{plugin}");
+    assert_eq!(plugin["aliases"]["stable"], "1.0.0", "{plugin}");
+    let versions = plugin["versions"].as_array().unwrap();
+    let withdrawn: Vec<&str> = versions
+        .iter()
+        .filter(|v| !v["withdrawn_at"].is_null())
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!((versions.len(), withdrawn), (2, vec!["1.0.1"]), "{plugin}");
+    assert_eq!(versions[1]["published_by"], "ops", "{plugin}");
     for shot in [
         "overview",
         "transactions",

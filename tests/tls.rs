@@ -1,7 +1,8 @@
 //! `wasmtx serve` over TLS, with certificates made here by a CA of the test's own: the CLI
 //! invokes over https with that CA, a client that trusts another CA is refused, a changed
-//! certificate is served without a restart, and client certificates from the configured CA
-//! are accepted while others are refused at the handshake.
+//! certificate is served without a restart, client certificates from the configured CA
+//! are accepted while others are refused at the handshake, and a client certificate a token
+//! names authenticates as that token's holder.
 
 mod common;
 
@@ -305,4 +306,73 @@ fn client_certificates_of_the_configured_ca_are_accepted_and_others_refused() {
         with_bad.is_err(),
         "a certificate of another CA was accepted"
     );
+}
+
+#[test]
+fn a_client_certificate_named_by_a_token_authenticates_without_a_bearer_token() {
+    let dir = TestDir::new();
+    let ca = Ca::new("wasmtx test CA");
+    let ca_path = ca.write(&dir, "ca.pem");
+    let (cert, key) = write_pair(&dir, "server", &ca.issue("server", &["127.0.0.1"]));
+    let clients = Ca::new("clients CA");
+    let clients_path = clients.write(&dir, "clients.pem");
+    let listed = write_pair(&dir, "listed", &clients.issue("batch", &["batch"]));
+    let unlisted = write_pair(&dir, "unlisted", &clients.issue("other", &["other"]));
+    let fingerprint = sha256_der(&std::fs::read_to_string(&listed.0).unwrap());
+    let tls = format!(
+        "[server]\ntls_cert = {cert:?}\ntls_key = {key:?}\ntls_client_ca = {clients_path:?}\n"
+    );
+    let (_, _, config) = sqlite_bank(&dir, &tls);
+    // The bank's configuration ends with its tokens: one more, named by a certificate.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[[server.tokens]]\nname = \"batch\"\nclient_cert_sha256 = \"{fingerprint}\"\nscopes = [\"read\"]\n"
+    ));
+    std::fs::write(&config, text).unwrap();
+    let server = ServerProcess::spawn(&dir, &config, &[]);
+    wait_ready_tls(&server.url, &ca_path);
+
+    let get = |identity: Option<&(PathBuf, PathBuf)>, bearer: Option<&str>, path: &str| {
+        let config = wasmtx::tls::client_config(
+            Some(&ca_path),
+            identity.map(|(c, k)| (c.as_path(), k.as_path())),
+        )
+        .unwrap();
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(config)
+            .build()
+            .unwrap();
+        runtime().block_on(async {
+            let mut request = client.get(format!("{}{path}", server.url));
+            if let Some(token) = bearer {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap_or_default())
+        })
+    };
+    let (status, body) = get(Some(&listed), None, "/v1/plugins");
+    assert_eq!(status, 200, "the listed certificate reads: {body}");
+    let (status, body) = get(Some(&listed), None, "/v1/plugins/x/versions/1.0.0/wasm");
+    assert_eq!(status, 403, "admin is not the certificate's scope: {body}");
+    assert!(body.contains("`batch` lacks the `admin` scope"), "{body}");
+    let (status, body) = get(Some(&unlisted), None, "/v1/plugins");
+    assert_eq!(status, 401, "a certificate no token names: {body}");
+    let (status, body) = get(None, None, "/v1/plugins");
+    assert_eq!(status, 401, "neither certificate nor token: {body}");
+    let (status, body) = get(Some(&listed), Some("wrong"), "/v1/plugins");
+    assert_eq!(
+        status, 401,
+        "a wrong bearer token is not saved by the certificate: {body}"
+    );
+    let (status, body) = get(None, Some(ADMIN), "/v1/plugins");
+    assert_eq!(status, 200, "tokens still work: {body}");
+}
+
+/// The SHA-256 (hex) of a PEM certificate's DER bytes.
+fn sha256_der(pem: &str) -> String {
+    use sha2::Digest;
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+    hex::encode(sha2::Sha256::digest(der.as_ref()))
 }

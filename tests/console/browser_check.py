@@ -2,7 +2,8 @@
 chromium and chromedriver, through Selenium): what tests/console.rs asks, as an operator
 would do it. Arguments: one JSON object with
   url, admin (token with every scope), reader (token with `read` only),
-  committed, aborted, in_doubt (gids), plugin, screenshots (a directory).
+  committed, aborted, in_doubt (gids), plugin, wasm (a component to publish as 1.0.1),
+  screenshots (a directory).
 Exits non-zero with the failed check's message; the Rust test then checks the databases.
 """
 
@@ -258,6 +259,28 @@ def main():
         check(ARGS["plugin"] in text(driver), "the plugin is listed")
         shot(driver, "plugins")
         accessible(driver, "plugins")
+        # Publish another version from a file, alias the first one, withdraw the new one.
+        plugin = ARGS["plugin"]
+        driver.find_element(By.ID, "name").send_keys(plugin)
+        driver.find_element(By.ID, "version").send_keys("1.0.1")
+        driver.find_element(By.ID, "wasm").send_keys(ARGS["wasm"])
+        driver.find_element(By.CSS_SELECTOR, "section[aria-labelledby=publish-heading] button").click()
+        check(lands_on(driver, "/console/plugins/publish"), "the upload is submitted")
+        page = text(driver)
+        check(f"Published {plugin}@1.0.1" in page and "wasmtx:script/script" in page,
+              f"published, with what inspect says: {page[:300]}")
+        go(driver, f"/console/plugins/{plugin}")
+        driver.find_element(By.ID, "alias").send_keys("stable")
+        Select(driver.find_element(By.ID, "alias-version")).select_by_value("1.0.0")
+        driver.find_element(By.CSS_SELECTOR, "section[aria-labelledby=alias-heading] button").click()
+        check(until(driver, lambda d: "stable → 1.0.0" in text(d)), "the alias is set")
+        go(driver, f"/console/plugins/{plugin}/versions/1.0.1")
+        withdraw = driver.find_element(By.CSS_SELECTOR, "section[aria-labelledby=withdraw-heading]")
+        withdraw.find_element(By.ID, "withdraw-confirm").click()
+        withdraw.find_element(By.TAG_NAME, "button").click()
+        check(until(driver, lambda d: not d.find_elements(By.ID, "withdraw-heading")),
+              "the version is withdrawn (no withdraw form any more)")
+        check("Withdrawn\nno" not in text(driver), "the page shows when it was withdrawn")
         go(driver, f"/console/plugins/{ARGS['plugin']}/versions/1.0.0")
         check("wasmtx:script/script" in text(driver), "the version page shows what inspect says")
         shot(driver, "plugin-version")

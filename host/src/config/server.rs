@@ -25,6 +25,11 @@
 //! name = "ops"
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 //! scopes = ["admin", "invoke", "read"]
+//!
+//! [[server.tokens]]             # or a client certificate (needs tls_client_ca), or both
+//! name = "batch"
+//! client_cert_sha256 = "…"      # SHA-256 of the certificate's DER
+//! scopes = ["invoke"]
 //! ```
 
 use std::collections::BTreeMap;
@@ -58,14 +63,19 @@ impl fmt::Display for Scope {
     }
 }
 
-/// One configured token: only the SHA-256 of the secret is kept.
-#[derive(Debug, Clone, Deserialize)]
+/// One configured credential and its scopes: a bearer token (only the SHA-256 of the secret
+/// is kept), a client certificate (its SHA-256 fingerprint), or both.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSetting {
     /// Who holds it; recorded with what it did (e.g. a force-resolve).
     pub name: String,
-    /// Lowercase hex SHA-256 of the token (`printf %s "$TOKEN" | sha256sum`).
-    pub sha256: String,
+    /// Lowercase hex SHA-256 of the bearer token (`printf %s "$TOKEN" | sha256sum`).
+    pub sha256: Option<String>,
+    /// Lowercase hex SHA-256 of a client certificate (DER) that authenticates as this
+    /// holder without a bearer token (`openssl x509 -in client.pem -outform der | sha256sum`);
+    /// needs `tls_client_ca`, which the certificate must be signed by.
+    pub client_cert_sha256: Option<String>,
     pub scopes: Vec<Scope>,
 }
 
@@ -152,17 +162,39 @@ impl ServerSettings {
         for (plugin, warm) in &self.warm {
             warm.validate().map_err(|e| format!("warm.{plugin}: {e}"))?;
         }
-        for token in &self.tokens {
-            let hex_ok = token.sha256.len() == 64
-                && token
-                    .sha256
+        let is_sha256 = |text: &str| {
+            text.len() == 64
+                && text
                     .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-            if !hex_ok {
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        for token in &self.tokens {
+            if token.sha256.as_deref().is_some_and(|h| !is_sha256(h)) {
                 return Err(format!(
                     "token `{}`: sha256 must be 64 lowercase hex digits, the SHA-256 of the token (printf %s \"$TOKEN\" | sha256sum)",
                     token.name
                 ));
+            }
+            match token.client_cert_sha256.as_deref() {
+                Some(h) if !is_sha256(h) => {
+                    return Err(format!(
+                        "token `{}`: client_cert_sha256 must be 64 lowercase hex digits, the SHA-256 of the certificate in DER (openssl x509 -in client.pem -outform der | sha256sum)",
+                        token.name
+                    ));
+                }
+                Some(_) if self.tls_client_ca.is_none() => {
+                    return Err(format!(
+                        "token `{}`: client_cert_sha256 needs tls_client_ca, the CA that signs client certificates (and TLS)",
+                        token.name
+                    ));
+                }
+                None if token.sha256.is_none() => {
+                    return Err(format!(
+                        "token `{}` has neither sha256 (a bearer token) nor client_cert_sha256 (a client certificate)",
+                        token.name
+                    ));
+                }
+                _ => {}
             }
             if token.scopes.is_empty() {
                 return Err(format!(
@@ -207,5 +239,41 @@ impl ServerSettings {
 
     pub fn history_retention(&self) -> Duration {
         Duration::from_secs_f64(self.history_retention_hours * 3600.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_token(token: TokenSetting, client_ca: bool) -> Result<(), String> {
+        ServerSettings {
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("c.key".into()),
+            tls_client_ca: client_ca.then(|| "ca.pem".into()),
+            tokens: vec![token],
+            ..Default::default()
+        }
+        .validate()
+    }
+
+    #[test]
+    fn a_token_needs_a_bearer_hash_or_a_certificate_fingerprint_and_the_certificate_a_ca() {
+        let hash = "a".repeat(64);
+        let token = |sha256: Option<&str>, cert: Option<&str>| TokenSetting {
+            name: "t".into(),
+            sha256: sha256.map(str::to_owned),
+            client_cert_sha256: cert.map(str::to_owned),
+            scopes: vec![Scope::Read],
+        };
+        assert!(with_token(token(Some(&hash), None), false).is_ok());
+        assert!(with_token(token(None, Some(&hash)), true).is_ok());
+        assert!(with_token(token(Some(&hash), Some(&hash)), true).is_ok());
+        let neither = with_token(token(None, None), true).unwrap_err();
+        assert!(neither.contains("neither sha256"), "{neither}");
+        let no_ca = with_token(token(None, Some(&hash)), false).unwrap_err();
+        assert!(no_ca.contains("needs tls_client_ca"), "{no_ca}");
+        let short = with_token(token(None, Some("abc")), true).unwrap_err();
+        assert!(short.contains("client_cert_sha256 must be 64"), "{short}");
     }
 }

@@ -1,11 +1,13 @@
-//! Bearer tokens with scopes. Only each token's SHA-256 is configured; a presented token is
+//! Bearer tokens and client certificates with scopes. Only each token's SHA-256 is
+//! configured, and each certificate's SHA-256 fingerprint; a presented token (or, without
+//! one, the certificate the TLS connection presented, verified against `tls_client_ca`) is
 //! hashed and compared with every configured hash in constant time, so neither the
 //! comparison nor the order of tokens leaks how much of a guess was right. A group of routes
 //! needs one scope, checked by [`require`] before any of its handlers runs.
 
 use std::sync::Arc;
 
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -23,7 +25,11 @@ pub async fn require(scope: Scope, mut request: Request, next: Next) -> Response
         .get::<Arc<Auth>>()
         .cloned()
         .expect("the router carries the tokens as an extension");
-    match auth.check(request.headers(), scope) {
+    let certificate = request
+        .extensions()
+        .get::<ConnectInfo<PeerCertificate>>()
+        .and_then(|info| info.0.0);
+    match auth.check(request.headers(), certificate.as_ref(), scope) {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
@@ -31,6 +37,11 @@ pub async fn require(scope: Scope, mut request: Request, next: Next) -> Response
         Err(problem) => problem.into_response(),
     }
 }
+
+/// The SHA-256 of the client certificate a TLS connection presented (and the server
+/// verified against `tls_client_ca`), if any; `None` over plain HTTP.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PeerCertificate(pub Option<[u8; 32]>);
 
 /// Who made a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,44 +63,76 @@ impl Caller {
     }
 }
 
+/// One configured holder: the hashes of its bearer token and client certificate.
+struct Credential {
+    name: String,
+    bearer: Option<[u8; 32]>,
+    certificate: Option<[u8; 32]>,
+    scopes: Vec<Scope>,
+}
+
 /// The configured tokens, hashes decoded.
 pub struct Auth {
-    tokens: Vec<(String, [u8; 32], Vec<Scope>)>,
+    credentials: Vec<Credential>,
+}
+
+/// 64 hex digits as bytes (validated when the configuration was read).
+fn hash_of(hex_text: Option<&str>) -> Option<[u8; 32]> {
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(hex_text?, &mut hash).expect("validated hash");
+    Some(hash)
 }
 
 impl Auth {
     pub fn new(settings: &[TokenSetting]) -> Self {
-        let tokens = settings
+        let credentials = settings
             .iter()
-            .map(|t| {
-                let mut hash = [0u8; 32];
-                // Validated as 64 hex digits when the configuration was read.
-                hex::decode_to_slice(&t.sha256, &mut hash).expect("validated token hash");
-                (t.name.clone(), hash, t.scopes.clone())
+            .map(|t| Credential {
+                name: t.name.clone(),
+                bearer: hash_of(t.sha256.as_deref()),
+                certificate: hash_of(t.client_cert_sha256.as_deref()),
+                scopes: t.scopes.clone(),
             })
             .collect();
-        Auth { tokens }
+        Auth { credentials }
     }
 
     /// Whether any token is configured (otherwise only loopback may listen).
     pub fn enabled(&self) -> bool {
-        !self.tokens.is_empty()
+        !self.credentials.is_empty()
     }
 
     /// The name and scopes of a configured token, if `presented` is one.
     pub fn identify(&self, presented: &str) -> Option<(&str, &[Scope])> {
         let hash: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let mut found: Option<&(String, [u8; 32], Vec<Scope>)> = None;
-        for entry in &self.tokens {
-            if bool::from(entry.1.ct_eq(&hash)) {
-                found = Some(entry);
-            }
-        }
-        found.map(|(name, _, scopes)| (name.as_str(), scopes.as_slice()))
+        self.find(|c| c.bearer.as_ref(), &hash)
     }
 
-    /// The caller, if the request's `Authorization: Bearer …` grants `scope`.
-    pub fn check(&self, headers: &HeaderMap, scope: Scope) -> Result<Caller, Problem> {
+    /// The holder whose `which` hash is `hash`, compared in constant time with every one.
+    fn find(
+        &self,
+        which: impl Fn(&Credential) -> Option<&[u8; 32]>,
+        hash: &[u8; 32],
+    ) -> Option<(&str, &[Scope])> {
+        let mut found: Option<&Credential> = None;
+        for credential in &self.credentials {
+            if let Some(known) = which(credential)
+                && bool::from(known.ct_eq(hash))
+            {
+                found = Some(credential);
+            }
+        }
+        found.map(|c| (c.name.as_str(), c.scopes.as_slice()))
+    }
+
+    /// The caller, if the request's `Authorization: Bearer …` — or without one, the client
+    /// certificate its connection presented (`certificate`, its SHA-256) — grants `scope`.
+    pub fn check(
+        &self,
+        headers: &HeaderMap,
+        certificate: Option<&[u8; 32]>,
+        scope: Scope,
+    ) -> Result<Caller, Problem> {
         if !self.enabled() {
             return Ok(Caller::Loopback);
         }
@@ -100,26 +143,36 @@ impl Auth {
                 v.strip_prefix("Bearer ")
                     .or_else(|| v.strip_prefix("bearer "))
             })
-            .map(str::trim)
-            .ok_or_else(|| {
+            .map(str::trim);
+        let holder = match (presented, certificate) {
+            (Some(token), _) => self.identify(token).ok_or_else(|| {
                 Problem::new(
                     StatusCode::UNAUTHORIZED,
                     "unauthenticated",
-                    "this route needs a bearer token: Authorization: Bearer <token>",
+                    "the bearer token is not one this server knows",
                 )
-            })?;
-        let Some((name, scopes)) = self.identify(presented) else {
-            return Err(Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "the bearer token is not one this server knows",
-            ));
+            })?,
+            (None, Some(fingerprint)) => self.find(|c| c.certificate.as_ref(), fingerprint).ok_or_else(|| {
+                Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "the client certificate is not one this server's tokens name; give a bearer token: Authorization: Bearer <token>",
+                )
+            })?,
+            (None, None) => {
+                return Err(Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "this route needs a bearer token: Authorization: Bearer <token>",
+                ));
+            }
         };
+        let (name, scopes) = holder;
         if !scopes.contains(&scope) {
             return Err(Problem::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("token `{name}` lacks the `{scope}` scope this route needs"),
+                format!("`{name}` lacks the `{scope}` scope this route needs"),
             ));
         }
         Ok(Caller::Token(name.to_owned()))
@@ -131,11 +184,20 @@ mod tests {
     use super::*;
 
     fn auth() -> Auth {
-        Auth::new(&[TokenSetting {
-            name: "ops".into(),
-            sha256: hex::encode(Sha256::digest(b"secret")),
-            scopes: vec![Scope::Read],
-        }])
+        Auth::new(&[
+            TokenSetting {
+                name: "ops".into(),
+                sha256: Some(hex::encode(Sha256::digest(b"secret"))),
+                scopes: vec![Scope::Read],
+                ..Default::default()
+            },
+            TokenSetting {
+                name: "batch".into(),
+                client_cert_sha256: Some(hex::encode(Sha256::digest(b"certificate"))),
+                scopes: vec![Scope::Invoke],
+                ..Default::default()
+            },
+        ])
     }
 
     fn bearer(token: &str) -> HeaderMap {
@@ -150,7 +212,7 @@ mod tests {
     #[test]
     fn a_known_token_with_the_scope_is_its_holder() {
         assert_eq!(
-            auth().check(&bearer("secret"), Scope::Read).unwrap(),
+            auth().check(&bearer("secret"), None, Scope::Read).unwrap(),
             Caller::Token("ops".into())
         );
     }
@@ -159,26 +221,49 @@ mod tests {
     fn missing_wrong_and_underprivileged_tokens_are_refused() {
         let auth = auth();
         assert_eq!(
-            auth.check(&HeaderMap::new(), Scope::Read)
+            auth.check(&HeaderMap::new(), None, Scope::Read)
                 .unwrap_err()
                 .status,
             401
         );
         assert_eq!(
-            auth.check(&bearer("secreT"), Scope::Read)
+            auth.check(&bearer("secreT"), None, Scope::Read)
                 .unwrap_err()
                 .status,
             401
         );
-        let refused = auth.check(&bearer("secret"), Scope::Admin).unwrap_err();
+        let refused = auth
+            .check(&bearer("secret"), None, Scope::Admin)
+            .unwrap_err();
         assert_eq!((refused.status, refused.code.as_str()), (403, "forbidden"));
+    }
+
+    #[test]
+    fn a_listed_client_certificate_is_its_holder_unless_a_bearer_token_is_given() {
+        let auth = auth();
+        let listed: [u8; 32] = Sha256::digest(b"certificate").into();
+        let other: [u8; 32] = Sha256::digest(b"another").into();
+        assert_eq!(
+            auth.check(&HeaderMap::new(), Some(&listed), Scope::Invoke)
+                .unwrap(),
+            Caller::Token("batch".into())
+        );
+        let refused = auth.check(&HeaderMap::new(), Some(&listed), Scope::Read);
+        assert_eq!(refused.unwrap_err().status, 403);
+        let unknown = auth.check(&HeaderMap::new(), Some(&other), Scope::Invoke);
+        assert_eq!(unknown.unwrap_err().status, 401);
+        // An explicit bearer token is judged alone: a wrong one is refused.
+        let wrong = auth.check(&bearer("nope"), Some(&listed), Scope::Invoke);
+        assert_eq!(wrong.unwrap_err().status, 401);
+        // A certificate is never taken for a bearer token's hash.
+        assert!(auth.identify("certificate").is_none());
     }
 
     #[test]
     fn without_tokens_everyone_is_the_loopback_caller() {
         assert_eq!(
             Auth::new(&[])
-                .check(&HeaderMap::new(), Scope::Admin)
+                .check(&HeaderMap::new(), None, Scope::Admin)
                 .unwrap(),
             Caller::Loopback
         );

@@ -200,7 +200,10 @@ impl Server {
         let app = router(state.clone());
         let result = match self.listener {
             Listening::Plain(tcp) => axum::serve(tcp, app).with_graceful_shutdown(shutdown).await,
-            Listening::Tls(tls) => axum::serve(tls, app).with_graceful_shutdown(shutdown).await,
+            Listening::Tls(tls) => {
+                let app = app.into_make_service_with_connect_info::<auth::PeerCertificate>();
+                axum::serve(tls, app).with_graceful_shutdown(shutdown).await
+            }
         };
         state.draining();
         recovery.abort();

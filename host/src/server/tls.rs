@@ -3,7 +3,8 @@
 //! reloading of the certificate, key and client CA without a restart — when a file's size
 //! or modification time changes (looked at every two seconds) or on SIGHUP. A reload that
 //! fails keeps the configuration in use and says why in the log; connections already open
-//! keep the certificate they were made with.
+//! keep the certificate they were made with. Each connection's client certificate, if it
+//! presented one, reaches the requests on it (`PeerCertificate`) as a way to authenticate.
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,12 +12,14 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::ServerConfig;
+use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use super::auth::PeerCertificate;
 use crate::tls::TlsFiles;
 
 /// How long a client may take to complete its handshake.
@@ -69,6 +72,21 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.addr)
+    }
+}
+
+/// Each connection's client certificate, for [`super::auth::require`].
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for PeerCertificate
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        let (_, session) = stream.io().get_ref();
+        PeerCertificate(
+            session
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| Sha256::digest(leaf.as_ref()).into()),
+        )
     }
 }
 
