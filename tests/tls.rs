@@ -269,14 +269,22 @@ fn a_changed_certificate_is_served_without_a_restart() {
     );
 }
 
+/// A CA and the server's certificate from it, and another CA for client certificates,
+/// written under `dir`: the CA's path, the certificate's and key's, the clients' CA and its
+/// path.
+fn mutual(dir: &TestDir) -> (PathBuf, PathBuf, PathBuf, Ca, PathBuf) {
+    let ca = Ca::new("wasmtx test CA");
+    let ca_path = ca.write(dir, "ca.pem");
+    let (cert, key) = write_pair(dir, "server", &ca.issue("server", &["127.0.0.1"]));
+    let clients = Ca::new("clients CA");
+    let clients_path = clients.write(dir, "clients.pem");
+    (ca_path, cert, key, clients, clients_path)
+}
+
 #[test]
 fn client_certificates_of_the_configured_ca_are_accepted_and_others_refused() {
     let dir = TestDir::new();
-    let ca = Ca::new("wasmtx test CA");
-    let ca_path = ca.write(&dir, "ca.pem");
-    let (cert, key) = write_pair(&dir, "server", &ca.issue("server", &["127.0.0.1"]));
-    let clients = Ca::new("clients CA");
-    let clients_path = clients.write(&dir, "clients.pem");
+    let (ca_path, cert, key, clients, clients_path) = mutual(&dir);
     let server = tls_server(&dir, &cert, &key, Some(&clients_path));
     wait_ready_tls(&server.url, &ca_path);
     let runtime = runtime();
@@ -311,11 +319,7 @@ fn client_certificates_of_the_configured_ca_are_accepted_and_others_refused() {
 #[test]
 fn a_client_certificate_named_by_a_token_authenticates_without_a_bearer_token() {
     let dir = TestDir::new();
-    let ca = Ca::new("wasmtx test CA");
-    let ca_path = ca.write(&dir, "ca.pem");
-    let (cert, key) = write_pair(&dir, "server", &ca.issue("server", &["127.0.0.1"]));
-    let clients = Ca::new("clients CA");
-    let clients_path = clients.write(&dir, "clients.pem");
+    let (ca_path, cert, key, clients, clients_path) = mutual(&dir);
     let listed = write_pair(&dir, "listed", &clients.issue("batch", &["batch"]));
     let unlisted = write_pair(&dir, "unlisted", &clients.issue("other", &["other"]));
     let fingerprint = sha256_der(&std::fs::read_to_string(&listed.0).unwrap());
