@@ -212,6 +212,12 @@ impl AppState {
         self.host.in_doubt(&filter).await
     }
 
+    /// Sets the gauges read at scrape time (slots, warm instances, decision store, lease).
+    pub fn sample_metrics(&self) {
+        self.metrics
+            .sample(self.slots_in_use(), &self.warm_counts(), &self.host);
+    }
+
     /// Slots in use now.
     pub fn slots_in_use(&self) -> usize {
         self.settings.concurrency as usize - self.slots.available_permits()

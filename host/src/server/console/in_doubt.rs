@@ -17,8 +17,8 @@ use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::Signed;
 use super::page::{csrf_field, layout, problem_page, table, time_text};
+use super::{CsrfForm, Signed};
 use crate::config::Scope;
 use crate::recovery::{
     Action, Examined, ForcePreview, InDoubtEntry, InDoubtFilter, PRESUMED_ABORT_MARGIN, Requested,
@@ -230,17 +230,12 @@ fn force_form(
     }
 }
 
-#[derive(Deserialize)]
-pub struct RetryForm {
-    csrf: String,
-}
-
 pub async fn retry(
     State(state): State<Arc<AppState>>,
     signed: Signed,
     Path(gid): Path<String>,
     headers: HeaderMap,
-    Form(form): Form<RetryForm>,
+    Form(form): Form<CsrfForm>,
 ) -> Response {
     if let Some(refused) = signed.refusal(Scope::Admin, &headers, &form.csrf) {
         return refused;

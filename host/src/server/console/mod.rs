@@ -275,8 +275,9 @@ fn redirect_setting(to: &str, cookie: HeaderValue) -> Response {
     response
 }
 
+/// A form that carries nothing but the session's CSRF token (sign-out, retry).
 #[derive(Deserialize)]
-struct CsrfForm {
+pub struct CsrfForm {
     csrf: String,
 }
 

@@ -28,9 +28,7 @@ pub async fn page(State(state): State<Arc<AppState>>, signed: Signed) -> Markup 
     let counts = state.history.per_minute(first_minute).await;
     let in_doubt = state.in_doubt(InDoubtFilter::default()).await;
     let pending = state.host.pending_commits().await;
-    state
-        .metrics
-        .sample(state.slots_in_use(), &state.warm_counts(), &state.host);
+    state.sample_metrics();
     let samples = state.metrics.samples();
 
     let in_doubt_gids: std::collections::BTreeSet<&str> =

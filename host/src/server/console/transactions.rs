@@ -40,7 +40,7 @@ const STATES: &[TxState] = &[
 /// The filter form's fields. Times are the browser's local `datetime-local` values;
 /// `tz` is the browser's offset from UTC in minutes (`Date.getTimezoneOffset`, set by
 /// `console.js`; UTC without it).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 pub struct ListQuery {
     #[serde(default)]
     status: String,
