@@ -51,6 +51,8 @@ const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+/// How often the histograms' samples are folded into their buckets between scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -115,6 +117,21 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         self.handle.render()
+    }
+
+    /// Folds the histograms' samples into their buckets every few seconds, for as long as
+    /// it runs. The exporter keeps each recorded sample until the next scrape or upkeep, so
+    /// a server nobody scrapes would otherwise grow by every request's and transaction's
+    /// samples without bound.
+    pub fn upkeep(&self) -> impl Future<Output = ()> + Send + 'static {
+        let handle = self.handle.clone();
+        async move {
+            let mut tick = tokio::time::interval(UPKEEP_EVERY);
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        }
     }
 
     /// Every sample of the rendered metrics, for pages that show them (the console).

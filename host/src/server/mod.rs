@@ -192,6 +192,7 @@ impl Server {
     ) -> std::io::Result<()> {
         let state = self.state;
         let recovery = tokio::spawn(recovery_loop::run(state.clone()));
+        let metrics_upkeep = tokio::spawn(state.metrics.upkeep());
         let cluster = state
             .host
             .cluster()
@@ -207,6 +208,7 @@ impl Server {
         };
         state.draining();
         recovery.abort();
+        metrics_upkeep.abort();
         if let Some(cluster) = cluster {
             cluster.abort();
         }
