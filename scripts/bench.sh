@@ -11,7 +11,8 @@
 #   the last agent. DURABLE=1 also counts durable writes per transaction. HTTP=1 also starts a
 #   `wasmtx serve` on loopback with the same participants, publishes the script to it and adds
 #   the `http` variant (the same transaction as an invoke over HTTP); HTTP=keyed adds
-#   `http-keyed` as well (each invoke with an Idempotency-Key of its own). RAW=1 (transfer only)
+#   `http-keyed` as well (each invoke with an Idempotency-Key of its own); the servers' own CPU
+#   per HTTP transaction is printed at the end, apart from the load generator's. RAW=1 (transfer only)
 #   also runs the transfer on bare connections, `raw-2pc` and `raw-plain`: the databases' own
 #   ceiling, with nothing of the host in between. WARM_USES=N also runs every script on warm
 #   instances (`--warm-uses N`: NAME-warm beside each script's fresh variant). LANGUAGES=1
@@ -160,9 +161,28 @@ if [ "${LANGUAGES:-0}" = 1 ]; then
 fi
 warm=()
 [ -n "${WARM_USES:-}" ] && warm=(--warm-uses "$WARM_USES")
+# The servers' own CPU (user + system, from /proc) over the run, printed per HTTP transaction
+# apart from the load generator's: in production the clients run elsewhere. The servers do
+# nothing else meanwhile but their background ticks (recovery, metrics upkeep).
+server_cpu_ticks() {
+  local pid sum=0
+  for pid in "${server_pids[@]}"; do sum=$((sum + $(awk '{ print $14 + $15 }' "/proc/$pid/stat"))); done
+  echo "$sum"
+}
+http_on=0
+[ "${HTTP:-0}" != 0 ] && http_on=1
+if [ "$http_on" = 1 ]; then server_cpu_before=$(server_cpu_ticks); fi
 "${pin[@]}" "$devbench" "examples/$scenario" \
   -p "a=$url_a" -p "b=$url_b" \
   --concurrency "$concurrency" --transactions "$transactions" \
   "${languages[@]}" "${warm[@]}" --compare native --compare plain "${raw[@]}" "${http[@]}" "${durable[@]}" "${store[@]}" \
   --input "$input" \
   ${EXTRA:-}
+if [ "$http_on" = 1 ]; then
+  http_variants=1
+  [ "$HTTP" = keyed ] && http_variants=2
+  awk -v ticks="$(( $(server_cpu_ticks) - server_cpu_before ))" -v hz="$(getconf CLK_TCK)" \
+    -v tx="$((transactions * http_variants))" -v n="$http_variants" \
+    'BEGIN { printf "wasmtx serve CPU: %.0f µs per HTTP transaction (%s, %d transactions, user + system)\n",
+             ticks / hz * 1e6 / tx, n == 2 ? "http and http-keyed together" : "http", tx }'
+fi

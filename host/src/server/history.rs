@@ -11,15 +11,15 @@
 //! before the answer: they survive the process being killed, and after an operating-system
 //! crash a repeat answers from the gid's decision.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 use utoipa::ToSchema;
 
@@ -337,7 +337,7 @@ impl History {
 type Reservation = (TxRecord, oneshot::Sender<Result<bool, String>>);
 
 /// The group-committing writer of keys: a task that takes every reservation queued, writes
-/// them in one SQLite transaction with a full sync, and answers each.
+/// them in one SQLite statement with a full sync, and answers each.
 #[derive(Clone)]
 struct SyncedWriter {
     queue: mpsc::UnboundedSender<Reservation>,
@@ -376,35 +376,36 @@ impl SyncedWriter {
     }
 }
 
-/// Writes a batch of reservations in one transaction; each one's result, in order. A failed
-/// commit fails them all (none is on disk).
+/// Writes a batch of reservations as one statement — one trip to SQLite's worker thread and
+/// one synced commit for the whole batch; each one's result, in order: `true` if its row was
+/// inserted, `false` if its key (or gid) was there already. A failed statement fails them
+/// all (none is on disk).
 async fn write_reservations(pool: &SqlitePool, batch: &[Reservation]) -> Vec<Result<bool, String>> {
-    let written: Result<Vec<bool>, sqlx::Error> = async {
-        let mut tx = pool.begin().await?;
-        let mut inserted = Vec::with_capacity(batch.len());
-        for (record, _) in batch {
-            let result = sqlx::query(
-                "INSERT INTO transactions (gid, plugin, version, digest, participants, status, idem_key, request_sha256, started_at)
-                 VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?) ON CONFLICT DO NOTHING",
-            )
-            .bind(&record.gid)
-            .bind(&record.plugin)
-            .bind(&record.version)
-            .bind(&record.digest)
-            .bind(serde_json::to_string(&record.participants).unwrap_or_default())
-            .bind(&record.idem_key)
-            .bind(&record.request_sha256)
-            .bind(record.started_at)
-            .execute(&mut *tx)
-            .await?;
-            inserted.push(result.rows_affected() == 1);
-        }
-        tx.commit().await?;
-        Ok(inserted)
-    }
-    .await;
+    let mut insert = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO transactions (gid, plugin, version, digest, participants, status, idem_key, request_sha256, started_at) ",
+    );
+    insert.push_values(batch, |mut row, (record, _)| {
+        row.push_bind(&record.gid)
+            .push_bind(&record.plugin)
+            .push_bind(&record.version)
+            .push_bind(&record.digest)
+            .push_bind(serde_json::to_string(&record.participants).unwrap_or_default())
+            .push_bind(TxState::Running.as_str())
+            .push_bind(&record.idem_key)
+            .push_bind(&record.request_sha256)
+            .push_bind(record.started_at);
+    });
+    insert.push(" ON CONFLICT DO NOTHING RETURNING gid");
+    let written: Result<HashSet<String>, sqlx::Error> = insert
+        .build_query_scalar::<String>()
+        .fetch_all(pool)
+        .await
+        .map(|gids| gids.into_iter().collect());
     match written {
-        Ok(inserted) => inserted.into_iter().map(Ok).collect(),
+        Ok(inserted) => batch
+            .iter()
+            .map(|(record, _)| Ok(inserted.contains(&record.gid)))
+            .collect(),
         Err(err) => batch
             .iter()
             .map(|_| Err(format!("cannot record the idempotency key: {err}")))
@@ -465,5 +466,59 @@ impl From<&Resolved> for PluginRef {
             resolved.version.clone(),
             resolved.digest.clone(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keyed(gid: &str, key: &str) -> TxRecord {
+        TxRecord {
+            gid: gid.to_owned(),
+            plugin: "transfer".to_owned(),
+            version: "1.0.0".to_owned(),
+            digest: "d".repeat(64),
+            participants: vec!["a".to_owned(), "b".to_owned()],
+            status: TxState::Running,
+            http_status: None,
+            response: None,
+            idem_key: Some(key.to_owned()),
+            request_sha256: Some("0".repeat(64)),
+            started_at: now_ms(),
+            finished_at: None,
+            resolution: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_keys_inserts_each_new_one_and_refuses_a_taken_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(&dir.path().join("history.sqlite"))
+            .await
+            .unwrap();
+        assert_eq!(history.reserve_key(&keyed("g1", "k1")).await, Ok(true));
+
+        // Queued together, so that one statement writes them.
+        let answers = futures::future::join_all([
+            history.reserve_key(&keyed("g2", "k2")),
+            history.reserve_key(&keyed("g3", "k1")),
+            history.reserve_key(&keyed("g4", "k3")),
+            history.reserve_key(&keyed("g1", "k4")),
+        ])
+        .await;
+        assert_eq!(answers, [Ok(true), Ok(false), Ok(true), Ok(false)]);
+
+        assert_eq!(
+            history.by_key("transfer", "k1").await.unwrap().unwrap().gid,
+            "g1"
+        );
+        assert_eq!(
+            history.by_key("transfer", "k3").await.unwrap().unwrap().gid,
+            "g4"
+        );
+        assert!(history.by_key("transfer", "k4").await.unwrap().is_none());
+        let row = history.get("g2").await.unwrap().unwrap();
+        assert_eq!((row.status, row.finished_at), (TxState::Running, None));
     }
 }
