@@ -41,19 +41,7 @@ fn browser_tools() -> Option<PathBuf> {
         PathBuf::from("/usr/bin/chromedriver"),
         repo().join("tests/console/node_modules/axe-core/axe.min.js"),
     ];
-    if let Some(missing) = needed.iter().find(|p| !p.is_file()) {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "{} is missing: scripts/test.sh installs it",
-            missing.display()
-        );
-        eprintln!(
-            "skipping: {} is missing (scripts/test.sh installs it)",
-            missing.display()
-        );
-        return None;
-    }
-    Some(python)
+    installed(&needed).then_some(python)
 }
 
 #[test]

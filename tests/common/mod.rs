@@ -28,6 +28,24 @@ pub fn fault_injection_built() -> bool {
     false
 }
 
+/// Whether every file of `needed` (tools scripts/test.sh installs) is there. A missing one
+/// fails the test under `CI=true`; otherwise the test is skipped, saying which.
+pub fn installed(needed: &[PathBuf]) -> bool {
+    let Some(missing) = needed.iter().find(|path| !path.is_file()) else {
+        return true;
+    };
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "{} is missing: scripts/test.sh installs it",
+        missing.display()
+    );
+    eprintln!(
+        "skipping: {} is missing (scripts/test.sh installs it)",
+        missing.display()
+    );
+    false
+}
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
