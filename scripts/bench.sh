@@ -143,7 +143,8 @@ TOML
     server_urls+=("$server_url")
   done
   http=(--compare http --server "$(IFS=,; echo "${server_urls[*]}")" --plugin "$scenario")
-  [ "$HTTP" = keyed ] && http+=(--compare http-keyed)
+  http_variants=1
+  if [ "$HTTP" = keyed ]; then http+=(--compare http-keyed); http_variants=2; fi
 fi
 raw=()
 if [ "${RAW:-0}" = 1 ]; then
@@ -169,18 +170,14 @@ server_cpu_ticks() {
   for pid in "${server_pids[@]}"; do sum=$((sum + $(awk '{ print $14 + $15 }' "/proc/$pid/stat"))); done
   echo "$sum"
 }
-http_on=0
-[ "${HTTP:-0}" != 0 ] && http_on=1
-if [ "$http_on" = 1 ]; then server_cpu_before=$(server_cpu_ticks); fi
+server_cpu_before=$(server_cpu_ticks)
 "${pin[@]}" "$devbench" "examples/$scenario" \
   -p "a=$url_a" -p "b=$url_b" \
   --concurrency "$concurrency" --transactions "$transactions" \
   "${languages[@]}" "${warm[@]}" --compare native --compare plain "${raw[@]}" "${http[@]}" "${durable[@]}" "${store[@]}" \
   --input "$input" \
   ${EXTRA:-}
-if [ "$http_on" = 1 ]; then
-  http_variants=1
-  [ "$HTTP" = keyed ] && http_variants=2
+if [ "${#server_pids[@]}" -gt 0 ]; then
   awk -v ticks="$(( $(server_cpu_ticks) - server_cpu_before ))" -v hz="$(getconf CLK_TCK)" \
     -v tx="$((transactions * http_variants))" -v n="$http_variants" \
     'BEGIN { printf "wasmtx serve CPU: %.0f µs per HTTP transaction (%s, %d transactions, user + system)\n",
